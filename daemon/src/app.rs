@@ -1,0 +1,86 @@
+//! The one place that wires the modules together, one function per command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config::Config;
+
+/// Errors from commands; each module has its own typed error underneath.
+pub type AppError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `err: cause: cause`, for one-line messages.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Telemetry guard: flushes exporters on shutdown.
+pub struct Telemetry {}
+
+impl Telemetry {
+    pub fn shutdown(self) {}
+}
+
+/// Logs to stderr (always: stdout belongs to MCP stdio and to command output).
+pub fn init_telemetry(_stdio: bool) -> Telemetry {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,rmcp=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    Telemetry {}
+}
+
+fn not_built(command: &str) -> Result<ExitCode, AppError> {
+    Err(format!("`kubemedic {command}` is not built yet").into())
+}
+
+/// `kubemedic run`.
+pub async fn run(_config: Config) -> Result<ExitCode, AppError> {
+    not_built("run")
+}
+
+/// `kubemedic mcp`.
+pub async fn mcp_stdio(_config: Config) -> Result<ExitCode, AppError> {
+    not_built("mcp")
+}
+
+/// Options of `kubemedic demo`.
+pub struct DemoOptions {
+    pub yes: bool,
+    pub only: Vec<String>,
+    pub scenarios: PathBuf,
+}
+
+/// `kubemedic demo`.
+pub async fn demo(_config: Config, _options: DemoOptions) -> Result<ExitCode, AppError> {
+    not_built("demo")
+}
+
+/// `kubemedic diagnose`.
+pub async fn diagnose(_config: Config, _target: &str, _json: bool) -> Result<ExitCode, AppError> {
+    not_built("diagnose")
+}
+
+/// `kubemedic drift`.
+pub async fn drift(_config: Config, _json: bool) -> Result<ExitCode, AppError> {
+    not_built("drift")
+}
+
+/// `kubemedic validate`.
+pub async fn validate(
+    _config: Config,
+    _rules: Option<PathBuf>,
+    _prompts: Option<PathBuf>,
+) -> Result<ExitCode, AppError> {
+    not_built("validate")
+}
+
+/// `kubemedic approve|reject`.
+pub async fn decide(_url: &str, _proposal: &str, _approve: bool) -> Result<ExitCode, AppError> {
+    not_built("approve/reject")
+}

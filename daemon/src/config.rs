@@ -1,0 +1,174 @@
+//! The configuration file (YAML). How the process runs lives in flags and
+//! standard env vars; what to remediate lives here and in rules/prompts.
+//!
+//! Every section denies unknown fields so a typo is an error, not a silently
+//! ignored setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Which cluster to talk to and what of it is visible.
+    pub cluster: ClusterConfig,
+    /// Directory of rule files (`*.yaml`).
+    pub rules_dir: PathBuf,
+    /// Directory of prompt workflows (`*.md`).
+    pub prompts_dir: PathBuf,
+    /// Where the embedded store and the audit log live.
+    pub state_dir: PathBuf,
+    /// The HTTP listener (MCP, Alertmanager, Slack, metrics).
+    pub http: HttpConfig,
+    /// Who may call MCP tools and with which role.
+    pub auth: crate::mcp::auth::AuthConfig,
+    /// Alertmanager webhook receiver.
+    pub alerts: crate::alerts::AlertsConfig,
+    /// Cluster watchers.
+    pub watch: crate::watch::WatchConfig,
+    /// Which runner diagnoses incidents.
+    pub agent: crate::agent::AgentConfig,
+    /// What proposals may change.
+    pub policy: crate::policy::PolicyConfig,
+    /// Proposal expiry and approval paths.
+    pub approvals: crate::approvals::ApprovalsConfig,
+    /// Slack app; absent = no Slack.
+    pub slack: Option<crate::approvals::slack::SlackConfig>,
+    /// NATS JetStream; absent = embedded store, in-process queues, one replica.
+    pub nats: Option<crate::bus::NatsConfig>,
+    /// Drift report schedule and sources.
+    pub drift: crate::drift::DriftConfig,
+}
+
+/// Cluster connection and scope.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Name used in incidents, metrics and MCP resources.
+    pub name: String,
+    /// Kubeconfig file; default: `KUBECONFIG`, `~/.kube/config`, or in-cluster.
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context; default: the current one.
+    pub context: Option<String>,
+    /// Namespaces kubemedic may see; empty = all but `exclude_namespaces`.
+    pub namespaces: Vec<String>,
+    /// Namespaces that do not exist for kubemedic.
+    pub exclude_namespaces: Vec<String>,
+    /// Kinds the tools may read (case-insensitive); empty = the built-in list.
+    pub kinds: Vec<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            name: "local".into(),
+            kubeconfig: None,
+            context: None,
+            namespaces: Vec::new(),
+            exclude_namespaces: vec!["kube-system".into(), "kube-public".into(), "kube-node-lease".into()],
+            kinds: Vec::new(),
+        }
+    }
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Host header values accepted on `/mcp` (DNS-rebinding protection); loopback is always allowed.
+    pub allowed_hosts: Vec<String>,
+    /// Origin header values accepted on `/mcp`; requests without Origin are accepted.
+    pub allowed_origins: Vec<String>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Load from a file, or defaults when `path` is `None`. Relative
+    /// directories are resolved against the current directory.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                serde_yaml_ng::from_str::<Config>(&text)
+                    .map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?
+            }
+            None => Config::default(),
+        };
+        if config.rules_dir.as_os_str().is_empty() {
+            config.rules_dir = "rules".into();
+        }
+        if config.prompts_dir.as_os_str().is_empty() {
+            config.prompts_dir = "prompts".into();
+        }
+        if config.state_dir.as_os_str().is_empty() {
+            config.state_dir = ".kubemedic".into();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that cannot be expressed in the types.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.cluster.name.trim().is_empty() {
+            return Err(ConfigError::Invalid("cluster.name must not be empty".into()));
+        }
+        if self.http.max_body_bytes == 0 {
+            return Err(ConfigError::Invalid("http.max_body_bytes must be > 0".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_is_refused() {
+        let err = serde_yaml_ng::from_str::<Config>("clustr: {}\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `clustr`"), "{err}");
+    }
+
+    #[test]
+    fn defaults_are_usable() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.cluster.name, "local");
+        assert_eq!(c.rules_dir, PathBuf::from("rules"));
+    }
+}

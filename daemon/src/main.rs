@@ -1,0 +1,130 @@
+//! The `kubemedic` binary: parse the command line, load and check the
+//! config, start telemetry, hand over to [`kubemedic::app`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kubemedic::app;
+use kubemedic::config::Config;
+
+/// Exit code for a usage or configuration error (sysexits EX_USAGE).
+const EX_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "kubemedic",
+    version,
+    about = "Kubernetes remediation daemon: watch, diagnose, propose, approve, apply, verify"
+)]
+struct Cli {
+    /// Configuration file (YAML).
+    #[arg(long, short, global = true, env = "KUBEMEDIC_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The daemon: watchers, alerts, agent, Slack, MCP over HTTP, drift cron.
+    Run,
+    /// MCP over stdio, for Claude Desktop / Cursor.
+    Mcp,
+    /// The whole loop on the local control plane with simulated nodes.
+    Demo {
+        /// Approve every proposal without asking.
+        #[arg(long)]
+        yes: bool,
+        /// Only these scenarios (file stems under the scenarios directory).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Directory of scenario manifests.
+        #[arg(long, default_value = "tests/scenarios")]
+        scenarios: PathBuf,
+    },
+    /// Diagnose one workload now: NAMESPACE/KIND/NAME.
+    Diagnose {
+        target: String,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Write a drift report now.
+    Drift {
+        #[arg(long, value_enum, default_value = "markdown")]
+        output: Output,
+    },
+    /// Check rules and prompts (for CI / GitOps review).
+    Validate {
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        #[arg(long)]
+        prompts: Option<PathBuf>,
+    },
+    /// Approve a pending proposal.
+    Approve {
+        proposal: String,
+        /// Daemon URL.
+        #[arg(long, env = "KUBEMEDIC_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+    /// Reject a pending proposal.
+    Reject {
+        proposal: String,
+        #[arg(long, env = "KUBEMEDIC_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+}
+
+fn main() -> ExitCode {
+    // reqwest is built without a default TLS provider; kube and async-nats use ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("kubemedic: {}", app::error_chain(&err));
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let stdio = matches!(cli.command, Command::Mcp);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(err) => {
+            eprintln!("kubemedic: cannot start runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let telemetry = app::init_telemetry(stdio);
+        let result = match cli.command {
+            Command::Run => app::run(config).await,
+            Command::Mcp => app::mcp_stdio(config).await,
+            Command::Demo { yes, only, scenarios } => {
+                app::demo(config, app::DemoOptions { yes, only, scenarios }).await
+            }
+            Command::Diagnose { target, output } => {
+                app::diagnose(config, &target, matches!(output, Output::Json)).await
+            }
+            Command::Drift { output } => app::drift(config, matches!(output, Output::Json)).await,
+            Command::Validate { rules, prompts } => app::validate(config, rules, prompts).await,
+            Command::Approve { proposal, url } => app::decide(&url, &proposal, true).await,
+            Command::Reject { proposal, url } => app::decide(&url, &proposal, false).await,
+        };
+        telemetry.shutdown();
+        match result {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("kubemedic: {}", app::error_chain(err.as_ref()));
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

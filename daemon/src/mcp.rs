@@ -1,0 +1,4 @@
+//! The MCP surface (resources, tools, prompts), independent of transport;
+//! stdio and streamable HTTP are a few lines each.
+
+pub mod auth;

@@ -1,0 +1,1 @@
+//! Rules (`rules/*.yaml`): match signals to prompt workflows.

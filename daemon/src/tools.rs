@@ -1,0 +1,1 @@
+//! The tools: reads and mutations over the cluster, independent of MCP.

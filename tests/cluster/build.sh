@@ -6,6 +6,9 @@
 # Skips the build when OUTDIR already holds the three binaries.
 set -euo pipefail
 OUT=${1:-${KUBEMEDIC_CACHE:-$HOME/.cache/kubemedic}/k8s-v1.20.2}
+mkdir -p "$(dirname "$OUT")"
+# One build at a time: a second caller waits, then finds the cache.
+exec 9>"$OUT.lock"; flock 9
 if [ -x "$OUT/kube-apiserver" ] && [ -x "$OUT/kube-controller-manager" ] && [ -x "$OUT/kube-scheduler" ]; then
   echo "control plane binaries cached in $OUT"; exit 0
 fi

@@ -6,6 +6,10 @@
 
 use async_trait::async_trait;
 
+pub mod contract;
+pub mod nats;
+pub mod redb;
+
 use crate::approvals::Proposal;
 use crate::incident::Incident;
 

@@ -1,0 +1,172 @@
+//! The clustered store: one NATS JetStream KV bucket shared by all replicas.
+//!
+//! Keys are `incidents.<id>`, `proposals.<id>` and `drift.latest`. The KV
+//! revision is the JetStream sequence of the last write to the key, so
+//! `kv.update(key, value, revision)` is a compare-and-set across replicas:
+//! two replicas that read the same pending proposal and both try to approve
+//! it get one success and one `WrongLastRevision`.
+
+use async_nats::jetstream::{self, kv};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::TryStreamExt;
+
+use super::{Store, StoreError, Versioned};
+use crate::approvals::Proposal;
+use crate::incident::Incident;
+
+/// Default bucket name.
+pub const DEFAULT_BUCKET: &str = "kubemedic";
+
+/// The JetStream KV store.
+#[derive(Clone)]
+pub struct NatsStore {
+    kv: kv::Store,
+}
+
+impl std::fmt::Debug for NatsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsStore").finish_non_exhaustive()
+    }
+}
+
+fn backend(context: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("{context}: {e}"))
+}
+
+/// NATS keys allow `[-/_=.a-zA-Z0-9]`; ids are uuids, but refuse anything else clearly.
+fn key(prefix: &str, id: &str) -> Result<String, StoreError> {
+    let ok = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'='));
+    if !ok {
+        return Err(StoreError::Backend(format!("id {id:?} cannot be a NATS KV key")));
+    }
+    Ok(format!("{prefix}.{id}"))
+}
+
+impl NatsStore {
+    /// Connect to `url` and open (or create) `bucket`.
+    pub async fn connect(url: &str, bucket: &str) -> Result<Self, StoreError> {
+        let client = async_nats::connect(url).await.map_err(|e| backend(&format!("cannot connect to {url}"), e))?;
+        Self::open(jetstream::new(client), bucket).await
+    }
+
+    /// Open (or create) `bucket` on an existing JetStream context (shared with the bus).
+    pub async fn open(js: jetstream::Context, bucket: &str) -> Result<Self, StoreError> {
+        let kv = match js.get_key_value(bucket).await {
+            Ok(kv) => kv,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: bucket.to_owned(),
+                    description: "kubemedic incidents, proposals and drift report".into(),
+                    history: 1,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| backend(&format!("cannot create KV bucket {bucket}"), e))?,
+        };
+        Ok(Self { kv })
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, Bytes)>, StoreError> {
+        let keys: Vec<String> = self
+            .kv
+            .keys()
+            .await
+            .map_err(|e| backend("cannot list keys", e))?
+            .try_collect()
+            .await
+            .map_err(|e| backend("cannot list keys", e))?;
+        let mut out = Vec::new();
+        for k in keys.into_iter().filter(|k| k.strip_prefix(prefix).is_some_and(|r| r.starts_with('.'))) {
+            if let Some(v) = self.kv.get(k.as_str()).await.map_err(|e| backend("cannot read key", e))? {
+                out.push((k, v));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Store for NatsStore {
+    async fn put_incident(&self, incident: &Incident) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(incident).map_err(StoreError::Decode)?;
+        self.kv.put(key("incidents", &incident.id)?, bytes.into()).await.map_err(|e| backend("cannot write incident", e))?;
+        Ok(())
+    }
+
+    async fn get_incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        let v = self.kv.get(key("incidents", id)?).await.map_err(|e| backend("cannot read incident", e))?;
+        v.map(|b| serde_json::from_slice(&b).map_err(StoreError::Decode)).transpose()
+    }
+
+    async fn list_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        self.list("incidents").await?.iter().map(|(_, b)| serde_json::from_slice(b).map_err(StoreError::Decode)).collect()
+    }
+
+    async fn create_proposal(&self, proposal: &Proposal) -> Result<u64, StoreError> {
+        let bytes = serde_json::to_vec(proposal).map_err(StoreError::Decode)?;
+        match self.kv.create(key("proposals", &proposal.id)?, bytes.into()).await {
+            Ok(rev) => Ok(rev),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                Err(StoreError::AlreadyExists { what: "proposal", id: proposal.id.clone() })
+            }
+            Err(e) => Err(backend("cannot create proposal", e)),
+        }
+    }
+
+    async fn get_proposal(&self, id: &str) -> Result<Option<Versioned<Proposal>>, StoreError> {
+        let entry = self.kv.entry(key("proposals", id)?).await.map_err(|e| backend("cannot read proposal", e))?;
+        match entry {
+            Some(e) if e.operation == kv::Operation::Put => Ok(Some(Versioned {
+                value: serde_json::from_slice(&e.value).map_err(StoreError::Decode)?,
+                revision: e.revision,
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    async fn update_proposal(&self, proposal: &Proposal, expected: u64) -> Result<u64, StoreError> {
+        let k = key("proposals", &proposal.id)?;
+        let bytes = serde_json::to_vec(proposal).map_err(StoreError::Decode)?;
+        match self.kv.update(k.as_str(), bytes.into(), expected).await {
+            Ok(rev) => Ok(rev),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                if self.get_proposal(&proposal.id).await?.is_none() {
+                    Err(StoreError::NotFound { what: "proposal", id: proposal.id.clone() })
+                } else {
+                    Err(StoreError::Conflict { what: "proposal", id: proposal.id.clone(), expected })
+                }
+            }
+            Err(e) => Err(backend("cannot update proposal", e)),
+        }
+    }
+
+    async fn list_proposals(&self) -> Result<Vec<Proposal>, StoreError> {
+        self.list("proposals").await?.iter().map(|(_, b)| serde_json::from_slice(b).map_err(StoreError::Decode)).collect()
+    }
+
+    async fn put_drift_report(&self, report: &serde_json::Value) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(report).map_err(StoreError::Decode)?;
+        self.kv.put("drift.latest", bytes.into()).await.map_err(|e| backend("cannot write drift report", e))?;
+        Ok(())
+    }
+
+    async fn latest_drift_report(&self) -> Result<Option<serde_json::Value>, StoreError> {
+        let v = self.kv.get("drift.latest").await.map_err(|e| backend("cannot read drift report", e))?;
+        v.map(|b| serde_json::from_slice(&b).map_err(StoreError::Decode)).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_checked() {
+        assert_eq!(key("proposals", "0190-ab_c").unwrap(), "proposals.0190-ab_c");
+        assert!(key("proposals", "a.b").is_err());
+        assert!(key("proposals", "a b").is_err());
+        assert!(key("proposals", "").is_err());
+    }
+}

@@ -32,6 +32,7 @@ pub mod incident;
 pub mod mcp;
 pub mod policy;
 pub mod prompts;
+pub mod redact;
 pub mod rules;
 pub mod signal;
 pub mod store;

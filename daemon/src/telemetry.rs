@@ -1,1 +1,3 @@
 //! Telemetry: OpenTelemetry spans, Prometheus metrics and the audit trail.
+
+pub mod audit;

@@ -1,8 +1,220 @@
 //! The Alertmanager webhook receiver (payload version 4).
+//!
+//! `POST /alerts/alertmanager` takes what Alertmanager's `webhook_configs`
+//! sends. Each alert becomes one [`Signal`] (status read per alert: a
+//! resolved alert becomes a resolved signal); the rules and the incident
+//! tracker fold them. A body that is not a version-4 webhook is refused with
+//! 400 and a message saying why; one that is too large with 413; a single bad
+//! alert inside a good body is skipped and reported in the response while the
+//! others are taken. When intake is saturated the answer is 503, which
+//! Alertmanager retries, so nothing is lost.
+//!
+//! Optional bearer auth: Alertmanager's `http_config.authorization.credentials`;
+//! the config holds only the token's SHA-256.
 
+pub mod payload;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::cluster::Scope;
+use crate::signal::Signal;
+pub use payload::{Alert, AlertStatus, OwnerLookup, Webhook};
+
+/// Where Alertmanager posts.
+pub const PATH: &str = "/alerts/alertmanager";
+
+/// How long a webhook waits for room in the signal queue before answering 503.
+const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Alertmanager receiver settings.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AlertsConfig {}
+pub struct AlertsConfig {
+    /// Whether `POST /alerts/alertmanager` is served.
+    pub enabled: bool,
+    /// Largest webhook body accepted, in bytes (larger gets 413).
+    pub max_body_bytes: usize,
+    /// Hex SHA-256 of the bearer token Alertmanager must send
+    /// (`printf %s "$TOKEN" | sha256sum`); absent = no authentication.
+    pub bearer_token_sha256: Option<String>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self { enabled: true, max_body_bytes: 1 << 20, bearer_token_sha256: None }
+    }
+}
+
+impl AlertsConfig {
+    /// Checks that cannot be expressed in the types.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_body_bytes == 0 {
+            return Err("alerts.max_body_bytes must be > 0".into());
+        }
+        if let Some(h) = &self.bearer_token_sha256
+            && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err("alerts.bearer_token_sha256 must be 64 hex characters (a SHA-256)".into());
+        }
+        Ok(())
+    }
+}
+
+/// Receiver counters.
+#[derive(Debug, Default)]
+pub struct AlertStats {
+    /// Webhook requests answered 200.
+    pub webhooks_total: AtomicU64,
+    /// Alerts turned into signals.
+    pub alerts_total: AtomicU64,
+    /// Requests refused (auth, malformed, oversized, saturated) and alerts skipped.
+    pub rejected_total: AtomicU64,
+}
+
+/// What the handler needs.
+#[derive(Clone)]
+pub struct AlertsState {
+    /// Cluster name the alerts are about (alerts carry no cluster).
+    pub cluster: String,
+    pub config: AlertsConfig,
+    pub signals: mpsc::Sender<Signal>,
+    /// Visible namespaces; alerts about others are skipped.
+    pub scope: Option<Scope>,
+    /// Pod → owning workload, from the watchers' stores.
+    pub owners: Option<Arc<dyn OwnerLookup>>,
+    pub stats: Arc<AlertStats>,
+}
+
+impl AlertsState {
+    pub fn new(cluster: impl Into<String>, config: AlertsConfig, signals: mpsc::Sender<Signal>) -> Self {
+        Self { cluster: cluster.into(), config, signals, scope: None, owners: None, stats: Arc::default() }
+    }
+}
+
+/// The receiver's routes, to be merged into the daemon's HTTP router.
+pub fn router(state: AlertsState) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new().route(PATH, post(receive)).layer(DefaultBodyLimit::max(limit)).with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+fn authorized(expected_hex: &str, headers: &HeaderMap) -> bool {
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+    else {
+        return false;
+    };
+    let got = Sha256::digest(token.trim().as_bytes());
+    let Ok(expected) = hex::decode(expected_hex) else { return false };
+    // Constant time over the digest.
+    expected.len() == got.len() && expected.iter().zip(got.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+async fn receive(
+    State(state): State<AlertsState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let reject = |status: StatusCode, message: String| {
+        state.stats.rejected_total.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(status = status.as_u16(), %message, "alertmanager webhook refused");
+        error(status, message)
+    };
+    if let Some(expected) = &state.config.bearer_token_sha256
+        && !authorized(expected, &headers)
+    {
+        let mut resp = reject(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into());
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        return resp;
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("webhook body larger than alerts.max_body_bytes ({} bytes)", state.config.max_body_bytes),
+            );
+        }
+        Err(rejection) => return reject(rejection.status(), format!("cannot read webhook body: {rejection}")),
+    };
+    let webhook: Webhook = match serde_json::from_slice(&body) {
+        Ok(w) => w,
+        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("malformed Alertmanager webhook: {e}")),
+    };
+    if webhook.version != payload::VERSION {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            format!("unsupported webhook payload version {:?} (expected \"4\")", webhook.version),
+        );
+    }
+    if webhook.truncated_alerts > 0 {
+        tracing::warn!(truncated = webhook.truncated_alerts, group = %webhook.group_key,
+            "Alertmanager truncated this group (max_alerts); those alerts were not sent");
+    }
+    let mut rejected = Vec::new();
+    let (mut firing, mut resolved, mut skipped) = (0u64, 0u64, 0u64);
+    for (index, value) in webhook.alerts.into_iter().enumerate() {
+        let alert = match Alert::parse(value) {
+            Ok(a) => a,
+            Err(reason) => {
+                state.stats.rejected_total.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(index, %reason, group = %webhook.group_key, "alert skipped");
+                rejected.push(serde_json::json!({ "index": index, "reason": reason }));
+                continue;
+            }
+        };
+        let signal = alert.to_signal(&state.cluster, state.owners.as_deref());
+        let ns = &signal.subject().namespace;
+        if !ns.is_empty() && state.scope.as_ref().is_some_and(|s| !s.namespace_visible(ns)) {
+            skipped += 1;
+            continue;
+        }
+        match alert.status {
+            AlertStatus::Firing => firing += 1,
+            AlertStatus::Resolved => resolved += 1,
+        }
+        match tokio::time::timeout(ENQUEUE_TIMEOUT, state.signals.send(signal)).await {
+            Ok(Ok(())) => {
+                state.stats.alerts_total.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(_)) => return reject(StatusCode::SERVICE_UNAVAILABLE, "intake is shutting down".into()),
+            Err(_) => {
+                // Alertmanager retries the whole group; what was taken already folds.
+                let mut resp = reject(StatusCode::SERVICE_UNAVAILABLE, "intake queue full; retry".into());
+                resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                return resp;
+            }
+        }
+    }
+    state.stats.webhooks_total.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(receiver = %webhook.receiver, firing, resolved, skipped, "alertmanager webhook taken");
+    axum::Json(serde_json::json!({
+        "accepted": firing + resolved,
+        "firing": firing,
+        "resolved": resolved,
+        "out_of_scope": skipped,
+        "rejected": rejected,
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests;

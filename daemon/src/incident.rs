@@ -10,6 +10,10 @@ use sha2::{Digest, Sha256};
 
 use crate::signal::{Signal, WorkloadRef};
 
+pub mod tracker;
+
+pub use tracker::{IntakeSnapshot, IntakeStats, NamespaceLabels, Outcome, Tracker};
+
 /// Lifecycle of an incident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

@@ -21,18 +21,44 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Telemetry guard: flushes exporters on shutdown.
-pub struct Telemetry {}
-
-impl Telemetry {
-    pub fn shutdown(self) {}
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 }
 
-/// Logs to stderr (always: stdout belongs to MCP stdio and to command output).
+impl Telemetry {
+    /// Flush and stop the span exporter (bounded by the SDK's own timeouts).
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(err) = provider.shutdown()
+        {
+            eprintln!("kubemedic: cannot flush spans: {err}");
+        }
+    }
+}
+
+/// Logs to stderr (always: stdout belongs to MCP stdio and to command
+/// output); spans to OTLP when the standard `OTEL_*` variables ask for it.
+/// Must run inside the Tokio runtime (the gRPC exporter needs it).
 pub fn init_telemetry(_stdio: bool) -> Telemetry {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,rmcp=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-    Telemetry {}
+    let provider = match crate::telemetry::otel::provider_from_env() {
+        Ok(p) => p,
+        Err(err) => {
+            eprintln!("kubemedic: OpenTelemetry export disabled: {}", error_chain(&err));
+            None
+        }
+    };
+    let otel = provider.as_ref().map(crate::telemetry::otel::layer);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(otel)
+        .try_init();
+    Telemetry { provider }
 }
 
 fn not_built(command: &str) -> Result<ExitCode, AppError> {

@@ -29,6 +29,7 @@ pub mod cluster;
 pub mod config;
 pub mod drift;
 pub mod incident;
+pub mod leader;
 pub mod mcp;
 pub mod policy;
 pub mod prompts;

@@ -1,3 +1,9 @@
 //! Telemetry: OpenTelemetry spans, Prometheus metrics and the audit trail.
 
 pub mod audit;
+pub mod health;
+pub mod metrics;
+pub mod otel;
+
+pub use health::{Readiness, router};
+pub use metrics::Metrics;

@@ -1,0 +1,213 @@
+//! OpenTelemetry traces over OTLP, configured only by the standard `OTEL_*`
+//! environment variables, and the span conventions every module uses.
+//!
+//! Export is on when `OTEL_EXPORTER_OTLP_ENDPOINT` or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set (and not disabled by
+//! `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`). The protocol
+//! comes from `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` / `OTEL_EXPORTER_OTLP_PROTOCOL`:
+//! `grpc` uses tonic, `http/protobuf` (the spec default) the blocking
+//! reqwest client. Both work with the batch processor, which exports from
+//! its own thread (the async reqwest client would panic there).
+//!
+//! Spans: `tool_span`, `agent_span`, `slack_span`, `apply_span` carry the
+//! same fields (tool, caller, cluster, namespace, outcome) so a trace of one
+//! incident reads the same everywhere. Arguments go through [`redact`]
+//! before they are recorded.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde_json::Value;
+use tracing::Span;
+
+/// Which OTLP transport to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OtelError {
+    #[error("unsupported OTLP protocol {0:?} (use grpc or http/protobuf)")]
+    Protocol(String),
+    #[error("cannot build the OTLP span exporter")]
+    Build(#[source] opentelemetry_otlp::ExporterBuildError),
+}
+
+/// Read an env var through `get` (so tests need not mutate the process environment).
+fn var(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// Whether OTLP export is configured, and with which protocol.
+pub fn configured_protocol(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<OtlpProtocol>, OtelError> {
+    if var(get, "OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return Ok(None);
+    }
+    if var(get, "OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none")) {
+        return Ok(None);
+    }
+    if var(get, "OTEL_EXPORTER_OTLP_ENDPOINT").is_none() && var(get, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none() {
+        return Ok(None);
+    }
+    let protocol = var(get, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| var(get, "OTEL_EXPORTER_OTLP_PROTOCOL"));
+    match protocol.as_deref() {
+        None | Some("http/protobuf") => Ok(Some(OtlpProtocol::HttpProtobuf)),
+        Some("grpc") => Ok(Some(OtlpProtocol::Grpc)),
+        Some(other) => Err(OtelError::Protocol(other.to_owned())),
+    }
+}
+
+/// Build the tracer provider when `OTEL_*` asks for one. Must run inside a
+/// Tokio runtime (tonic needs it). `Ok(None)` = export is not configured.
+pub fn provider_from_env() -> Result<Option<SdkTracerProvider>, OtelError> {
+    let get = |name: &str| std::env::var(name).ok();
+    let Some(protocol) = configured_protocol(&get)? else {
+        return Ok(None);
+    };
+    let exporter = match protocol {
+        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_protocol(Protocol::Grpc)
+            .build()
+            .map_err(OtelError::Build)?,
+        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .build()
+            .map_err(OtelError::Build)?,
+    };
+    let mut resource = Resource::builder();
+    if var(&get, "OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name("kubemedic");
+    }
+    let provider = SdkTracerProvider::builder().with_resource(resource.build()).with_batch_exporter(exporter).build();
+    Ok(Some(provider))
+}
+
+/// The tracing layer that turns `tracing` spans into OpenTelemetry spans.
+pub fn layer<S>(provider: &SdkTracerProvider) -> impl tracing_subscriber::Layer<S> + use<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer().with_tracer(provider.tracer("kubemedic"))
+}
+
+/// Keys whose values are never recorded (case-insensitive substring match).
+const SECRET_KEYS: &[&str] =
+    &["password", "passwd", "secret", "token", "apikey", "api_key", "authorization", "credential", "private"];
+
+/// Whether a field name looks like it holds a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEYS.iter().any(|s| key.contains(s))
+}
+
+/// Copy of `value` with the values of secret-looking keys, and of a
+/// Secret's `data`/`stringData`, replaced by `"<redacted>"`.
+pub fn redact(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let is_secret_object = map.get("kind").and_then(Value::as_str) == Some("Secret");
+            Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let hide = is_secret_key(k) || (is_secret_object && (k == "data" || k == "stringData"));
+                        let v = if hide { Value::String("<redacted>".into()) } else { redact(v) };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Span around one MCP tool call. Record the result with [`record_outcome`].
+pub fn tool_span(tool: &str, caller: &str, cluster: &str, namespace: &str) -> Span {
+    tracing::info_span!("tool_call", otel.name = %format!("tool {tool}"), tool, caller, cluster, namespace,
+        outcome = tracing::field::Empty, otel.status_code = tracing::field::Empty)
+}
+
+/// Span around one agent run (a prompt workflow for one incident).
+pub fn agent_span(prompt: &str, incident: &str, cluster: &str, namespace: &str) -> Span {
+    tracing::info_span!("agent_run", otel.name = %format!("agent {prompt}"), prompt, incident, cluster, namespace,
+        tool = tracing::field::Empty, caller = "agent", outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty)
+}
+
+/// Span around one Slack Web API call.
+pub fn slack_span(method: &str, caller: &str) -> Span {
+    tracing::info_span!("slack_call", otel.name = %format!("slack {method}"), method, caller,
+        outcome = tracing::field::Empty, otel.status_code = tracing::field::Empty)
+}
+
+/// Span around applying one proposal.
+pub fn apply_span(proposal: &str, caller: &str, cluster: &str, namespace: &str) -> Span {
+    tracing::info_span!(
+        "apply",
+        otel.name = "apply proposal",
+        proposal,
+        caller,
+        cluster,
+        namespace,
+        outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty
+    )
+}
+
+/// Record `outcome` (`ok`, `error`, `denied`, ...) on a span made here; non-`ok` marks the span as an error.
+pub fn record_outcome(span: &Span, outcome: &str) {
+    span.record("outcome", outcome);
+    span.record("otel.status_code", if outcome == "ok" { "OK" } else { "ERROR" });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn protocol_from_env() {
+        assert_eq!(configured_protocol(&env(&[])).unwrap(), None);
+        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")]);
+        assert_eq!(configured_protocol(&e).unwrap(), Some(OtlpProtocol::HttpProtobuf));
+        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://x:4317"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
+        assert_eq!(configured_protocol(&e).unwrap(), Some(OtlpProtocol::Grpc));
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://x:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+        ]);
+        assert_eq!(configured_protocol(&e).unwrap(), Some(OtlpProtocol::HttpProtobuf));
+        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://x"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]);
+        assert!(matches!(configured_protocol(&e), Err(OtelError::Protocol(p)) if p == "http/json"));
+        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://x"), ("OTEL_SDK_DISABLED", "true")]);
+        assert_eq!(configured_protocol(&e).unwrap(), None);
+        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://x"), ("OTEL_TRACES_EXPORTER", "none")]);
+        assert_eq!(configured_protocol(&e).unwrap(), None);
+    }
+
+    #[test]
+    fn redacts_secret_keys_and_secret_data() {
+        let v = json!({
+            "name": "web", "apiToken": "t0k", "nested": [{"password": "p", "port": 80}],
+            "manifest": {"kind": "Secret", "data": {"k": "djE="}, "metadata": {"name": "s"}}
+        });
+        let r = redact(&v);
+        assert_eq!(r["name"], "web");
+        assert_eq!(r["apiToken"], "<redacted>");
+        assert_eq!(r["nested"][0]["password"], "<redacted>");
+        assert_eq!(r["nested"][0]["port"], 80);
+        assert_eq!(r["manifest"]["data"], "<redacted>");
+        assert_eq!(r["manifest"]["metadata"]["name"], "s");
+    }
+}

@@ -95,35 +95,29 @@ where
     tracing_opentelemetry::layer().with_tracer(provider.tracer("kubemedic"))
 }
 
-/// Keys whose values are never recorded (case-insensitive substring match).
-const SECRET_KEYS: &[&str] =
-    &["password", "passwd", "secret", "token", "apikey", "api_key", "authorization", "credential", "private"];
-
-/// Whether a field name looks like it holds a secret.
-pub fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    SECRET_KEYS.iter().any(|s| key.contains(s))
-}
-
-/// Copy of `value` with the values of secret-looking keys, and of a
-/// Secret's `data`/`stringData`, replaced by `"<redacted>"`.
+/// Copy of `value` fit for a span attribute: [`crate::redact::redact_value`]
+/// plus the whole `data`/`stringData` of anything that is a Secret.
 pub fn redact(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let is_secret_object = map.get("kind").and_then(Value::as_str) == Some("Secret");
-            Value::Object(
-                map.iter()
-                    .map(|(k, v)| {
-                        let hide = is_secret_key(k) || (is_secret_object && (k == "data" || k == "stringData"));
-                        let v = if hide { Value::String("<redacted>".into()) } else { redact(v) };
-                        (k.clone(), v)
-                    })
-                    .collect(),
-            )
+    fn hide_secret_data(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                let is_secret = map.get("kind").and_then(Value::as_str) == Some("Secret");
+                for (k, item) in map.iter_mut() {
+                    if is_secret && (k == "data" || k == "stringData") {
+                        *item = Value::String(crate::redact::REDACTED.into());
+                    } else {
+                        hide_secret_data(item);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(hide_secret_data),
+            _ => {}
         }
-        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
-        other => other.clone(),
     }
+    let mut v = value.clone();
+    hide_secret_data(&mut v);
+    crate::redact::redact_value(&mut v);
+    v
 }
 
 /// Span around one MCP tool call. Record the result with [`record_outcome`].
@@ -204,10 +198,10 @@ mod tests {
         });
         let r = redact(&v);
         assert_eq!(r["name"], "web");
-        assert_eq!(r["apiToken"], "<redacted>");
-        assert_eq!(r["nested"][0]["password"], "<redacted>");
+        assert_eq!(r["apiToken"], crate::redact::REDACTED);
+        assert_eq!(r["nested"][0]["password"], crate::redact::REDACTED);
         assert_eq!(r["nested"][0]["port"], 80);
-        assert_eq!(r["manifest"]["data"], "<redacted>");
+        assert_eq!(r["manifest"]["data"], crate::redact::REDACTED);
         assert_eq!(r["manifest"]["metadata"]["name"], "s");
     }
 }

@@ -98,12 +98,26 @@ pub async fn drift(_config: Config, _json: bool) -> Result<ExitCode, AppError> {
 }
 
 /// `kubemedic validate`.
-pub async fn validate(
-    _config: Config,
-    _rules: Option<PathBuf>,
-    _prompts: Option<PathBuf>,
-) -> Result<ExitCode, AppError> {
-    not_built("validate")
+pub async fn validate(config: Config, rules: Option<PathBuf>, prompts: Option<PathBuf>) -> Result<ExitCode, AppError> {
+    let rules_dir = rules.unwrap_or_else(|| config.rules_dir.clone());
+    let prompts_dir = prompts.unwrap_or_else(|| config.prompts_dir.clone());
+    let report = crate::rules::check::check(&config, &rules_dir, &prompts_dir, None);
+    for problem in &report.problems {
+        eprintln!("{problem}");
+    }
+    if report.ok() {
+        println!(
+            "ok: {} rules in {}, {} prompts in {}",
+            report.rules,
+            rules_dir.display(),
+            report.prompts,
+            prompts_dir.display()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{} problem(s) found", report.problems.len());
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 /// `kubemedic approve|reject`.

@@ -8,6 +8,7 @@
 //! matches wins. Everything is checked at load time: a broken file is
 //! refused with `file:line: reason` and no rule of it is used.
 
+pub mod check;
 pub mod selector;
 pub mod spec;
 pub mod template;

@@ -1,0 +1,133 @@
+//! The reflector stores, and owner resolution through them:
+//! Pod → ReplicaSet → Deployment, Pod → StatefulSet / DaemonSet / Job → CronJob.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::alerts::OwnerLookup;
+use crate::signal::WorkloadRef;
+
+/// One store per watch (per namespace when the scope lists namespaces).
+pub struct Stores<K: kube::Resource<DynamicType = ()> + Clone + 'static> {
+    /// `None` = all namespaces (or cluster-scoped).
+    pub parts: Vec<(Option<String>, Store<K>)>,
+}
+
+impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Clone for Stores<K> {
+    fn clone(&self) -> Self {
+        Self { parts: self.parts.clone() }
+    }
+}
+
+impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Stores<K> {
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+        let key = if namespace.is_empty() { ObjectRef::new(name) } else { ObjectRef::new(name).within(namespace) };
+        self.parts.iter().filter(|(ns, _)| ns.as_deref().is_none_or(|n| n == namespace)).find_map(|(_, s)| s.get(&key))
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|(_, s)| s.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub async fn wait_until_ready(&self) {
+        for (_, s) in &self.parts {
+            let _ = s.wait_until_ready().await;
+        }
+    }
+}
+
+/// Read access to every store.
+#[derive(Clone)]
+pub struct Cache {
+    pub pods: Stores<Pod>,
+    pub replicasets: Stores<ReplicaSet>,
+    pub deployments: Stores<Deployment>,
+    pub statefulsets: Stores<StatefulSet>,
+    pub daemonsets: Stores<DaemonSet>,
+    pub jobs: Stores<Job>,
+    pub nodes: Stores<Node>,
+    pub namespaces: Stores<Namespace>,
+}
+
+fn controller(refs: Option<&Vec<OwnerReference>>) -> Option<&OwnerReference> {
+    let refs = refs?;
+    refs.iter().find(|r| r.controller == Some(true)).or_else(|| refs.first())
+}
+
+impl Cache {
+    /// The workload that owns a pod with these owner references and labels.
+    pub fn owner_of(
+        &self,
+        namespace: &str,
+        owner_refs: Option<&Vec<OwnerReference>>,
+        labels: Option<&BTreeMap<String, String>>,
+    ) -> Option<WorkloadRef> {
+        let owner = controller(owner_refs)?;
+        match owner.kind.as_str() {
+            "ReplicaSet" => Some(self.owner_of_replicaset(namespace, &owner.name, labels)),
+            "Job" => {
+                let cron = self
+                    .jobs
+                    .get(namespace, &owner.name)
+                    .and_then(|j| controller(j.metadata.owner_references.as_ref()).cloned())
+                    .filter(|o| o.kind == "CronJob");
+                Some(match cron {
+                    Some(c) => WorkloadRef::new("CronJob", namespace, c.name),
+                    None => WorkloadRef::new("Job", namespace, &owner.name),
+                })
+            }
+            kind => Some(WorkloadRef::new(kind, namespace, &owner.name)),
+        }
+    }
+
+    /// A ReplicaSet's Deployment, from the store; when the store does not know
+    /// the ReplicaSet yet, from the Deployment controller's naming
+    /// (`<deployment>-<pod-template-hash>`).
+    pub fn owner_of_replicaset(
+        &self,
+        namespace: &str,
+        rs: &str,
+        pod_labels: Option<&BTreeMap<String, String>>,
+    ) -> WorkloadRef {
+        if let Some(set) = self.replicasets.get(namespace, rs) {
+            return match controller(set.metadata.owner_references.as_ref()) {
+                Some(o) => WorkloadRef::new(&o.kind, namespace, &o.name),
+                None => WorkloadRef::new("ReplicaSet", namespace, rs),
+            };
+        }
+        let hash = pod_labels.and_then(|l| l.get("pod-template-hash"));
+        match hash.and_then(|h| rs.strip_suffix(h.as_str())).and_then(|p| p.strip_suffix('-')) {
+            Some(deploy) if !deploy.is_empty() => WorkloadRef::new("Deployment", namespace, deploy),
+            _ => WorkloadRef::new("ReplicaSet", namespace, rs),
+        }
+    }
+
+    /// The workload of a pod by name (the pod may be gone already).
+    pub fn owner_of_pod_name(&self, namespace: &str, pod: &str) -> Option<WorkloadRef> {
+        match self.pods.get(namespace, pod) {
+            Some(p) => self.owner_of(namespace, p.metadata.owner_references.as_ref(), p.metadata.labels.as_ref()),
+            None => crate::alerts::payload::deployment_of_pod_name(pod)
+                .map(|d| WorkloadRef::new("Deployment", namespace, d)),
+        }
+    }
+
+    pub fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+        self.namespaces.get("", namespace).map(|n| n.metadata.labels.clone().unwrap_or_default())
+    }
+}
+
+impl OwnerLookup for Cache {
+    fn owner_of_pod(&self, namespace: &str, pod: &str) -> Option<WorkloadRef> {
+        self.owner_of_pod_name(namespace, pod)
+    }
+}

@@ -2,3 +2,8 @@
 //! stdio and streamable HTTP are a few lines each.
 
 pub mod auth;
+pub mod catalog;
+pub mod resources;
+pub mod server;
+
+pub use server::KubemedicServer;

@@ -187,7 +187,15 @@ impl AuditLog {
     }
 
     /// Record a decision on a proposal (for the approvals service, Slack, CLI).
-    pub fn decision(&self, user: &str, transport: &str, proposal_id: &str, decision: &str, outcome: &str, detail: &str) {
+    pub fn decision(
+        &self,
+        user: &str,
+        transport: &str,
+        proposal_id: &str,
+        decision: &str,
+        outcome: &str,
+        detail: &str,
+    ) {
         self.record(
             AuditRecord::new(AuditKind::Decision, user, transport, decision)
                 .target(proposal_id)

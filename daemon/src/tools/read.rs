@@ -1,0 +1,452 @@
+//! Generic reads: list and get any visible kind, events with filters.
+
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{DynamicObject, ListParams};
+use kube::{Api, ResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::kinds::{self, Kind};
+use super::{Caller, ToolError, Tools};
+
+/// Input of `list_resources`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListInput {
+    /// Kind to list, e.g. `Pod`, `Deployment`, `Service` (plural and short names work too).
+    pub kind: String,
+    /// Namespace; omit for every visible namespace (ignored for cluster-scoped kinds).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Label selector, e.g. `app=web,tier!=db`.
+    #[serde(default)]
+    pub label_selector: Option<String>,
+    /// Most items to return (1-500, default 100).
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+/// One object in a listing.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct ItemSummary {
+    pub kind: String,
+    #[serde(default)]
+    pub namespace: String,
+    pub name: String,
+    /// RFC 3339 creation time.
+    pub created: Option<String>,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Kind-specific one-liner: pod phase and readiness, replicas ready/desired, node readiness.
+    pub status: String,
+}
+
+/// Output of `list_resources`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct ListOutput {
+    pub kind: String,
+    pub items: Vec<ItemSummary>,
+    /// More items existed than `limit`.
+    pub truncated: bool,
+}
+
+/// Input of `get_resource`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetInput {
+    /// Kind, e.g. `Deployment`.
+    pub kind: String,
+    /// Namespace (required for namespaced kinds).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Object name.
+    pub name: String,
+}
+
+/// Output of `get_resource`: the object without managedFields; a Secret
+/// without its data (only `dataKeys`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct GetOutput {
+    pub kind: String,
+    pub object: Value,
+}
+
+/// Input of `events`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventsInput {
+    /// Namespace; omit for every visible namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Only events about objects of this kind (with `name`: about one object).
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Only events about the object of this name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// With kind+name of a workload: also the events of its ReplicaSets and Pods.
+    #[serde(default)]
+    pub include_related: bool,
+    /// `Normal` or `Warning`.
+    #[serde(default, rename = "type")]
+    pub event_type: Option<String>,
+    /// Only this reason, e.g. `BackOff`, `FailedScheduling`.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Only events seen in the last N seconds (1-604800).
+    #[serde(default)]
+    pub since_seconds: Option<i64>,
+    /// Most events to return, newest first (1-500, default 50).
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+pub struct EventSummary {
+    /// RFC 3339 time of the last occurrence.
+    pub time: Option<String>,
+    /// `Normal` or `Warning`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub reason: String,
+    /// `Kind/name` of the object it is about.
+    pub object: String,
+    pub namespace: String,
+    /// Message, redacted.
+    pub message: String,
+    pub count: i32,
+}
+
+/// Output of `events`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct EventsOutput {
+    pub events: Vec<EventSummary>,
+    pub truncated: bool,
+}
+
+impl Tools {
+    /// List the visible namespaces (all namespaces in scope that exist).
+    pub(crate) async fn visible_namespaces(&self) -> Result<Vec<String>, ToolError> {
+        let scope = &self.cluster.scope;
+        if !scope.namespaces.is_empty() {
+            return Ok(scope.namespaces.iter().filter(|n| scope.namespace_visible(n)).cloned().collect());
+        }
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.cluster.client.clone());
+        let list = api.list(&ListParams::default()).await.map_err(|e| ToolError::kube("list namespaces", e))?;
+        Ok(list.items.iter().map(|n| n.name_any()).filter(|n| scope.namespace_visible(n)).collect())
+    }
+
+    /// List dynamic objects of a kind in one namespace or across the visible ones.
+    pub(crate) async fn list_dynamic(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        lp: &ListParams,
+    ) -> Result<Vec<DynamicObject>, ToolError> {
+        let client = &self.cluster.client;
+        let op = |ns: &str| format!("list {} in {}", kind.plural, if ns.is_empty() { "all namespaces" } else { ns });
+        if !kind.namespaced {
+            let list = kind.api(client, None).list(lp).await.map_err(|e| ToolError::kube(op(""), e))?;
+            return Ok(list.items);
+        }
+        if let Some(ns) = namespace {
+            return Ok(kind.api(client, Some(ns)).list(lp).await.map_err(|e| ToolError::kube(op(ns), e))?.items);
+        }
+        if self.cluster.scope.namespaces.is_empty() {
+            let list = kind.api(client, None).list(lp).await.map_err(|e| ToolError::kube(op(""), e))?;
+            let scope = &self.cluster.scope;
+            return Ok(list
+                .items
+                .into_iter()
+                .filter(|o| scope.namespace_visible(&o.namespace().unwrap_or_default()))
+                .collect());
+        }
+        let mut out = Vec::new();
+        for ns in self.visible_namespaces().await? {
+            out.extend(kind.api(client, Some(&ns)).list(lp).await.map_err(|e| ToolError::kube(op(&ns), e))?.items);
+        }
+        Ok(out)
+    }
+
+    pub async fn list_resources(&self, _caller: &Caller, input: ListInput) -> Result<ListOutput, ToolError> {
+        const TOOL: &str = "list_resources";
+        let scope = &self.cluster.scope;
+        let kind = kinds::resolve(TOOL, scope, &input.kind)?;
+        let ns = kinds::optional_namespace(TOOL, scope, input.namespace.as_deref())?;
+        let limit = kinds::cap(TOOL, "limit", input.limit.unwrap_or(100), 1, 500)? as usize;
+        let mut lp = ListParams::default();
+        if let Some(sel) = input.label_selector.as_deref().filter(|s| !s.trim().is_empty()) {
+            if sel.len() > 1024 {
+                return Err(ToolError::invalid(TOOL, "label_selector is longer than 1024 characters"));
+            }
+            lp = lp.labels(sel);
+        }
+        let mut objects = self.list_dynamic(&kind, ns, &lp).await?;
+        if kind.kind == "Namespace" {
+            objects.retain(|o| scope.namespace_visible(&o.name_any()));
+        }
+        objects.sort_by(|a, b| (a.namespace(), a.name_any()).cmp(&(b.namespace(), b.name_any())));
+        let truncated = objects.len() > limit;
+        let mut items: Vec<ItemSummary> = objects.iter().take(limit).map(|o| summarize(kind.kind, o)).collect();
+        let scrubber = self.scrubber(ns).await?;
+        for item in &mut items {
+            item.status = scrubber.scrub(&crate::redact::redact_text(&item.status)).into_owned();
+        }
+        Ok(ListOutput { kind: kind.kind.to_owned(), items, truncated })
+    }
+
+    pub async fn get_resource(&self, _caller: &Caller, input: GetInput) -> Result<GetOutput, ToolError> {
+        const TOOL: &str = "get_resource";
+        let scope = &self.cluster.scope;
+        let kind = kinds::resolve(TOOL, scope, &input.kind)?;
+        kinds::name(TOOL, "name", &input.name)?;
+        let ns = if kind.namespaced {
+            let ns = input
+                .namespace
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| ToolError::invalid(TOOL, format!("namespace is required for {}", kind.kind)))?;
+            kinds::namespace(TOOL, scope, ns)?;
+            Some(ns)
+        } else {
+            None
+        };
+        if kind.kind == "Namespace" && !scope.namespace_visible(&input.name) {
+            return Err(ToolError::NotFound(format!("namespace {}", input.name)));
+        }
+        let what = format!("{} {}{}", kind.kind, ns.map(|n| format!("{n}/")).unwrap_or_default(), input.name);
+        let obj = kind.api(&self.cluster.client, ns).get(&input.name).await.map_err(|e| ToolError::kube(what, e))?;
+        let mut object = serde_json::to_value(&obj)
+            .map_err(|e| ToolError::Unavailable { what: "object encoding", why: e.to_string() })?;
+        sanitize_object(&mut object);
+        crate::redact::redact_value(&mut object);
+        self.scrubber(ns).await?.scrub_value(&mut object);
+        Ok(GetOutput { kind: kind.kind.to_owned(), object })
+    }
+
+    pub async fn events(&self, _caller: &Caller, input: EventsInput) -> Result<EventsOutput, ToolError> {
+        const TOOL: &str = "events";
+        let scope = &self.cluster.scope;
+        let ns = kinds::optional_namespace(TOOL, scope, input.namespace.as_deref())?;
+        let limit = kinds::cap(TOOL, "limit", input.limit.unwrap_or(50), 1, 500)? as usize;
+        let since = input.since_seconds.map(|s| kinds::cap(TOOL, "since_seconds", s, 1, 604_800)).transpose()?;
+        if let Some(t) = input.event_type.as_deref()
+            && !matches!(t, "Normal" | "Warning")
+        {
+            return Err(ToolError::invalid(TOOL, format!("type must be Normal or Warning, got `{t}`")));
+        }
+        let kind =
+            input.kind.as_deref().filter(|k| !k.is_empty()).map(|k| kinds::resolve(TOOL, scope, k)).transpose()?;
+        let name = input.name.as_deref().filter(|n| !n.is_empty());
+        if let Some(n) = name {
+            kinds::name(TOOL, "name", n)?;
+        }
+        // Objects the events may be about: (kind, name) pairs; None = any.
+        let mut subjects: Option<Vec<(String, String)>> = None;
+        if let (Some(k), Some(n)) = (kind, name) {
+            let mut list = vec![(k.kind.to_owned(), n.to_owned())];
+            if input.include_related {
+                let ns = ns.ok_or_else(|| ToolError::invalid(TOOL, "include_related needs a namespace"))?;
+                let tree = self.workload_tree(TOOL, ns, k.kind, n).await?;
+                list.extend(tree.replica_sets.iter().map(|rs| ("ReplicaSet".to_owned(), rs.name_any())));
+                list.extend(tree.pods.iter().map(|p| ("Pod".to_owned(), p.name_any())));
+            }
+            subjects = Some(list);
+        }
+        let raw = self.list_events(ns).await?;
+        let now = jiff::Timestamp::now();
+        let mut events: Vec<(Option<jiff::Timestamp>, EventSummary)> = raw
+            .into_iter()
+            .filter(|e| {
+                let obj_kind = e.involved_object.kind.as_deref().unwrap_or_default();
+                let obj_name = e.involved_object.name.as_deref().unwrap_or_default();
+                match (&subjects, kind) {
+                    (Some(list), _) => list.iter().any(|(k, n)| k == obj_kind && n == obj_name),
+                    (None, Some(k)) => k.kind == obj_kind,
+                    (None, None) => name.is_none_or(|n| n == obj_name),
+                }
+            })
+            .filter(|e| input.event_type.as_deref().is_none_or(|t| e.type_.as_deref() == Some(t)))
+            .filter(|e| input.reason.as_deref().is_none_or(|r| e.reason.as_deref() == Some(r)))
+            .map(|e| (event_time(&e), event_summary(&e)))
+            .filter(|(t, _)| match (since, t) {
+                (Some(s), Some(t)) => now.as_second() - t.as_second() <= s,
+                (Some(_), None) => false,
+                (None, _) => true,
+            })
+            .collect();
+        events.sort_by(|a, b| b.0.cmp(&a.0));
+        let truncated = events.len() > limit;
+        let mut events: Vec<EventSummary> = events.into_iter().take(limit).map(|(_, e)| e).collect();
+        let scrubber = self.scrubber(ns).await?;
+        for e in &mut events {
+            e.message = scrubber.scrub(&e.message).into_owned();
+        }
+        Ok(EventsOutput { events, truncated })
+    }
+
+    /// Core v1 events of one namespace or of every visible one.
+    pub(crate) async fn list_events(&self, ns: Option<&str>) -> Result<Vec<Event>, ToolError> {
+        let client = self.cluster.client.clone();
+        let lp = ListParams::default();
+        match ns {
+            Some(ns) => Ok(Api::<Event>::namespaced(client, ns)
+                .list(&lp)
+                .await
+                .map_err(|e| ToolError::kube(format!("list events in {ns}"), e))?
+                .items),
+            None => {
+                let scope = &self.cluster.scope;
+                let list = Api::<Event>::all(client).list(&lp).await.map_err(|e| ToolError::kube("list events", e))?;
+                Ok(list
+                    .items
+                    .into_iter()
+                    .filter(|e| scope.namespace_visible(&e.metadata.namespace.clone().unwrap_or_default()))
+                    .collect())
+            }
+        }
+    }
+}
+
+/// The most recent time an event happened.
+pub(crate) fn event_time(e: &Event) -> Option<jiff::Timestamp> {
+    e.last_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| e.event_time.as_ref().map(|t| t.0))
+        .or_else(|| e.first_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+pub(crate) fn event_summary(e: &Event) -> EventSummary {
+    EventSummary {
+        time: event_time(e).map(|t| t.to_string()),
+        event_type: e.type_.clone().unwrap_or_else(|| "Normal".into()),
+        reason: e.reason.clone().unwrap_or_default(),
+        object: format!(
+            "{}/{}",
+            e.involved_object.kind.as_deref().unwrap_or_default(),
+            e.involved_object.name.as_deref().unwrap_or_default()
+        ),
+        namespace: e.metadata.namespace.clone().unwrap_or_default(),
+        message: crate::redact::redact_text(e.message.as_deref().unwrap_or_default()).into_owned(),
+        count: e.count.unwrap_or(1),
+    }
+}
+
+/// Strip what tools never return: managedFields, the last-applied
+/// annotation (it repeats the object, Secret data included) and Secret data.
+pub fn sanitize_object(object: &mut Value) {
+    let is_secret = object.get("kind").and_then(Value::as_str) == Some("Secret");
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+        if let Some(ann) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+            ann.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+    }
+    if is_secret && let Some(obj) = object.as_object_mut() {
+        let mut keys: Vec<String> = Vec::new();
+        for field in ["data", "stringData"] {
+            if let Some(Value::Object(map)) = obj.remove(field) {
+                keys.extend(map.keys().cloned());
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        obj.insert("dataKeys".into(), Value::from(keys));
+    }
+}
+
+fn summarize(kind: &str, o: &DynamicObject) -> ItemSummary {
+    let d = &o.data;
+    let i = |path: &[&str]| {
+        let mut v = d;
+        for p in path {
+            v = v.get(*p).unwrap_or(&Value::Null);
+        }
+        v.as_i64().unwrap_or(0)
+    };
+    let status = match kind {
+        "Pod" => {
+            let phase = d.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Unknown");
+            let statuses =
+                d.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
+            let ready = statuses.iter().filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true)).count();
+            let restarts: i64 = statuses.iter().filter_map(|c| c.get("restartCount").and_then(Value::as_i64)).sum();
+            let waiting: Vec<&str> =
+                statuses.iter().filter_map(|c| c.pointer("/state/waiting/reason").and_then(Value::as_str)).collect();
+            let mut s = format!("{phase}, {ready}/{} ready, {restarts} restarts", statuses.len());
+            if !waiting.is_empty() {
+                s.push_str(&format!(", waiting: {}", waiting.join(",")));
+            }
+            s
+        }
+        "Deployment" | "StatefulSet" | "ReplicaSet" => format!(
+            "{}/{} ready, {} updated, {} available",
+            i(&["status", "readyReplicas"]),
+            i(&["spec", "replicas"]),
+            i(&["status", "updatedReplicas"]),
+            i(&["status", "availableReplicas"])
+        ),
+        "DaemonSet" => format!("{}/{} ready", i(&["status", "numberReady"]), i(&["status", "desiredNumberScheduled"])),
+        "Job" => format!(
+            "{} succeeded, {} failed, {} active",
+            i(&["status", "succeeded"]),
+            i(&["status", "failed"]),
+            i(&["status", "active"])
+        ),
+        "Node" => {
+            let ready = d
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|c| c.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready")))
+                .and_then(|c| c.get("status").and_then(Value::as_str))
+                .unwrap_or("Unknown");
+            let unsched = d.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true);
+            format!("Ready={ready}{}", if unsched { ", cordoned" } else { "" })
+        }
+        "Secret" => {
+            let n = d.get("data").and_then(Value::as_object).map_or(0, serde_json::Map::len);
+            format!("{} keys, type {}", n, d.get("type").and_then(Value::as_str).unwrap_or("Opaque"))
+        }
+        "Event" => format!(
+            "{} {}: {}",
+            d.get("type").and_then(Value::as_str).unwrap_or_default(),
+            d.get("reason").and_then(Value::as_str).unwrap_or_default(),
+            d.get("message").and_then(Value::as_str).unwrap_or_default()
+        ),
+        "Namespace" => d.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        _ => String::new(),
+    };
+    ItemSummary {
+        kind: kind.to_owned(),
+        namespace: o.namespace().unwrap_or_default(),
+        name: o.name_any(),
+        created: o.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()),
+        labels: o.labels().clone(),
+        status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_lose_their_data() {
+        let mut obj = serde_json::json!({
+            "kind": "Secret",
+            "metadata": {"name": "db", "managedFields": [{}],
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"data\":{\"password\":\"aHVudGVyMg==\"}}", "keep": "me"}},
+            "data": {"password": "aHVudGVyMg==", "user": "YQ=="},
+            "stringData": {"extra": "plain"},
+        });
+        sanitize_object(&mut obj);
+        let text = obj.to_string();
+        assert!(!text.contains("aHVudGVyMg") && !text.contains("plain") && !text.contains("managedFields"), "{text}");
+        assert_eq!(obj["dataKeys"], serde_json::json!(["extra", "password", "user"]));
+        assert_eq!(obj["metadata"]["annotations"]["keep"], "me");
+    }
+}

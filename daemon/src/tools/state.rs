@@ -1,0 +1,144 @@
+//! Reads of kubemedic's own state: incidents and proposals (from the store),
+//! limited to the visible namespaces.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Caller, ToolError, Tools, kinds};
+use crate::approvals::{Proposal, ProposalState};
+use crate::incident::{Incident, IncidentStatus};
+use crate::store::Store;
+
+/// Input of `list_incidents`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListIncidentsInput {
+    /// Only incidents in this state (`open`, `diagnosing`, `diagnosed`, `resolved`).
+    #[serde(default)]
+    pub status: Option<IncidentStatus>,
+    /// Only incidents in this namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Most incidents to return, newest first (1-200, default 50).
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+/// Output of `list_incidents`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct IncidentsOutput {
+    pub incidents: Vec<Incident>,
+}
+
+/// Input of `list_proposals`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListProposalsInput {
+    /// Only proposals in this state (`pending`, `approved`, `applied`, ...).
+    #[serde(default)]
+    pub state: Option<ProposalState>,
+    /// Most proposals to return, newest first (1-200, default 50).
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+/// Output of `list_proposals`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct ProposalsOutput {
+    pub proposals: Vec<Proposal>,
+}
+
+/// Input of `get_proposal` and `apply_proposal`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalIdInput {
+    /// Proposal id.
+    pub id: String,
+}
+
+/// Output of `get_proposal`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct ProposalOutput {
+    pub proposal: Proposal,
+}
+
+/// Proposal ids are uuids; refuse anything else before it reaches a store key.
+pub(crate) fn check_id(tool: &str, id: &str) -> Result<(), ToolError> {
+    if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        Ok(())
+    } else {
+        Err(ToolError::invalid(tool, format!("`{}` is not a proposal id", id.chars().take(70).collect::<String>())))
+    }
+}
+
+impl Tools {
+    pub(crate) fn store_or_err(&self) -> Result<&dyn Store, ToolError> {
+        self.store
+            .as_deref()
+            .ok_or(ToolError::Unavailable { what: "state store", why: "this process runs without one".into() })
+    }
+
+    pub async fn list_incidents(
+        &self,
+        _caller: &Caller,
+        input: ListIncidentsInput,
+    ) -> Result<IncidentsOutput, ToolError> {
+        const TOOL: &str = "list_incidents";
+        let scope = &self.cluster.scope;
+        let ns = kinds::optional_namespace(TOOL, scope, input.namespace.as_deref())?;
+        let limit = kinds::cap(TOOL, "limit", input.limit.unwrap_or(50), 1, 200)? as usize;
+        let mut incidents: Vec<Incident> = self
+            .store_or_err()?
+            .list_incidents()
+            .await
+            .map_err(ToolError::Store)?
+            .into_iter()
+            .filter(|i| i.cluster == self.cluster.name)
+            .filter(|i| i.workload.namespace.is_empty() || scope.namespace_visible(&i.workload.namespace))
+            .filter(|i| ns.is_none_or(|n| i.workload.namespace == n))
+            .filter(|i| input.status.is_none_or(|s| i.status == s))
+            .collect();
+        incidents.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+        incidents.truncate(limit);
+        Ok(IncidentsOutput { incidents })
+    }
+
+    pub async fn list_proposals(
+        &self,
+        _caller: &Caller,
+        input: ListProposalsInput,
+    ) -> Result<ProposalsOutput, ToolError> {
+        const TOOL: &str = "list_proposals";
+        let limit = kinds::cap(TOOL, "limit", input.limit.unwrap_or(50), 1, 200)? as usize;
+        let mut proposals: Vec<Proposal> = self
+            .store_or_err()?
+            .list_proposals()
+            .await
+            .map_err(ToolError::Store)?
+            .into_iter()
+            .filter(|p| self.proposal_visible(p))
+            .filter(|p| input.state.is_none_or(|s| p.state == s))
+            .collect();
+        proposals.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        proposals.truncate(limit);
+        Ok(ProposalsOutput { proposals })
+    }
+
+    pub async fn get_proposal(&self, _caller: &Caller, input: ProposalIdInput) -> Result<ProposalOutput, ToolError> {
+        check_id("get_proposal", &input.id)?;
+        Ok(ProposalOutput { proposal: self.load_proposal(&input.id).await? })
+    }
+
+    pub(crate) async fn load_proposal(&self, id: &str) -> Result<Proposal, ToolError> {
+        match self.store_or_err()?.get_proposal(id).await.map_err(ToolError::Store)? {
+            Some(v) if self.proposal_visible(&v.value) => Ok(v.value),
+            _ => Err(ToolError::NotFound(format!("proposal {id}"))),
+        }
+    }
+
+    fn proposal_visible(&self, p: &Proposal) -> bool {
+        p.cluster == self.cluster.name
+            && (p.target.namespace.is_empty() || self.cluster.scope.namespace_visible(&p.target.namespace))
+            && self.cluster.scope.kind_visible(&p.target.kind)
+    }
+}

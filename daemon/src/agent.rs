@@ -1,11 +1,25 @@
 //! The agent: runs an incident's prompt workflow and returns a structured
-//! [`Diagnosis`]. Two runners share one interface: the built-in
-//! diagnostician (default, deterministic, no LLM) and the LLM runner.
+//! [`Diagnosis`]. Two runners share one interface ([`Runner`]): the built-in
+//! diagnostician (default, deterministic, no LLM) and the LLM runner, which
+//! falls back to the built-in result when the model does not deliver.
+//!
+//! Proposals in a diagnosis have all passed [`crate::policy::prepare`]
+//! (policy and server-side dry-run); what failed is in `refused`.
 
+pub mod builtin;
+pub mod llm;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::approvals::Proposal;
+use crate::cluster::Cluster;
+use crate::incident::Incident;
+use crate::policy::PolicyConfig;
 use crate::signal::WorkloadRef;
 
 /// One piece of evidence and the tool call that produced it.
@@ -51,9 +65,176 @@ pub struct Diagnosis {
     pub advice: Vec<String>,
     /// `builtin` or `llm:<model>`.
     pub runner: String,
+    /// How the run went (budgets hit, fallbacks taken, steps skipped), for operators.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// Which runner diagnoses incidents.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunnerKind {
+    /// The deterministic built-in diagnostician.
+    #[default]
+    Builtin,
+    /// A language model through the OpenAI-compatible or Anthropic API.
+    Llm,
+}
+
+/// Which runner diagnoses incidents, and its budgets.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AgentConfig {}
+pub struct AgentConfig {
+    /// `builtin` (default) or `llm` (needs the `llm` section).
+    pub runner: RunnerKind,
+    /// Seconds one built-in run may take before it is abandoned.
+    pub timeout_seconds: u64,
+    /// Log lines read per crashed container.
+    pub log_lines: i64,
+    /// Prompt run when the caller names none.
+    pub default_prompt: String,
+    /// The LLM runner's provider, model and budgets.
+    pub llm: Option<llm::LlmConfig>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            runner: RunnerKind::Builtin,
+            timeout_seconds: 60,
+            log_lines: 50,
+            default_prompt: "diagnose-workload".into(),
+            llm: None,
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Checks that cannot be expressed in the types.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.timeout_seconds == 0 {
+            return Err("agent.timeout_seconds must be > 0".into());
+        }
+        match (&self.runner, &self.llm) {
+            (RunnerKind::Llm, None) => Err("agent.runner is llm but the agent.llm section is missing".into()),
+            (_, Some(l)) => l.validate(),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What to diagnose: an incident, or a workload named by hand.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub incident_id: Option<String>,
+    pub workload: WorkloadRef,
+    /// The symptom that opened the incident, e.g. `CrashLoopBackOff`.
+    pub reason: Option<String>,
+    /// Prompt workflow to run; empty = the configured default.
+    pub prompt: String,
+    pub arguments: BTreeMap<String, String>,
+    /// Whether the rule allows proposals at all.
+    pub allow_mutations: bool,
+    /// Who may approve the proposals.
+    pub approvers: Vec<String>,
+    /// Recorded on proposals (`rule:<name>`, a user, `cli`).
+    pub requested_by: String,
+}
+
+impl Request {
+    /// A manual diagnosis of one workload (CLI, MCP, demo).
+    pub fn workload(workload: WorkloadRef, requested_by: &str) -> Self {
+        Self {
+            incident_id: None,
+            workload,
+            reason: None,
+            prompt: String::new(),
+            arguments: BTreeMap::new(),
+            allow_mutations: true,
+            approvers: Vec::new(),
+            requested_by: requested_by.to_owned(),
+        }
+    }
+}
+
+impl From<&Incident> for Request {
+    fn from(i: &Incident) -> Self {
+        Self {
+            incident_id: Some(i.id.clone()),
+            workload: i.workload.clone(),
+            reason: Some(i.reason.clone()),
+            prompt: i.prompt.clone(),
+            arguments: i.arguments.clone(),
+            allow_mutations: i.allow_mutations,
+            approvers: i.approvers.clone(),
+            requested_by: format!("rule:{}", i.rule),
+        }
+    }
+}
+
+/// Everything a runner needs.
+#[derive(Clone)]
+pub struct Deps {
+    pub cluster: Cluster,
+    pub policy: PolicyConfig,
+    pub config: AgentConfig,
+    /// Loaded prompt workflows (may be empty: the built-in runner then runs its own steps).
+    pub prompts: Arc<crate::prompts::Catalog>,
+    /// Connects the LLM runner to kubemedic's own MCP server (in-process);
+    /// `None` = the LLM runner has only the extra servers' tools.
+    pub mcp: Option<llm::mcp::Connector>,
+}
+
+/// Why a run produced no diagnosis at all.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot read {what}")]
+    Read {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("{0} is outside kubemedic's configured scope")]
+    OutOfScope(String),
+    #[error("kind {0} cannot be diagnosed (Deployment, StatefulSet, DaemonSet, Job, Pod or Node)")]
+    Unsupported(String),
+    #[error("diagnosis of {0} did not finish within {1}s")]
+    Timeout(String, u64),
+    #[error("invalid agent configuration: {0}")]
+    Config(String),
+}
+
+/// One way of turning a request into a diagnosis.
+#[async_trait]
+pub trait Runner: Send + Sync {
+    /// `builtin` or `llm:<model>`.
+    fn name(&self) -> String;
+    async fn diagnose(&self, deps: &Deps, request: &Request) -> Result<Diagnosis, AgentError>;
+}
+
+/// The runner the configuration chooses.
+pub fn runner(config: &AgentConfig) -> Result<Box<dyn Runner>, AgentError> {
+    match (config.runner, &config.llm) {
+        (RunnerKind::Builtin, _) => Ok(Box::new(builtin::Builtin)),
+        (RunnerKind::Llm, Some(l)) => Ok(Box::new(llm::Llm::new(l.clone()).map_err(AgentError::Config)?)),
+        (RunnerKind::Llm, None) => Err(AgentError::Config("agent.runner is llm but agent.llm is missing".into())),
+    }
+}
+
+/// Diagnose once with the configured runner.
+#[tracing::instrument(skip_all, fields(workload = %request.workload, incident = ?request.incident_id))]
+pub async fn run(deps: &Deps, request: &Request) -> Result<Diagnosis, AgentError> {
+    let runner = runner(&deps.config)?;
+    let started = std::time::Instant::now();
+    let result = runner.diagnose(deps, request).await;
+    match &result {
+        Ok(d) => tracing::info!(
+            runner = %d.runner, proposals = d.proposals.len(), refused = d.refused.len(),
+            ms = started.elapsed().as_millis() as u64, "diagnosed: {}", d.summary
+        ),
+        Err(e) => tracing::warn!(error = %crate::app::error_chain(e), "diagnosis failed"),
+    }
+    result
+}

@@ -1,0 +1,105 @@
+//! The built-in diagnostician: deterministic, no LLM. It runs the prompt
+//! workflow's declared steps (gathering what kubemedic's read tools return),
+//! hands the facts to the analyzers of the failure catalog, and passes each
+//! proposed fix through [`crate::policy::prepare`].
+
+pub mod analyze;
+pub mod config;
+pub mod gather;
+pub mod node;
+pub mod probe;
+pub mod resources;
+pub mod rollout;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{AgentError, Deps, Diagnosis, Request, Runner};
+use crate::policy;
+
+/// The default runner.
+pub struct Builtin;
+
+#[async_trait]
+impl Runner for Builtin {
+    fn name(&self) -> String {
+        "builtin".into()
+    }
+
+    async fn diagnose(&self, deps: &Deps, request: &Request) -> Result<Diagnosis, AgentError> {
+        diagnose(deps, request).await
+    }
+}
+
+/// Diagnose `request.workload` within the configured time budget.
+pub async fn diagnose(deps: &Deps, request: &Request) -> Result<Diagnosis, AgentError> {
+    let budget = deps.config.timeout_seconds;
+    tokio::time::timeout(Duration::from_secs(budget), run(deps, request))
+        .await
+        .map_err(|_| AgentError::Timeout(request.workload.to_string(), budget))?
+}
+
+async fn run(deps: &Deps, request: &Request) -> Result<Diagnosis, AgentError> {
+    let mut notes = Vec::new();
+    let prompt_name = if request.prompt.is_empty() { deps.config.default_prompt.as_str() } else { &request.prompt };
+    match deps.prompts.get(prompt_name) {
+        Some(p) => {
+            let tools: Vec<&str> = p.steps.iter().map(|s| s.tool.as_str()).collect();
+            notes.push(format!("workflow {prompt_name}: steps {}", tools.join(", ")));
+        }
+        None if !deps.prompts.is_empty() => {
+            notes.push(format!("prompt {prompt_name} is not loaded; ran the built-in diagnose-workload steps"))
+        }
+        None => {}
+    }
+    let facts = gather::gather(&deps.cluster, &request.workload, deps.config.log_lines).await?;
+    notes.extend(facts.gaps.iter().map(|g| format!("not gathered: {g}")));
+    let finding = analyze::analyze(&facts, &deps.policy);
+
+    let mut diagnosis = Diagnosis {
+        incident_id: request.incident_id.clone(),
+        workload: facts.target.clone(),
+        summary: finding.summary.clone(),
+        root_cause: finding.root_cause.clone(),
+        evidence: facts.evidence.iter().chain(finding.evidence.iter()).cloned().collect(),
+        confidence: finding.confidence,
+        mermaid: analyze::mermaid(&finding.chain),
+        proposals: Vec::new(),
+        refused: Vec::new(),
+        advice: finding.advice.clone(),
+        runner: "builtin".into(),
+        notes,
+    };
+    offer(deps, request, finding.drafts, &mut diagnosis).await;
+    Ok(diagnosis)
+}
+
+/// Pass drafts through policy and dry-run into the diagnosis (or, when the
+/// rule forbids mutations, describe them as advice).
+pub async fn offer(deps: &Deps, request: &Request, drafts: Vec<policy::ProposalDraft>, diagnosis: &mut Diagnosis) {
+    for mut draft in drafts {
+        if !request.allow_mutations {
+            diagnosis.advice.push(format!(
+                "The rule does not allow proposals; the fix would be a patch to {}: {}",
+                draft.target_display(),
+                draft.rationale
+            ));
+            continue;
+        }
+        draft.incident_id = request.incident_id.clone();
+        draft.requested_by = request.requested_by.clone();
+        draft.approvers = request.approvers.clone();
+        match policy::prepare(&deps.cluster, &deps.policy, draft).await {
+            Ok(p) => diagnosis.proposals.push(p),
+            Err(refusal) => {
+                tracing::info!(target = %refusal.target, reason = %refusal.reason, "proposal refused");
+                diagnosis.advice.push(format!(
+                    "A fix was found but refused ({}); apply it by hand only after review.",
+                    refusal.reason
+                ));
+                diagnosis.refused.push(refusal.into());
+            }
+        }
+    }
+}

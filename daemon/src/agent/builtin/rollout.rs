@@ -1,0 +1,253 @@
+//! Failures a rollout introduced: an image that cannot be pulled, a release
+//! that crashes, a rollout stuck past its progress deadline. The fix is a
+//! rollback to the newest earlier revision whose pods actually ran (its
+//! ReplicaSet has ready or available pods), done the way `kubectl rollout
+//! undo` does it: the Deployment's pod template becomes that ReplicaSet's.
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use serde_json::{Map, Value, json};
+
+use super::analyze::{
+    Finding, exit_code, last_message, pod_name, pod_ready, state_summary, statuses, terminated_reason, waiting_message,
+    waiting_reason,
+};
+use super::gather::{Facts, revision, truncate};
+use crate::agent::Evidence;
+use crate::approvals::{PatchType, Risk};
+use crate::policy::ProposalDraft;
+
+const PULL_REASONS: &[&str] = &["ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"];
+
+/// A revision counts as good only if its pods ran: ready or available replicas.
+pub fn ran(rs: &ReplicaSet) -> bool {
+    let st = rs.status.clone().unwrap_or_default();
+    st.ready_replicas.unwrap_or(0) > 0 || st.available_replicas.unwrap_or(0) > 0
+}
+
+fn rs_uid(rs: &ReplicaSet) -> String {
+    rs.metadata.uid.clone().unwrap_or_default()
+}
+
+fn images(rs: &ReplicaSet) -> String {
+    rs.spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.spec.as_ref())
+        .map(|s| s.containers.iter().map(|c| c.image.clone().unwrap_or_default()).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default()
+}
+
+/// The JSON merge patch (RFC 7386) turning `from` into `to`.
+pub fn merge_diff(from: &Value, to: &Value) -> Value {
+    match (from, to) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut out = Map::new();
+            for (k, v) in b {
+                match a.get(k) {
+                    Some(old) if old == v => {}
+                    Some(old) if old.is_object() && v.is_object() => {
+                        out.insert(k.clone(), merge_diff(old, v));
+                    }
+                    _ => {
+                        out.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            for k in a.keys() {
+                if !b.contains_key(k) {
+                    out.insert(k.clone(), Value::Null);
+                }
+            }
+            Value::Object(out)
+        }
+        _ => to.clone(),
+    }
+}
+
+/// The rollback draft to `good`, or why there is none.
+fn rollback(facts: &Facts, good: &ReplicaSet, because: &str) -> Option<ProposalDraft> {
+    let mut template = serde_json::to_value(good.spec.as_ref()?.template.as_ref()?).ok()?;
+    if let Some(labels) = template.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+        labels.remove("pod-template-hash");
+    }
+    let current = facts.object.pointer("/spec/template")?;
+    let diff = merge_diff(current, &template);
+    if diff.as_object().is_some_and(Map::is_empty) {
+        return None;
+    }
+    let w = &facts.target;
+    let mut draft = ProposalDraft::patch(
+        &w.kind,
+        &w.namespace,
+        &w.name,
+        PatchType::Merge,
+        json!({"spec": {"template": diff}}),
+        &format!(
+            "{because} Revision {} (ReplicaSet {}, image {}) had {} ready pod(s); rolling the pod template back to it \
+             is what `kubectl rollout undo --to-revision={}` does.",
+            revision(good),
+            good.metadata.name.clone().unwrap_or_default(),
+            images(good),
+            good.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
+            revision(good)
+        ),
+    );
+    draft.risk = Some(Risk::Medium);
+    Some(draft)
+}
+
+/// Failures tied to the newest revision.
+pub fn analyze(facts: &Facts) -> Option<Finding> {
+    let dep = facts.deployment.as_ref();
+    let newest = facts.replica_sets.first();
+    let newest_uid = newest.map(rs_uid);
+    let of_newest = |p: &&k8s_openapi::api::core::v1::Pod| match &newest_uid {
+        Some(uid) => p.metadata.owner_references.iter().flatten().any(|o| o.uid == *uid),
+        None => true,
+    };
+
+    // What the newest revision's pods show.
+    let mut pull: Option<(String, String, String)> = None;
+    let mut crash: Option<(String, String, Option<i32>, String)> = None;
+    for p in facts.pods.iter().filter(of_newest) {
+        for cs in statuses(p) {
+            match waiting_reason(cs) {
+                Some(r) if PULL_REASONS.contains(&r) => {
+                    let image = cs.image.clone();
+                    pull = Some((pod_name(p), image, waiting_message(cs).unwrap_or(r).to_owned()));
+                }
+                Some("CrashLoopBackOff") | Some("RunContainerError") if terminated_reason(cs) != Some("OOMKilled") => {
+                    crash = Some((
+                        pod_name(p),
+                        cs.name.clone(),
+                        exit_code(cs),
+                        terminated_reason(cs).unwrap_or("Error").to_owned(),
+                    ));
+                }
+                _ if cs.restart_count > 0 && terminated_reason(cs) == Some("Error") && crash.is_none() => {
+                    crash = Some((pod_name(p), cs.name.clone(), exit_code(cs), "Error".into()));
+                }
+                _ => {}
+            }
+        }
+    }
+    let stuck = dep.and_then(|d| d.status.as_ref()).and_then(|s| s.conditions.as_ref()).and_then(|cs| {
+        cs.iter()
+            .find(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+            .map(|c| c.message.clone().unwrap_or_default())
+    });
+    if pull.is_none() && crash.is_none() && stuck.is_none() {
+        return None;
+    }
+
+    let w = &facts.target;
+    let newest_rev = newest.map(revision).unwrap_or(0);
+    let good = facts.replica_sets.iter().skip(1).find(|rs| revision(rs) < newest_rev && ran(rs));
+    let mut f = Finding::default();
+    f.chain.push(format!("{w} unavailable: {}", state_summary(facts)));
+    let introduced = if facts.replica_sets.len() > 1 {
+        format!(", introduced by the latest rollout (revision {newest_rev})")
+    } else {
+        String::new()
+    };
+    if let Some((pod, image, msg)) = &pull {
+        let event = last_message(facts, "Failed").filter(|m| m.contains("pull") || m.contains("image"));
+        f.summary = format!("{w}: image {image} cannot be pulled{introduced}");
+        f.root_cause = format!("image {image} cannot be pulled ({}){introduced}", event.as_deref().unwrap_or(msg));
+        f.chain.push(format!("pod {pod}: ImagePullBackOff"));
+        f.chain.push(format!("image {image} not pullable"));
+        f.confidence = if good.is_some() { 0.9 } else { 0.75 };
+        if let Some(msg) = &stuck {
+            f.root_cause.push_str(&format!("; the rollout is stuck: ProgressDeadlineExceeded ({msg})"));
+            f.summary.push_str("; rollout stuck past its progress deadline");
+            f.chain.insert(1, "Progressing=False: ProgressDeadlineExceeded".into());
+        }
+    } else if let Some((pod, container, code, reason)) = &crash {
+        let log = facts
+            .logs
+            .iter()
+            .find(|(k, _)| k.starts_with(&format!("{pod}/")))
+            .or_else(|| facts.logs.iter().next())
+            .and_then(|(_, text)| text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| truncate(l, 160)));
+        let code = code.map(|c| format!("exit code {c}")).unwrap_or_else(|| reason.clone());
+        let log_part = log.as_ref().map(|l| format!("; last log line: {l}")).unwrap_or_default();
+        f.summary = format!("{w}: container {container} of revision {newest_rev} crash-loops ({code})");
+        f.root_cause = format!("the new revision's container {container} exits with {code}{log_part}{introduced}");
+        f.chain.push(format!("pod {pod}: CrashLoopBackOff"));
+        f.chain.push(format!("container {container} exits ({code})"));
+        if let Some(l) = &log {
+            f.chain.push(format!("log: {l}"));
+        }
+        f.confidence = if good.is_some() && facts.replica_sets.len() > 1 { 0.85 } else { 0.6 };
+    } else if let Some(msg) = &stuck {
+        let not_ready: Vec<String> =
+            facts.pods.iter().filter(of_newest).filter(|p| !pod_ready(p)).map(pod_name).collect();
+        f.summary = format!("{w}: rollout of revision {newest_rev} is stuck past its progress deadline");
+        f.root_cause = format!(
+            "the rollout of revision {newest_rev} exceeded its progress deadline ({msg}); its pods never became ready \
+             ({})",
+            if not_ready.is_empty() { "none were created".into() } else { not_ready.join(", ") }
+        );
+        f.chain.push("Progressing=False: ProgressDeadlineExceeded".into());
+        f.chain.push(format!("revision {newest_rev} pods not ready"));
+        f.confidence = if good.is_some() { 0.8 } else { 0.5 };
+    }
+
+    if facts.deployment.is_none() {
+        f.advice.push(format!(
+            "{} keeps its revision history in ControllerRevisions; roll back with `kubectl rollout undo {}/{} -n {}` \
+             after checking the previous revision.",
+            w.kind,
+            w.kind.to_ascii_lowercase(),
+            w.name,
+            w.namespace
+        ));
+        return Some(f);
+    }
+    match good {
+        Some(good) => {
+            f.chain.push(format!("revision {} ran ({})", revision(good), images(good)));
+            f.evidence.push(Evidence {
+                tool: "rollout_history".into(),
+                args: json!({"namespace": w.namespace, "kind": w.kind, "name": w.name}),
+                finding: format!(
+                    "revision {} ({}) has {} ready pod(s): the last revision that ran",
+                    revision(good),
+                    images(good),
+                    good.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0)
+                ),
+            });
+            match rollback(facts, good, &format!("{}.", f.root_cause)) {
+                Some(d) => f.drafts.push(d),
+                None => f.advice.push(format!(
+                    "The pod template already equals revision {}; the failure is not in the template.",
+                    revision(good)
+                )),
+            }
+        }
+        None => {
+            f.confidence = f.confidence.min(0.6);
+            f.advice.push(format!(
+                "No earlier revision of {w} has pods that ran, so there is no known-good revision to roll back to; \
+                 fix the pod template (image, command) by hand."
+            ));
+        }
+    }
+    Some(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_diff_replaces_lists_and_nulls_removed_keys() {
+        let from = json!({"metadata": {"labels": {"app": "w"}}, "spec": {"containers": [{"name": "a", "image": "x:2",
+            "command": ["crash"]}], "dnsPolicy": "ClusterFirst"}});
+        let to = json!({"metadata": {"labels": {"app": "w"}}, "spec": {"containers": [{"name": "a", "image": "x:1"}],
+            "dnsPolicy": "ClusterFirst"}});
+        assert_eq!(merge_diff(&from, &to), json!({"spec": {"containers": [{"name": "a", "image": "x:1"}]}}));
+        let from = json!({"metadata": {"annotations": {"x": "1"}}});
+        assert_eq!(merge_diff(&from, &json!({"metadata": {}})), json!({"metadata": {"annotations": null}}));
+    }
+}

@@ -185,6 +185,30 @@ pub struct Deps {
     pub mcp: Option<llm::mcp::Connector>,
 }
 
+impl Deps {
+    /// Deps from the configuration file: validates the agent and policy
+    /// sections and loads the prompts directory (a missing directory gives
+    /// an empty catalog; an invalid prompt is an error).
+    pub fn from_config(cluster: Cluster, config: &crate::config::Config) -> Result<Self, AgentError> {
+        config.agent.validate().map_err(AgentError::Config)?;
+        config.policy.validate().map_err(AgentError::Config)?;
+        let prompts = if config.prompts_dir.is_dir() {
+            crate::prompts::Catalog::load(&config.prompts_dir)
+                .map_err(|e| AgentError::Config(crate::app::error_chain(&e)))?
+        } else {
+            tracing::warn!(dir = %config.prompts_dir.display(), "prompts directory not found; built-in steps only");
+            crate::prompts::Catalog::default()
+        };
+        Ok(Self {
+            cluster,
+            policy: config.policy.clone(),
+            config: config.agent.clone(),
+            prompts: Arc::new(prompts),
+            mcp: None,
+        })
+    }
+}
+
 /// Why a run produced no diagnosis at all.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -237,4 +261,97 @@ pub async fn run(deps: &Deps, request: &Request) -> Result<Diagnosis, AgentError
         Err(e) => tracing::warn!(error = %crate::app::error_chain(e), "diagnosis failed"),
     }
     result
+}
+
+/// Parse `NAMESPACE/KIND/NAME` (or `Node/NAME` for a node).
+pub fn parse_target(s: &str) -> Result<WorkloadRef, String> {
+    let parts: Vec<&str> = s.split('/').collect();
+    let (ns, kind, name) = match parts.as_slice() {
+        [ns, kind, name] => (*ns, *kind, *name),
+        [kind, name] if kind.eq_ignore_ascii_case("node") => ("", *kind, *name),
+        _ => return Err(format!("expected NAMESPACE/KIND/NAME (or Node/NAME), got {s:?}")),
+    };
+    let info = crate::policy::target::kind_info(kind)
+        .filter(|k| {
+            matches!(k.kind, "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "ReplicaSet" | "Pod" | "Node")
+        })
+        .ok_or_else(|| {
+            format!("kind {kind:?} cannot be diagnosed (Deployment, StatefulSet, DaemonSet, Job, Pod or Node)")
+        })?;
+    let valid = |x: &str| {
+        !x.is_empty() && x.len() <= 253 && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    };
+    if !valid(name) || (info.namespaced && !valid(ns)) {
+        return Err(format!("invalid namespace or name in {s:?}"));
+    }
+    Ok(WorkloadRef::new(info.kind, if info.namespaced { ns } else { "" }, name))
+}
+
+impl Diagnosis {
+    /// The diagnosis for a terminal: summary, cause, evidence, proposals with their diffs, advice.
+    pub fn render_text(&self) -> String {
+        let mut out = format!("{}\n\n", self.summary);
+        out.push_str(&format!(
+            "Root cause: {}\nConfidence: {:.2}  (runner: {})\n",
+            self.root_cause, self.confidence, self.runner
+        ));
+        if !self.evidence.is_empty() {
+            out.push_str("\nEvidence:\n");
+            for e in &self.evidence {
+                out.push_str(&format!("  - [{}] {}\n", e.tool, e.finding));
+            }
+        }
+        out.push_str(&format!("\nCausal chain (Mermaid):\n{}\n", self.mermaid.trim_end()));
+        for p in &self.proposals {
+            out.push_str(&format!(
+                "\nProposal {} ({:?} risk) for {} {}/{} at resourceVersion {}:\n  {}\n",
+                p.id,
+                p.risk,
+                p.target.kind,
+                p.target.namespace,
+                p.target.name,
+                p.target.resource_version.as_deref().unwrap_or("?"),
+                p.rationale
+            ));
+            out.push_str(&p.diff);
+        }
+        for r in &self.refused {
+            out.push_str(&format!("\nRefused proposal for {}: {}\n", r.target, r.reason));
+        }
+        if !self.advice.is_empty() {
+            out.push_str("\nAdvice:\n");
+            for a in &self.advice {
+                out.push_str(&format!("  - {a}\n"));
+            }
+        }
+        if !self.notes.is_empty() {
+            out.push_str("\nNotes:\n");
+            for n in &self.notes {
+                out.push_str(&format!("  - {n}\n"));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(parse_target("shop/deployment/api").unwrap(), WorkloadRef::new("Deployment", "shop", "api"));
+        assert_eq!(parse_target("Node/sim-node-2").unwrap(), WorkloadRef::new("Node", "", "sim-node-2"));
+        assert!(parse_target("api").is_err());
+        assert!(parse_target("shop/Secret/x").unwrap_err().contains("cannot be diagnosed"));
+        assert!(parse_target("shop/Deployment/a b").is_err());
+    }
+
+    #[test]
+    fn config_requires_llm_section_for_llm_runner() {
+        let c: AgentConfig = serde_yaml_ng::from_str("runner: llm\n").unwrap();
+        assert!(c.validate().unwrap_err().contains("llm section"));
+        assert!(AgentConfig::default().validate().is_ok());
+        assert!(serde_yaml_ng::from_str::<AgentConfig>("runnr: builtin\n").is_err());
+    }
 }

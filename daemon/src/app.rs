@@ -88,13 +88,30 @@ pub async fn demo(_config: Config, _options: DemoOptions) -> Result<ExitCode, Ap
 }
 
 /// `kubemedic diagnose`.
-pub async fn diagnose(_config: Config, _target: &str, _json: bool) -> Result<ExitCode, AppError> {
-    not_built("diagnose")
+pub async fn diagnose(config: Config, target: &str, json: bool) -> Result<ExitCode, AppError> {
+    let workload = crate::agent::parse_target(target)?;
+    let cluster = crate::cluster::Cluster::connect(&config.cluster).await?;
+    let deps = crate::agent::Deps::from_config(cluster, &config)?;
+    let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    let request = crate::agent::Request::workload(workload, &format!("cli:{user}"));
+    let diagnosis = crate::agent::run(&deps, &request).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&diagnosis)?);
+    } else {
+        print!("{}", diagnosis.render_text());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `kubemedic drift`.
-pub async fn drift(_config: Config, _json: bool) -> Result<ExitCode, AppError> {
-    not_built("drift")
+/// Prints the report (Markdown or JSON) on stdout; exit 0 whether or not anything drifted.
+pub async fn drift(config: Config, json: bool) -> Result<ExitCode, AppError> {
+    config.drift.validate()?;
+    let cluster = crate::cluster::Cluster::connect(&config.cluster).await?;
+    let report = crate::drift::report(&cluster, &config.drift).await?;
+    let out = if json { serde_json::to_string_pretty(&report)? } else { report.to_markdown() };
+    println!("{out}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `kubemedic validate`.

@@ -1,12 +1,38 @@
 //! Approvals: the proposal lifecycle, the ways a human decides (Slack
 //! buttons, MCP elicitation, CLI/HTTP), and exactly-once apply + verify.
+//!
+//! Every transition is computed by the pure [`proposal::step`], written to
+//! the [`Store`] with compare-and-set on the proposal's revision, and only
+//! then acted on. That gives the guarantees the daemon promises:
+//! - one decision per proposal: a second click, a replayed request or a
+//!   second replica loses the CAS and changes nothing;
+//! - one apply: only the writer of `approved → applying` sends the change,
+//!   and a restart that finds `applying` asks the object (the
+//!   [`apply::PROPOSAL_ANNOTATION`] the patch adds) whether it landed.
 
+pub mod apply;
+pub mod http;
 pub mod proposal;
-
-pub use proposal::{Action, PatchType, Proposal, ProposalEvent, ProposalState, Risk, TargetRef};
 pub mod slack;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
 use serde::Deserialize;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+pub use proposal::{Action, PatchType, Proposal, ProposalEvent, ProposalState, Risk, TargetRef};
+
+use crate::agent::Diagnosis;
+use crate::cluster::Cluster;
+use crate::store::{Store, StoreError};
+use crate::telemetry::audit::AuditLog;
+use apply::{Landing, Verdict};
+use slack::SlackClient;
+use slack::blocks;
 
 /// Approval settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -14,10 +40,654 @@ use serde::Deserialize;
 pub struct ApprovalsConfig {
     /// Seconds a proposal stays open before it expires.
     pub ttl_seconds: u64,
+    /// Seconds to wait for a rollout to become healthy after a change.
+    pub verify_timeout_seconds: u64,
+    /// Seconds after which another replica may take over a proposal left in
+    /// `applying` (a replica with the same name takes over at once).
+    pub takeover_seconds: u64,
+    /// How often open proposals are checked for expiry, in seconds.
+    pub expiry_interval_seconds: u64,
+    /// Propose a rollback (through approval again) when verification fails.
+    pub rollback_on_failure: bool,
 }
 
 impl Default for ApprovalsConfig {
     fn default() -> Self {
-        Self { ttl_seconds: 3600 }
+        Self {
+            ttl_seconds: 3600,
+            verify_timeout_seconds: 300,
+            takeover_seconds: 120,
+            expiry_interval_seconds: 30,
+            rollback_on_failure: true,
+        }
     }
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("proposal {0} not found")]
+    NotFound(String),
+    #[error("{user} may not decide proposal {id}")]
+    NotAllowed { id: String, user: String },
+    #[error("proposal {id} is already {}{}", state.as_str(), by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default())]
+    AlreadyDecided { id: String, state: ProposalState, by: Option<String> },
+    #[error("proposal {0} has expired")]
+    Expired(String),
+    #[error("invalid proposal: {0}")]
+    Invalid(String),
+    #[error("proposal store failed")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Transition(#[from] proposal::TransitionError),
+    /// Test hook: the process "died" here (see [`CrashPoint`]).
+    #[error("simulated crash {0:?}")]
+    Crashed(CrashPoint),
+}
+
+/// Points at which a test can make [`Approvals`] stop as if the process was
+/// SIGKILLed: everything stored so far stays, nothing after it happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// `approved` stored; `applying` not yet.
+    AfterDecision,
+    /// `applying` stored; the change not sent.
+    BeforePatch,
+    /// The change landed; `applied` not stored.
+    AfterPatch,
+}
+
+/// Asks for a fresh diagnosis: the target changed under a proposal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rediagnose {
+    pub proposal_id: String,
+    pub incident_id: Option<String>,
+    pub target: TargetRef,
+    pub reason: String,
+}
+
+/// The approvals service; share it as `Arc<Approvals>`.
+pub struct Approvals {
+    store: Arc<dyn Store>,
+    cluster: Cluster,
+    slack: Option<SlackClient>,
+    config: ApprovalsConfig,
+    replica: String,
+    audit: Option<AuditLog>,
+    bus: Option<crate::bus::Bus>,
+    policy: crate::policy::PolicyConfig,
+    updates: broadcast::Sender<Proposal>,
+    rediagnose: Option<mpsc::Sender<Rediagnose>>,
+    /// Diagnoses of open proposals, for richer Slack messages (in memory only).
+    context: Mutex<HashMap<String, Diagnosis>>,
+    crash: Mutex<Option<CrashPoint>>,
+}
+
+impl std::fmt::Debug for Approvals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Approvals").field("replica", &self.replica).field("slack", &self.slack).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Approvals {
+    pub fn new(store: Arc<dyn Store>, cluster: Cluster, slack: Option<SlackClient>, config: ApprovalsConfig) -> Self {
+        let replica = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "kubemedic".into());
+        Self {
+            store,
+            cluster,
+            slack,
+            config,
+            replica,
+            audit: None,
+            bus: None,
+            policy: crate::policy::PolicyConfig::default(),
+            updates: broadcast::channel(256).0,
+            rediagnose: None,
+            context: Mutex::new(HashMap::new()),
+            crash: Mutex::new(None),
+        }
+    }
+
+    /// Name of this replica, recorded on automatic transitions; a restarted
+    /// replica with the same name resumes its own `applying` proposals at once.
+    pub fn with_replica(mut self, name: &str) -> Self {
+        self.replica = name.to_owned();
+        self
+    }
+
+    /// Record decisions and outcomes on the audit trail.
+    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Publish every stored transition on `kubemedic.proposal.<state>`.
+    pub fn with_bus(mut self, bus: crate::bus::Bus) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// The patch policy rollback proposals pass.
+    pub fn with_policy(mut self, policy: crate::policy::PolicyConfig) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Where to ask for a fresh diagnosis when a target changed under a proposal.
+    pub fn with_rediagnose(mut self, tx: mpsc::Sender<Rediagnose>) -> Self {
+        self.rediagnose = Some(tx);
+        self
+    }
+
+    /// Every stored transition (for the bus, metrics, MCP notifications).
+    pub fn subscribe(&self) -> broadcast::Receiver<Proposal> {
+        self.updates.subscribe()
+    }
+
+    /// Test hook: stop at `point` as if killed (see [`CrashPoint`]).
+    pub fn crash_at(&self, point: Option<CrashPoint>) {
+        *lock(&self.crash) = point;
+    }
+
+    pub fn config(&self) -> &ApprovalsConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn crash_if(&self, point: CrashPoint) -> Result<(), ApprovalError> {
+        if *lock(&self.crash) == Some(point) { Err(ApprovalError::Crashed(point)) } else { Ok(()) }
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Proposal, ApprovalError> {
+        Ok(self.store.get_proposal(id).await?.ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?.value)
+    }
+
+    /// Read, change, compare-and-set; on a conflict re-read and let `change`
+    /// decide again (it sees the other writer's state).
+    async fn update<F>(&self, id: &str, mut change: F) -> Result<Proposal, ApprovalError>
+    where
+        F: FnMut(&mut Proposal) -> Result<(), ApprovalError>,
+    {
+        loop {
+            let current = self.store.get_proposal(id).await?.ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+            let mut p = current.value;
+            change(&mut p)?;
+            match self.store.update_proposal(&p, current.revision).await {
+                Ok(_) => {
+                    self.published(&p).await;
+                    return Ok(p);
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    tracing::debug!(proposal = id, "proposal changed concurrently; re-reading");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn advance(
+        &self,
+        id: &str,
+        event: ProposalEvent,
+        by: &str,
+        outcome: Option<String>,
+    ) -> Result<Proposal, ApprovalError> {
+        self.update(id, |p| {
+            p.transition(&event, by, Timestamp::now())?;
+            if outcome.is_some() {
+                p.outcome.clone_from(&outcome);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Offer a proposal: store it `proposed`, move it to `pending`, post it to Slack.
+    pub async fn submit(&self, p: Proposal) -> Result<Proposal, ApprovalError> {
+        self.submit_with(p, None).await
+    }
+
+    /// [`Approvals::submit`] with the diagnosis shown in the Slack message.
+    pub async fn submit_with(&self, mut p: Proposal, diagnosis: Option<Diagnosis>) -> Result<Proposal, ApprovalError> {
+        if p.state != ProposalState::Proposed {
+            return Err(ApprovalError::Invalid(format!("a new proposal must be proposed, not {}", p.state.as_str())));
+        }
+        if p.id.is_empty() {
+            return Err(ApprovalError::Invalid("proposal id is empty".into()));
+        }
+        if p.target.resource_version.as_deref().unwrap_or_default().is_empty() {
+            return Err(ApprovalError::Invalid("proposal target has no resourceVersion (precondition)".into()));
+        }
+        if p.expires_at <= p.created_at {
+            let ttl = jiff::SignedDuration::from_secs(i64::try_from(self.config.ttl_seconds).unwrap_or(3600));
+            p.expires_at = p.created_at.checked_add(ttl).unwrap_or(p.created_at);
+        }
+        if let Some(d) = diagnosis {
+            lock(&self.context).insert(p.id.clone(), d);
+        }
+        self.store.create_proposal(&p).await?;
+        self.published(&p).await;
+        self.offer(&p.id).await
+    }
+
+    async fn offer(&self, id: &str) -> Result<Proposal, ApprovalError> {
+        let p = self.advance(id, ProposalEvent::Offer, &self.replica, None).await?;
+        tracing::info!(proposal = %p.id, target = %blocks::target_display(&p), "proposal offered for approval");
+        self.audit_event(&p, "offer", "pending", "");
+        let Some(slack) = &self.slack else { return Ok(p) };
+        let (text, blocks) = self.message(&p).await;
+        match slack.post_message(&text, Some(blocks), None).await {
+            Ok(at) => {
+                self.update(id, |q| {
+                    q.slack = Some(at.clone());
+                    Ok(())
+                })
+                .await
+            }
+            Err(err) => {
+                tracing::warn!(proposal = %p.id, error = %crate::app::error_chain(&err), "cannot post proposal to Slack; it stays pending for the CLI and MCP");
+                Ok(p)
+            }
+        }
+    }
+
+    async fn message(&self, p: &Proposal) -> (String, serde_json::Value) {
+        let incident = match &p.incident_id {
+            Some(id) => self.store.get_incident(id).await.ok().flatten(),
+            None => None,
+        };
+        let diagnosis = lock(&self.context).get(&p.id).cloned();
+        let ctx = blocks::Context { incident: incident.as_ref(), diagnosis: diagnosis.as_ref() };
+        (blocks::message_text(p), blocks::proposal_blocks(p, ctx))
+    }
+
+    /// Bring the Slack message in line with the stored state, and reply in its thread.
+    async fn tell_slack(&self, p: &Proposal, reply: Option<&str>) {
+        let (Some(slack), Some(at)) = (&self.slack, &p.slack) else { return };
+        let (text, blocks) = self.message(p).await;
+        if let Err(err) = slack.update_message(at, &text, blocks).await {
+            tracing::warn!(proposal = %p.id, error = %crate::app::error_chain(&err), "cannot update the Slack message");
+        }
+        if let Some(reply) = reply
+            && let Err(err) = slack.reply(at, reply).await
+        {
+            tracing::warn!(proposal = %p.id, error = %crate::app::error_chain(&err), "cannot reply in the Slack thread");
+        }
+    }
+
+    async fn published(&self, p: &Proposal) {
+        let _ = self.updates.send(p.clone());
+        if let Some(bus) = &self.bus
+            && let Err(err) = bus.publish(&format!("proposal.{}", p.state.as_str()), p).await
+        {
+            tracing::warn!(proposal = %p.id, error = %crate::app::error_chain(&err), "cannot publish proposal update");
+        }
+    }
+
+    /// An ephemeral Slack message to one user (refusals); no-op without Slack.
+    pub async fn tell_user(&self, channel: &str, user: &str, text: &str) {
+        if let Some(slack) = &self.slack
+            && let Err(err) = slack.post_ephemeral(channel, user, text).await
+        {
+            tracing::warn!(user, error = %crate::app::error_chain(&err), "cannot send an ephemeral Slack message");
+        }
+    }
+
+    fn audit_event(&self, p: &Proposal, action: &str, outcome: &str, detail: &str) {
+        if let Some(audit) = &self.audit {
+            audit.decision(&self.replica, "approvals", &p.id, action, outcome, detail);
+        }
+    }
+
+    /// Record a human decision. The first decision wins; every later one
+    /// (double click, replay, another replica) gets [`ApprovalError::AlreadyDecided`]
+    /// and changes nothing. Does not apply: see [`Approvals::execute`].
+    pub async fn record_decision(
+        &self,
+        id: &str,
+        user: &str,
+        approve: bool,
+        transport: &str,
+    ) -> Result<Proposal, ApprovalError> {
+        let now = Timestamp::now();
+        let mut expired = false;
+        let result = self
+            .update(id, |p| {
+                if !matches!(p.state, ProposalState::Proposed | ProposalState::Pending) {
+                    return Err(ApprovalError::AlreadyDecided {
+                        id: p.id.clone(),
+                        state: p.state,
+                        by: p.decided_by().map(str::to_owned),
+                    });
+                }
+                if !p.approvers.is_empty() && !p.approvers.iter().any(|a| a == user) {
+                    return Err(ApprovalError::NotAllowed { id: p.id.clone(), user: user.to_owned() });
+                }
+                if p.expires_at <= now {
+                    expired = true;
+                    return Err(ApprovalError::Expired(p.id.clone()));
+                }
+                let event = if approve {
+                    ProposalEvent::Approve { by: user.to_owned() }
+                } else {
+                    ProposalEvent::Reject { by: user.to_owned() }
+                };
+                p.transition(&event, user, now)?;
+                Ok(())
+            })
+            .await;
+        let decision = if approve { "approve" } else { "reject" };
+        if let Some(audit) = &self.audit {
+            let (outcome, detail) = match &result {
+                Ok(p) => ("ok", p.state.as_str().to_owned()),
+                Err(ApprovalError::NotAllowed { .. }) => ("denied", "not on the approver list".to_owned()),
+                Err(e) => ("refused", e.to_string()),
+            };
+            audit.decision(user, transport, id, decision, outcome, &detail);
+        }
+        if expired {
+            self.expire(id).await?;
+        }
+        let p = result?;
+        tracing::info!(proposal = %p.id, user, decision, "proposal decided");
+        self.tell_slack(&p, None).await;
+        self.crash_if(CrashPoint::AfterDecision)?;
+        Ok(p)
+    }
+
+    /// Decide and, for an approval, apply exactly once and verify. Returns the final proposal.
+    pub async fn decide(&self, id: &str, user: &str, approve: bool) -> Result<Proposal, ApprovalError> {
+        let p = self.record_decision(id, user, approve, "api").await?;
+        if p.state == ProposalState::Approved { self.execute(id).await } else { Ok(p) }
+    }
+
+    /// Apply an approved proposal and verify it. Only the caller that moves
+    /// it to `applying` acts; anyone else gets the current state back.
+    pub async fn execute(&self, id: &str) -> Result<Proposal, ApprovalError> {
+        let claimed = self
+            .update(id, |p| {
+                if p.state != ProposalState::Approved {
+                    return Err(ApprovalError::AlreadyDecided { id: p.id.clone(), state: p.state, by: None });
+                }
+                p.transition(&ProposalEvent::StartApply, &self.replica, Timestamp::now())?;
+                Ok(())
+            })
+            .await;
+        let p = match claimed {
+            Ok(p) => p,
+            Err(ApprovalError::AlreadyDecided { .. }) => return self.get(id).await,
+            Err(e) => return Err(e),
+        };
+        self.tell_slack(&p, None).await;
+        self.crash_if(CrashPoint::BeforePatch)?;
+        self.apply_claimed(p).await
+    }
+
+    async fn apply_claimed(&self, p: Proposal) -> Result<Proposal, ApprovalError> {
+        match apply::apply(&self.cluster, &p).await {
+            Ok(applied) => {
+                self.crash_if(CrashPoint::AfterPatch)?;
+                self.after_apply(&p.id, applied).await
+            }
+            Err(err) => self.fail_apply(&p, err).await,
+        }
+    }
+
+    async fn fail_apply(&self, p: &Proposal, err: apply::ApplyError) -> Result<Proposal, ApprovalError> {
+        let rediagnose = err.needs_rediagnosis();
+        let reason = if rediagnose { apply::TARGET_CHANGED.to_owned() } else { crate::app::error_chain(&err) };
+        tracing::warn!(proposal = %p.id, error = %crate::app::error_chain(&err), "change not applied");
+        let failed = self
+            .advance(&p.id, ProposalEvent::Fail { reason: reason.clone() }, &self.replica, Some(reason.clone()))
+            .await?;
+        self.audit_event(&failed, "apply", "failed", &crate::app::error_chain(&err));
+        self.tell_slack(&failed, Some(&format!(":x: Not applied: {}", blocks::escape(&reason)))).await;
+        if rediagnose && let Some(tx) = &self.rediagnose {
+            let req = Rediagnose {
+                proposal_id: failed.id.clone(),
+                incident_id: failed.incident_id.clone(),
+                target: failed.target.clone(),
+                reason: crate::app::error_chain(&err),
+            };
+            if tx.try_send(req).is_err() {
+                tracing::warn!(proposal = %failed.id, "re-diagnosis queue full or closed; the incident will be seen again by the watchers");
+            }
+        }
+        lock(&self.context).remove(&failed.id);
+        Ok(failed)
+    }
+
+    async fn after_apply(&self, id: &str, applied: apply::Applied) -> Result<Proposal, ApprovalError> {
+        let note = if applied.already { "applied (found on the object after a restart)" } else { "applied" };
+        let p = self.advance(id, ProposalEvent::Applied, &self.replica, Some(note.to_owned())).await?;
+        tracing::info!(proposal = %p.id, generation = ?applied.generation, "change applied; verifying");
+        self.audit_event(&p, "apply", "ok", note);
+        self.tell_slack(
+            &p,
+            Some(&format!(":gear: Applied to {}; watching the rollout…", blocks::escape(&blocks::target_display(&p)))),
+        )
+        .await;
+        self.verify(p, applied).await
+    }
+
+    async fn verify(&self, p: Proposal, applied: apply::Applied) -> Result<Proposal, ApprovalError> {
+        let timeout = Duration::from_secs(self.config.verify_timeout_seconds);
+        let verdict = apply::verify(&self.cluster, &p, &applied, timeout).await;
+        let done = match &verdict {
+            Verdict::Healthy(msg) => {
+                self.advance(&p.id, ProposalEvent::Verified, &self.replica, Some(msg.clone())).await?
+            }
+            Verdict::Unhealthy(msg) => {
+                let reason = format!("verification failed: {msg}");
+                self.advance(&p.id, ProposalEvent::Fail { reason: reason.clone() }, &self.replica, Some(reason)).await?
+            }
+        };
+        lock(&self.context).remove(&done.id);
+        let (outcome, icon) =
+            if done.state == ProposalState::Verified { ("verified", ":white_check_mark:") } else { ("failed", ":x:") };
+        tracing::info!(proposal = %done.id, outcome, detail = done.outcome.as_deref().unwrap_or_default(), "verification finished");
+        self.audit_event(&done, "verify", outcome, done.outcome.as_deref().unwrap_or_default());
+        let line = format!("{icon} {}: {}", outcome, blocks::escape(done.outcome.as_deref().unwrap_or_default()));
+        self.tell_slack(&done, Some(&line)).await;
+        if done.state == ProposalState::Failed && self.config.rollback_on_failure {
+            self.propose_rollback(&done).await;
+        }
+        Ok(done)
+    }
+
+    /// A failed verification proposes a rollback, through approval again.
+    async fn propose_rollback(&self, failed: &Proposal) {
+        let patch = match apply::rollback_patch(&self.cluster, &failed.target).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(proposal = %failed.id, error = %crate::app::error_chain(&err), "cannot compute a rollback");
+                return;
+            }
+        };
+        let (body, to) = patch;
+        let mut target = failed.target.clone();
+        target.resource_version = None;
+        let draft = crate::policy::ProposalDraft {
+            incident_id: failed.incident_id.clone(),
+            target,
+            action: Action::Patch { patch_type: PatchType::Json, body },
+            rationale: format!("Roll back to {to}: the change of proposal {} did not become healthy.", failed.id),
+            risk: None,
+            requested_by: format!("kubemedic (verification of {} failed)", failed.id),
+            approvers: failed.approvers.clone(),
+            ttl_seconds: self.config.ttl_seconds,
+        };
+        let message = match crate::policy::prepare(&self.cluster, &self.policy, draft).await {
+            Ok(rollback) => match self.submit(rollback).await {
+                Ok(r) => format!(":leftwards_arrow_with_hook: Rollback to {to} proposed for approval: `{}`", r.id),
+                Err(err) => format!("Cannot offer a rollback: {}", blocks::escape(&err.to_string())),
+            },
+            Err(refusal) => format!("No rollback offered: {}", blocks::escape(&refusal.to_string())),
+        };
+        tracing::info!(proposal = %failed.id, "{message}");
+        if let (Some(slack), Some(at)) = (&self.slack, &failed.slack)
+            && let Err(err) = slack.reply(at, &message).await
+        {
+            tracing::warn!(proposal = %failed.id, error = %crate::app::error_chain(&err), "cannot reply in the Slack thread");
+        }
+    }
+
+    async fn expire(&self, id: &str) -> Result<Option<Proposal>, ApprovalError> {
+        let now = Timestamp::now();
+        let result = self
+            .update(id, |p| {
+                if !matches!(p.state, ProposalState::Proposed | ProposalState::Pending) || p.expires_at > now {
+                    return Err(ApprovalError::AlreadyDecided { id: p.id.clone(), state: p.state, by: None });
+                }
+                p.transition(&ProposalEvent::Expire, &self.replica, now)?;
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(p) => {
+                tracing::info!(proposal = %p.id, "proposal expired without a decision");
+                self.audit_event(&p, "expire", "expired", "");
+                lock(&self.context).remove(&p.id);
+                self.tell_slack(&p, None).await;
+                Ok(Some(p))
+            }
+            Err(ApprovalError::AlreadyDecided { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Expire every open proposal past its deadline; returns those expired.
+    pub async fn expire_due(&self) -> Result<Vec<Proposal>, ApprovalError> {
+        let now = Timestamp::now();
+        let mut out = Vec::new();
+        for p in self.store.list_proposals().await? {
+            if matches!(p.state, ProposalState::Proposed | ProposalState::Pending)
+                && p.expires_at <= now
+                && let Some(e) = self.expire(&p.id).await?
+            {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// On start-up: finish what a crash interrupted. `approved` is applied,
+    /// `applying` is checked against the object (applied only if its change
+    /// is not there and the object is unchanged), `applied` is verified,
+    /// `proposed` is offered, overdue open proposals expire.
+    pub async fn resume(&self) -> Result<Vec<Proposal>, ApprovalError> {
+        let now = Timestamp::now();
+        let mut work = Vec::new();
+        for p in self.store.list_proposals().await? {
+            match p.state {
+                ProposalState::Approved | ProposalState::Applying | ProposalState::Applied => work.push(p),
+                ProposalState::Proposed if p.expires_at > now => {
+                    self.offer(&p.id).await?;
+                }
+                ProposalState::Proposed | ProposalState::Pending if p.expires_at <= now => {
+                    self.expire(&p.id).await?;
+                }
+                _ => {}
+            }
+        }
+        let results = futures::future::join_all(work.into_iter().map(|p| self.resume_one(p))).await;
+        let mut out = Vec::new();
+        for r in results {
+            if let Some(p) = r? {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn resume_one(&self, p: Proposal) -> Result<Option<Proposal>, ApprovalError> {
+        tracing::info!(proposal = %p.id, state = p.state.as_str(), "resuming proposal after restart");
+        match p.state {
+            ProposalState::Approved => self.execute(&p.id).await.map(Some),
+            ProposalState::Applied => {
+                let applied = match apply::landing(&self.cluster, &p).await {
+                    Ok(Landing::Landed(a)) => a,
+                    _ => apply::Applied { generation: None, resource_version: String::new(), already: true },
+                };
+                self.verify(p, applied).await.map(Some)
+            }
+            ProposalState::Applying => {
+                let Some(claimed) = self.take_over(&p).await? else { return Ok(None) };
+                match apply::landing(&self.cluster, &claimed).await {
+                    Ok(Landing::Landed(applied)) => self.after_apply(&claimed.id, applied).await.map(Some),
+                    Ok(Landing::NotLanded) => self.apply_claimed(claimed).await.map(Some),
+                    Ok(Landing::Changed { found }) => {
+                        let expected = claimed.target.resource_version.clone().unwrap_or_default();
+                        self.fail_apply(&claimed, apply::ApplyError::TargetChanged { expected, found }).await.map(Some)
+                    }
+                    Err(err) => self.fail_apply(&claimed, err).await.map(Some),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Claim an `applying` proposal: ours (same replica name) at once,
+    /// another replica's only after `takeover_seconds`. The claim is a CAS
+    /// write, so two resuming replicas cannot both continue.
+    async fn take_over(&self, p: &Proposal) -> Result<Option<Proposal>, ApprovalError> {
+        let now = Timestamp::now();
+        let grace = jiff::SignedDuration::from_secs(i64::try_from(self.config.takeover_seconds).unwrap_or(120));
+        let replica = self.replica.clone();
+        let result = self
+            .update(&p.id, |q| {
+                let last = q.history.last().cloned();
+                let stale =
+                    last.as_ref().is_none_or(|t| t.by == replica || t.at.checked_add(grace).is_ok_and(|d| d <= now));
+                if q.state != ProposalState::Applying || !stale {
+                    return Err(ApprovalError::AlreadyDecided { id: q.id.clone(), state: q.state, by: None });
+                }
+                q.history.push(proposal::Transition {
+                    from: ProposalState::Applying,
+                    to: ProposalState::Applying,
+                    at: now,
+                    by: replica.clone(),
+                    note: "resumed after a restart".into(),
+                });
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(q) => Ok(Some(q)),
+            Err(ApprovalError::AlreadyDecided { .. }) => {
+                tracing::info!(proposal = %p.id, "applying proposal belongs to a live replica; not taking over yet");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Background duties until `cancel`: resume once, then expire open
+    /// proposals on a timer.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        if let Err(err) = self.resume().await {
+            tracing::error!(error = %crate::app::error_chain(&err), "cannot resume proposals after start-up");
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(self.config.expiry_interval_seconds.max(1)));
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = tick.tick() => {
+                    if let Err(err) = self.expire_due().await {
+                        tracing::warn!(error = %crate::app::error_chain(&err), "cannot expire proposals");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

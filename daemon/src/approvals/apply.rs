@@ -1,0 +1,467 @@
+//! Applying an approved proposal exactly once, and verifying the result.
+//!
+//! - The change carries its own precondition: `metadata.resourceVersion` in
+//!   a merge/strategic patch, a leading `test` op in a JSON patch, a
+//!   `preconditions.resourceVersion` on delete. An object changed since the
+//!   proposal is never patched ([`ApplyError::TargetChanged`]).
+//! - The change also stamps `kubemedic.io/proposal: <id>` on the object, so
+//!   a restarted daemon that finds a proposal stuck in `applying` can tell
+//!   whether its patch landed ([`landing`]) and never applies it twice.
+//! - Verification watches the rollout until it is healthy, fails, or times out.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use kube::api::Api;
+use kube::core::GroupVersionKind;
+use kube::discovery::Scope;
+use kube::runtime::wait::await_condition;
+use serde_json::{Value, json};
+
+use super::proposal::{Action, PatchType, Proposal, TargetRef};
+use crate::cluster::Cluster;
+
+/// Annotation the patch itself adds: which proposal last changed the object.
+pub const PROPOSAL_ANNOTATION: &str = "kubemedic.io/proposal";
+/// Field manager of every change kubemedic makes.
+pub const FIELD_MANAGER: &str = "kubemedic";
+/// Reason recorded when the precondition fails.
+pub const TARGET_CHANGED: &str = "target changed; diagnose again";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The object changed (or vanished) since the proposal was made.
+    #[error("target changed; diagnose again (expected resourceVersion {expected}, found {found})")]
+    TargetChanged { expected: String, found: String },
+    #[error("proposal has no resourceVersion to pin the change to; diagnose again")]
+    NoPrecondition,
+    #[error("cannot resolve {api_version} {kind}")]
+    Discovery {
+        api_version: String,
+        kind: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot read {target}")]
+    Read {
+        target: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the apiserver refused the change to {target}: {message}")]
+    Refused { target: String, message: String },
+    #[error("invalid patch body: {0}")]
+    Body(String),
+}
+
+impl ApplyError {
+    /// Whether the incident should be diagnosed again.
+    pub fn needs_rediagnosis(&self) -> bool {
+        matches!(self, Self::TargetChanged { .. } | Self::NoPrecondition)
+    }
+}
+
+/// A change that landed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// `metadata.generation` after the change (what the rollout must observe).
+    pub generation: Option<i64>,
+    pub resource_version: String,
+    /// The patch was already on the object (found after a restart or a race).
+    pub already: bool,
+}
+
+/// Whether a proposal's change is on the object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Landing {
+    /// The object carries this proposal's annotation (or, for delete, is gone).
+    Landed(Applied),
+    /// Unchanged since the proposal: safe to apply now.
+    NotLanded,
+    /// Changed by someone else.
+    Changed { found: String },
+}
+
+/// Where the target lives.
+struct Location {
+    path: String,
+    display: String,
+}
+
+async fn locate(cluster: &Cluster, t: &TargetRef) -> Result<Location, ApplyError> {
+    let (group, version) = match t.api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", t.api_version.as_str()),
+    };
+    let gvk = GroupVersionKind::gvk(group, version, &t.kind);
+    let (ar, caps) = kube::discovery::pinned_kind(&cluster.client, &gvk)
+        .await
+        .map_err(|source| ApplyError::Discovery { api_version: t.api_version.clone(), kind: t.kind.clone(), source })?;
+    let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+    let path = match caps.scope {
+        Scope::Namespaced => format!("{base}/namespaces/{}/{}/{}", t.namespace, ar.plural, t.name),
+        Scope::Cluster => format!("{base}/{}/{}", ar.plural, t.name),
+    };
+    Ok(Location { path, display: display(t) })
+}
+
+fn display(t: &TargetRef) -> String {
+    if t.namespace.is_empty() {
+        format!("{} {}", t.kind, t.name)
+    } else {
+        format!("{} {}/{}", t.kind, t.namespace, t.name)
+    }
+}
+
+fn api_status(err: &kube::Error) -> Option<(u16, String)> {
+    match err {
+        kube::Error::Api(s) => Some((s.code, s.message.clone())),
+        _ => None,
+    }
+}
+
+async fn get(cluster: &Cluster, loc: &Location) -> Result<Option<Value>, ApplyError> {
+    let req = http::Request::get(&loc.path).body(Vec::new()).map_err(|e| ApplyError::Body(e.to_string()))?;
+    match cluster.client.request::<Value>(req).await {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if api_status(&e).is_some_and(|(code, _)| code == 404) => Ok(None),
+        Err(source) => Err(ApplyError::Read { target: loc.display.clone(), source }),
+    }
+}
+
+fn rv_of(obj: &Value) -> String {
+    obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default().to_owned()
+}
+
+fn stamped_by(obj: &Value) -> Option<&str> {
+    obj.pointer("/metadata/annotations").and_then(|a| a.get(PROPOSAL_ANNOTATION)).and_then(Value::as_str)
+}
+
+fn applied_from(obj: &Value, already: bool) -> Applied {
+    Applied {
+        generation: obj.pointer("/metadata/generation").and_then(Value::as_i64),
+        resource_version: rv_of(obj),
+        already,
+    }
+}
+
+/// The patch body with the precondition and the proposal annotation added.
+pub fn guarded_body(
+    p: &Proposal,
+    patch_type: PatchType,
+    body: &Value,
+    live: &Value,
+    rv: &str,
+) -> Result<Value, ApplyError> {
+    match patch_type {
+        PatchType::Merge | PatchType::Strategic => {
+            let mut body = body.clone();
+            let obj =
+                body.as_object_mut().ok_or_else(|| ApplyError::Body("a merge patch must be a JSON object".into()))?;
+            let meta = obj.entry("metadata").or_insert_with(|| json!({}));
+            let meta = meta.as_object_mut().ok_or_else(|| ApplyError::Body("metadata must be an object".into()))?;
+            meta.insert("resourceVersion".into(), json!(rv));
+            let ann = meta.entry("annotations").or_insert_with(|| json!({}));
+            let ann =
+                ann.as_object_mut().ok_or_else(|| ApplyError::Body("metadata.annotations must be an object".into()))?;
+            ann.insert(PROPOSAL_ANNOTATION.into(), json!(p.id));
+            Ok(body)
+        }
+        PatchType::Json => {
+            let ops = body.as_array().ok_or_else(|| ApplyError::Body("a JSON patch must be an array".into()))?;
+            let mut out = vec![json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv})];
+            out.extend(ops.iter().cloned());
+            if live.pointer("/metadata/annotations").is_some_and(Value::is_object) {
+                out.push(json!({"op": "add", "path": "/metadata/annotations/kubemedic.io~1proposal", "value": p.id}));
+            } else {
+                out.push(json!({"op": "add", "path": "/metadata/annotations", "value": {PROPOSAL_ANNOTATION: p.id}}));
+            }
+            Ok(Value::Array(out))
+        }
+    }
+}
+
+fn content_type(t: PatchType) -> &'static str {
+    match t {
+        PatchType::Strategic => "application/strategic-merge-patch+json",
+        PatchType::Merge => "application/merge-patch+json",
+        PatchType::Json => "application/json-patch+json",
+    }
+}
+
+/// Is the proposal's change on the object? (For resuming `applying` after a crash.)
+pub async fn landing(cluster: &Cluster, p: &Proposal) -> Result<Landing, ApplyError> {
+    let expected = p.target.resource_version.clone().ok_or(ApplyError::NoPrecondition)?;
+    let loc = locate(cluster, &p.target).await?;
+    let live = get(cluster, &loc).await?;
+    Ok(match (live, &p.action) {
+        (None, Action::Delete) => {
+            Landing::Landed(Applied { generation: None, resource_version: String::new(), already: true })
+        }
+        (None, _) => Landing::Changed { found: "deleted".into() },
+        (Some(obj), _) if stamped_by(&obj) == Some(p.id.as_str()) => Landing::Landed(applied_from(&obj, true)),
+        (Some(obj), _) if rv_of(&obj) == expected => Landing::NotLanded,
+        (Some(obj), _) => Landing::Changed { found: rv_of(&obj) },
+    })
+}
+
+/// Apply the proposal's action once, guarded by the resourceVersion precondition.
+pub async fn apply(cluster: &Cluster, p: &Proposal) -> Result<Applied, ApplyError> {
+    let expected = p.target.resource_version.clone().ok_or(ApplyError::NoPrecondition)?;
+    let loc = locate(cluster, &p.target).await?;
+    let Some(live) = get(cluster, &loc).await? else {
+        if matches!(p.action, Action::Delete) {
+            return Ok(Applied { generation: None, resource_version: String::new(), already: true });
+        }
+        return Err(ApplyError::TargetChanged { expected, found: "deleted".into() });
+    };
+    if stamped_by(&live) == Some(p.id.as_str()) {
+        return Ok(applied_from(&live, true));
+    }
+    let found = rv_of(&live);
+    if found != expected {
+        return Err(ApplyError::TargetChanged { expected, found });
+    }
+    let req = match &p.action {
+        Action::Patch { patch_type, body } => {
+            let body = guarded_body(p, *patch_type, body, &live, &expected)?;
+            let bytes = serde_json::to_vec(&body).map_err(|e| ApplyError::Body(e.to_string()))?;
+            http::Request::patch(format!("{}?fieldManager={FIELD_MANAGER}", loc.path))
+                .header(http::header::CONTENT_TYPE, content_type(*patch_type))
+                .body(bytes)
+        }
+        Action::Delete => {
+            let body =
+                json!({"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"resourceVersion": expected}});
+            http::Request::delete(&loc.path)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(serde_json::to_vec(&body).map_err(|e| ApplyError::Body(e.to_string()))?)
+        }
+    }
+    .map_err(|e| ApplyError::Body(e.to_string()))?;
+    match cluster.client.request::<Value>(req).await {
+        Ok(obj) if matches!(p.action, Action::Delete) => {
+            Ok(Applied { generation: None, resource_version: rv_of(&obj), already: false })
+        }
+        Ok(obj) => Ok(applied_from(&obj, false)),
+        Err(err) => {
+            // A failed precondition is 409 (merge/strategic/delete) or 422/500 (JSON patch `test`).
+            // Someone may have applied this very proposal meanwhile (a resumed replica): look.
+            match landing(cluster, p).await? {
+                Landing::Landed(applied) => Ok(applied),
+                Landing::Changed { found } => Err(ApplyError::TargetChanged { expected, found }),
+                Landing::NotLanded => {
+                    let message = match api_status(&err) {
+                        Some((code, msg)) => format!("{msg} ({code})"),
+                        None => crate::app::error_chain(&err),
+                    };
+                    Err(ApplyError::Refused { target: loc.display, message })
+                }
+            }
+        }
+    }
+}
+
+/// What verification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Healthy(String),
+    Unhealthy(String),
+}
+
+fn deployment_state(d: &Deployment, generation: i64) -> Option<Verdict> {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let st = d.status.as_ref()?;
+    if st.observed_generation.unwrap_or(0) < generation {
+        return None;
+    }
+    if let Some(c) = st.conditions.iter().flatten().find(|c| c.type_ == "Progressing")
+        && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    {
+        return Some(Verdict::Unhealthy(format!(
+            "rollout exceeded its progress deadline: {}",
+            c.message.clone().unwrap_or_default()
+        )));
+    }
+    let updated = st.updated_replicas.unwrap_or(0);
+    let available = st.available_replicas.unwrap_or(0);
+    let total = st.replicas.unwrap_or(0);
+    (updated == want && available == want && total == want && st.unavailable_replicas.unwrap_or(0) == 0)
+        .then(|| Verdict::Healthy(format!("{updated}/{want} replicas updated and available")))
+}
+
+fn statefulset_state(s: &StatefulSet, generation: i64) -> Option<Verdict> {
+    let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let st = s.status.as_ref()?;
+    if st.observed_generation.unwrap_or(0) < generation {
+        return None;
+    }
+    let ready = st.ready_replicas.unwrap_or(0);
+    let updated = st.updated_replicas.unwrap_or(0);
+    (ready == want && updated == want && st.current_revision == st.update_revision)
+        .then(|| Verdict::Healthy(format!("{ready}/{want} replicas updated and ready")))
+}
+
+fn daemonset_state(d: &DaemonSet, generation: i64) -> Option<Verdict> {
+    let st = d.status.as_ref()?;
+    if st.observed_generation.unwrap_or(0) < generation {
+        return None;
+    }
+    let want = st.desired_number_scheduled;
+    let updated = st.updated_number_scheduled.unwrap_or(0);
+    let available = st.number_available.unwrap_or(0);
+    (updated == want && available == want)
+        .then(|| Verdict::Healthy(format!("{available}/{want} pods updated and available")))
+}
+
+/// Watch the rollout the change started until it is healthy, definitely
+/// failed, or `timeout` passes.
+pub async fn verify(cluster: &Cluster, p: &Proposal, applied: &Applied, timeout: Duration) -> Verdict {
+    let t = &p.target;
+    let generation = applied.generation.unwrap_or(0);
+    if matches!(p.action, Action::Delete) {
+        return Verdict::Healthy(format!("{} deleted", display(t)));
+    }
+    let client = cluster.client.clone();
+    macro_rules! watch {
+        ($ty:ty, $state:ident, $describe:expr) => {{
+            let api: Api<$ty> = Api::namespaced(client, &t.namespace);
+            let cond = move |o: Option<&$ty>| o.is_none() || o.and_then(|o| $state(o, generation)).is_some();
+            match tokio::time::timeout(timeout, await_condition(api.clone(), &t.name, cond)).await {
+                Ok(Ok(Some(obj))) => $state(&obj, generation).unwrap_or_else(|| Verdict::Unhealthy("unknown".into())),
+                Ok(Ok(None)) => Verdict::Unhealthy(format!("{} was deleted during the rollout", display(t))),
+                Ok(Err(e)) => Verdict::Unhealthy(format!("cannot watch the rollout: {e}")),
+                Err(_) => {
+                    let now = api.get_opt(&t.name).await.ok().flatten();
+                    Verdict::Unhealthy(format!(
+                        "rollout not healthy after {}s: {}",
+                        timeout.as_secs(),
+                        now.as_ref().map($describe).unwrap_or_else(|| "object not found".into())
+                    ))
+                }
+            }
+        }};
+    }
+    match (t.api_version.as_str(), t.kind.as_str()) {
+        ("apps/v1", "Deployment") => watch!(Deployment, deployment_state, |d: &Deployment| {
+            let st = d.status.clone().unwrap_or_default();
+            format!(
+                "{} updated, {} available, {} unavailable of {}",
+                st.updated_replicas.unwrap_or(0),
+                st.available_replicas.unwrap_or(0),
+                st.unavailable_replicas.unwrap_or(0),
+                d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+            )
+        }),
+        ("apps/v1", "StatefulSet") => watch!(StatefulSet, statefulset_state, |s: &StatefulSet| {
+            let st = s.status.clone().unwrap_or_default();
+            format!(
+                "{} ready, {} updated of {}",
+                st.ready_replicas.unwrap_or(0),
+                st.updated_replicas.unwrap_or(0),
+                st.replicas
+            )
+        }),
+        ("apps/v1", "DaemonSet") => watch!(DaemonSet, daemonset_state, |d: &DaemonSet| {
+            let st = d.status.clone().unwrap_or_default();
+            format!("{} available of {}", st.number_available.unwrap_or(0), st.desired_number_scheduled)
+        }),
+        _ => Verdict::Healthy(format!("{} changed; it has no rollout to watch", display(t))),
+    }
+}
+
+/// A rollback for a Deployment whose change failed verification: the
+/// template of the newest earlier ReplicaSet revision, as `kubectl rollout
+/// undo` would pick, as a JSON patch pinned to the live resourceVersion.
+/// `None` when there is nothing to roll back to (or not a Deployment).
+pub async fn rollback_patch(cluster: &Cluster, t: &TargetRef) -> Result<Option<(Value, String)>, ApplyError> {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    if t.kind != "Deployment" {
+        return Ok(None);
+    }
+    let read = |source| ApplyError::Read { target: display(t), source };
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), &t.namespace);
+    let Some(d) = deployments.get_opt(&t.name).await.map_err(read)? else { return Ok(None) };
+    let revision = |m: &kube::api::ObjectMeta| {
+        m.annotations
+            .as_ref()
+            .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+            .and_then(|r| r.parse::<i64>().ok())
+    };
+    let current = revision(&d.metadata).unwrap_or(0);
+    let uid = d.metadata.uid.clone().unwrap_or_default();
+    let rss: Api<ReplicaSet> = Api::namespaced(cluster.client.clone(), &t.namespace);
+    let list = rss.list(&Default::default()).await.map_err(read)?;
+    let mut owned: Vec<(i64, ReplicaSet)> = list
+        .items
+        .into_iter()
+        .filter(|rs| rs.metadata.owner_references.iter().flatten().any(|o| o.uid == uid))
+        .filter_map(|rs| revision(&rs.metadata).map(|r| (r, rs)))
+        .filter(|(r, _)| *r < current)
+        .collect();
+    owned.sort_by_key(|(r, _)| std::cmp::Reverse(*r));
+    let Some((rev, rs)) = owned.into_iter().next() else { return Ok(None) };
+    let Some(mut template) = rs.spec.and_then(|s| s.template) else { return Ok(None) };
+    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove("pod-template-hash");
+    }
+    let template = serde_json::to_value(template).map_err(|e| ApplyError::Body(e.to_string()))?;
+    Ok(Some((json!([{"op": "replace", "path": "/spec/template", "value": template}]), format!("revision {rev}"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_patch_carries_precondition_and_annotation() {
+        let p = crate::store::contract::sample_proposal("p1");
+        let body = json!({"spec": {"replicas": 2}, "metadata": {"labels": {"a": "b"}}});
+        let got = guarded_body(&p, PatchType::Merge, &body, &json!({}), "42").unwrap();
+        assert_eq!(
+            got,
+            json!({"spec": {"replicas": 2}, "metadata": {"labels": {"a": "b"}, "resourceVersion": "42",
+                   "annotations": {"kubemedic.io/proposal": "p1"}}})
+        );
+        assert!(guarded_body(&p, PatchType::Merge, &json!([]), &json!({}), "42").is_err());
+    }
+
+    #[test]
+    fn json_patch_starts_with_a_test_op() {
+        let p = crate::store::contract::sample_proposal("p1");
+        let ops = json!([{"op": "replace", "path": "/spec/replicas", "value": 2}]);
+        let bare = guarded_body(&p, PatchType::Json, &ops, &json!({"metadata": {}}), "7").unwrap();
+        assert_eq!(bare[0], json!({"op": "test", "path": "/metadata/resourceVersion", "value": "7"}));
+        assert_eq!(bare[1], ops[0]);
+        assert_eq!(
+            bare[2],
+            json!({"op": "add", "path": "/metadata/annotations", "value": {"kubemedic.io/proposal": "p1"}})
+        );
+        let annotated =
+            guarded_body(&p, PatchType::Json, &ops, &json!({"metadata": {"annotations": {"x": "y"}}}), "7").unwrap();
+        assert_eq!(annotated[2]["path"], "/metadata/annotations/kubemedic.io~1proposal");
+    }
+
+    #[test]
+    fn deployment_health() {
+        let d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web", "generation": 3},
+            "spec": {"replicas": 2, "selector": {}, "template": {}},
+            "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}
+        }))
+        .unwrap();
+        assert_eq!(deployment_state(&d, 3), None, "old generation not observed yet");
+        assert!(matches!(deployment_state(&d, 2), Some(Verdict::Healthy(_))));
+        let stuck: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web", "generation": 3},
+            "spec": {"replicas": 2, "selector": {}, "template": {}},
+            "status": {"observedGeneration": 3, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2,
+                       "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "too slow"}]}
+        }))
+        .unwrap();
+        assert_eq!(
+            deployment_state(&stuck, 3),
+            Some(Verdict::Unhealthy("rollout exceeded its progress deadline: too slow".into()))
+        );
+    }
+}

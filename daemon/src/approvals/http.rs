@@ -1,0 +1,219 @@
+//! HTTP routes of the approval paths:
+//! - `POST /slack/interactions`: Slack button clicks, signed (v0) and fresh
+//!   (five minutes) or refused with 401 before anything is read;
+//! - `GET /api/proposals/{id}`, `POST /api/proposals/{id}/approve|reject`:
+//!   what `kubemedic approve|reject` calls, with a bearer token.
+//!
+//! Slack wants an answer within three seconds, so an approval is recorded
+//! synchronously (the CAS decides who wins) and applied in the background.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::slack::{Secret, blocks, interaction, signature};
+use super::{ApprovalError, Approvals, ProposalState};
+
+/// Who is calling the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    /// May approve or reject.
+    pub approver: bool,
+}
+
+/// Bearer-token check for the API routes. The MCP server's authenticator
+/// can implement this so both surfaces share one token list.
+pub trait Authenticate: Send + Sync + 'static {
+    fn authenticate(&self, bearer_token: &str) -> Option<Caller>;
+}
+
+/// Tokens stored as SHA-256 hex digests (never in clear).
+#[derive(Debug, Clone, Default)]
+pub struct TokenTable {
+    by_hash: HashMap<String, Caller>,
+}
+
+/// Hex SHA-256 of a token, as stored in configuration.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl TokenTable {
+    /// `(sha256 hex, caller)` pairs.
+    pub fn new(entries: impl IntoIterator<Item = (String, Caller)>) -> Self {
+        Self { by_hash: entries.into_iter().map(|(h, c)| (h.to_ascii_lowercase(), c)).collect() }
+    }
+}
+
+impl Authenticate for TokenTable {
+    fn authenticate(&self, bearer_token: &str) -> Option<Caller> {
+        let hash = token_hash(bearer_token);
+        // Lookup by digest: comparing digests does not leak the token's bytes through timing.
+        self.by_hash.get(&hash).cloned()
+    }
+}
+
+/// What the routes need besides the service.
+#[derive(Clone)]
+pub struct HttpOptions {
+    /// Slack signing secret; without it `/slack/interactions` answers 503.
+    pub signing_secret: Option<Secret>,
+    pub auth: Arc<dyn Authenticate>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    approvals: Arc<Approvals>,
+    options: HttpOptions,
+}
+
+/// The approval routes, to be merged into the daemon's router.
+pub fn router(approvals: Arc<Approvals>, options: HttpOptions) -> Router {
+    Router::new()
+        .route("/slack/interactions", post(slack_interactions))
+        .route("/api/proposals/{id}", get(get_proposal))
+        .route("/api/proposals/{id}/approve", post(approve))
+        .route("/api/proposals/{id}/reject", post(reject))
+        .with_state(AppState { approvals, options })
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"error": message}))).into_response()
+}
+
+async fn slack_interactions(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(secret) = &s.options.signing_secret else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "Slack is not configured");
+    };
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = jiff::Timestamp::now().as_second();
+    if let Err(err) = signature::verify(
+        secret.expose().as_bytes(),
+        h("x-slack-request-timestamp"),
+        h("x-slack-signature"),
+        &body,
+        now,
+    ) {
+        tracing::warn!(reason = %err, "refused a Slack request");
+        return error(StatusCode::UNAUTHORIZED, &err.to_string());
+    }
+    let click = match interaction::parse(&body) {
+        Ok(Some(actions)) => actions.click(),
+        Ok(None) => None,
+        Err(err) => return error(StatusCode::BAD_REQUEST, &err.to_string()),
+    };
+    let Some(click) = click else { return StatusCode::OK.into_response() };
+    let approvals = s.approvals.clone();
+    let result = approvals.record_decision(&click.proposal_id, &click.user, click.approve, "slack").await;
+    let refusal = match result {
+        Ok(p) => {
+            if p.state == ProposalState::Approved {
+                let id = p.id.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = approvals.execute(&id).await {
+                        tracing::warn!(proposal = %id, error = %crate::app::error_chain(&err), "apply after Slack approval failed");
+                    }
+                });
+            }
+            None
+        }
+        Err(ApprovalError::NotAllowed { .. }) => {
+            Some("You are not on the approver list for this proposal; nothing was changed.".to_owned())
+        }
+        Err(ApprovalError::AlreadyDecided { state, by, .. }) => Some(format!(
+            "This proposal is already {}{}; nothing was changed.",
+            state.as_str(),
+            by.map(|b| format!(" by {}", blocks::who(&b))).unwrap_or_default()
+        )),
+        Err(ApprovalError::Expired(_)) => Some("This proposal has expired; nothing was changed.".to_owned()),
+        Err(ApprovalError::NotFound(_)) => Some("kubemedic does not know this proposal.".to_owned()),
+        Err(err) => {
+            tracing::error!(proposal = %click.proposal_id, error = %crate::app::error_chain(&err), "cannot record a Slack decision");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot record the decision");
+        }
+    };
+    if let (Some(text), Some(channel)) = (refusal, click.channel.as_deref()) {
+        s.approvals.tell_user(channel, &click.user, &text).await;
+    }
+    StatusCode::OK.into_response()
+}
+
+fn caller(s: &AppState, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    match token.and_then(|t| s.options.auth.authenticate(t)) {
+        Some(c) => Ok(c),
+        None => {
+            let mut resp = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            Err(Box::new(resp))
+        }
+    }
+}
+
+async fn get_proposal(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(resp) = caller(&s, &headers) {
+        return *resp;
+    }
+    match s.approvals.get(&id).await {
+        Ok(p) => Json(p).into_response(),
+        Err(err) => api_error(&err),
+    }
+}
+
+fn api_error(err: &ApprovalError) -> Response {
+    let status = match err {
+        ApprovalError::NotFound(_) => StatusCode::NOT_FOUND,
+        ApprovalError::NotAllowed { .. } => StatusCode::FORBIDDEN,
+        ApprovalError::AlreadyDecided { .. } | ApprovalError::Expired(_) => StatusCode::CONFLICT,
+        ApprovalError::Invalid(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, &crate::app::error_chain(err))
+}
+
+async fn decide(s: AppState, headers: HeaderMap, id: String, approve: bool) -> Response {
+    let who = match caller(&s, &headers) {
+        Ok(c) => c,
+        Err(resp) => return *resp,
+    };
+    if !who.approver {
+        return error(StatusCode::FORBIDDEN, &format!("{} does not have the approver role", who.name));
+    }
+    let approvals = s.approvals.clone();
+    match approvals.record_decision(&id, &who.name, approve, "http").await {
+        Ok(p) => {
+            if p.state == ProposalState::Approved {
+                let id = p.id.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = approvals.execute(&id).await {
+                        tracing::warn!(proposal = %id, error = %crate::app::error_chain(&err), "apply after API approval failed");
+                    }
+                });
+            }
+            (StatusCode::ACCEPTED, Json(p)).into_response()
+        }
+        Err(err) => api_error(&err),
+    }
+}
+
+async fn approve(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    decide(s, headers, id, true).await
+}
+
+async fn reject(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    decide(s, headers, id, false).await
+}

@@ -1,0 +1,138 @@
+//! Decision paths without a cluster: the client points at a closed port and
+//! is never used unless a test applies. Apply and verify are covered end to
+//! end in tests/e2e/tests/approvals_*.rs.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::slack::standin::SlackStandin;
+use super::slack::{Retry, Secret, SlackClient};
+use super::*;
+use crate::store::contract::sample_proposal;
+use crate::store::redb::RedbStore;
+
+fn offline_cluster() -> Cluster {
+    let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+    Cluster { name: "local".into(), client: kube::Client::try_from(config).unwrap(), scope: Default::default() }
+}
+
+struct Fixture {
+    approvals: Arc<Approvals>,
+    slack: SlackStandin,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(dir.path()).unwrap());
+    let slack = SlackStandin::start("xoxb-t").await.unwrap();
+    let client =
+        SlackClient::new(&slack.base_url(), Secret::new("xoxb-t"), "C1", Duration::from_secs(5), Retry::default())
+            .unwrap();
+    let approvals = Arc::new(
+        Approvals::new(store, offline_cluster(), Some(client), ApprovalsConfig::default())
+            .with_replica("test-0")
+            .with_audit(crate::telemetry::audit::AuditLog::in_memory()),
+    );
+    Fixture { approvals, slack, _dir: dir }
+}
+
+fn proposal() -> Proposal {
+    sample_proposal(&uuid::Uuid::now_v7().to_string())
+}
+
+#[tokio::test]
+async fn submit_stores_pending_and_posts_to_slack() {
+    let f = fixture().await;
+    let mut updates = f.approvals.subscribe();
+    let p = f.approvals.submit(proposal()).await.unwrap();
+    assert_eq!(p.state, ProposalState::Pending);
+    let at = p.slack.clone().expect("slack ref stored");
+    let stored = f.approvals.get(&p.id).await.unwrap();
+    assert_eq!(stored.slack.as_ref(), Some(&at));
+    let msg = f.slack.message(&at.ts).unwrap();
+    assert!(msg.blocks.to_string().contains(slack::blocks::APPROVE_ACTION));
+    assert_eq!(updates.recv().await.unwrap().state, ProposalState::Proposed);
+    assert_eq!(updates.recv().await.unwrap().state, ProposalState::Pending);
+}
+
+#[tokio::test]
+async fn submit_refuses_unpinned_or_started_proposals() {
+    let f = fixture().await;
+    let mut p = proposal();
+    p.target.resource_version = None;
+    assert!(matches!(f.approvals.submit(p).await, Err(ApprovalError::Invalid(_))));
+    let mut p = proposal();
+    p.state = ProposalState::Approved;
+    assert!(matches!(f.approvals.submit(p).await, Err(ApprovalError::Invalid(_))));
+}
+
+#[tokio::test]
+async fn reject_is_final_and_updates_the_message() {
+    let f = fixture().await;
+    let p = f.approvals.submit(proposal()).await.unwrap();
+    let r = f.approvals.decide(&p.id, "U1", false).await.unwrap();
+    assert_eq!(r.state, ProposalState::Rejected);
+    assert_eq!(r.decided_by(), Some("U1"));
+    let again = f.approvals.decide(&p.id, "U1", true).await.unwrap_err();
+    assert!(matches!(again, ApprovalError::AlreadyDecided { state: ProposalState::Rejected, .. }), "{again}");
+    let msg = f.slack.message(&p.slack.unwrap().ts).unwrap();
+    assert!(msg.text.contains("Rejected by"), "{}", msg.text);
+    assert!(!msg.blocks.to_string().contains(slack::blocks::APPROVE_ACTION), "buttons removed");
+}
+
+#[tokio::test]
+async fn only_listed_approvers_decide() {
+    let f = fixture().await;
+    let p = f.approvals.submit(proposal()).await.unwrap();
+    let err = f.approvals.record_decision(&p.id, "U666", true, "slack").await.unwrap_err();
+    assert!(matches!(err, ApprovalError::NotAllowed { .. }));
+    assert_eq!(f.approvals.get(&p.id).await.unwrap().state, ProposalState::Pending);
+}
+
+#[tokio::test]
+async fn concurrent_decisions_have_one_winner() {
+    let f = fixture().await;
+    let mut p = proposal();
+    p.approvers = vec![];
+    let p = f.approvals.submit(p).await.unwrap();
+    // Reject from many "replicas" at once (rejects do not touch the cluster).
+    let results = futures::future::join_all((0..6).map(|i| {
+        let a = f.approvals.clone();
+        let id = p.id.clone();
+        async move { a.record_decision(&id, &format!("user{i}"), false, "test").await }
+    }))
+    .await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(ApprovalError::AlreadyDecided { .. }))));
+    let stored = f.approvals.get(&p.id).await.unwrap();
+    let decisions = stored.history.iter().filter(|t| t.to == ProposalState::Rejected).count();
+    assert_eq!(decisions, 1);
+}
+
+#[tokio::test]
+async fn expiry() {
+    let f = fixture().await;
+    let mut p = proposal();
+    p.expires_at = Timestamp::now() + SignedDuration::from_millis(300);
+    let p = f.approvals.submit(p).await.unwrap();
+    assert!(f.approvals.expire_due().await.unwrap().is_empty(), "not due yet");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let late = f.approvals.record_decision(&p.id, "U1", true, "slack").await.unwrap_err();
+    assert!(matches!(late, ApprovalError::Expired(_)), "{late}");
+    assert_eq!(f.approvals.get(&p.id).await.unwrap().state, ProposalState::Expired);
+    assert!(f.approvals.expire_due().await.unwrap().is_empty(), "expired once");
+    let msg = f.slack.message(&p.slack.unwrap().ts).unwrap();
+    assert!(msg.text.contains("Expired"), "{}", msg.text);
+}
+
+#[tokio::test]
+async fn crash_after_decision_leaves_approved_for_resume() {
+    let f = fixture().await;
+    let p = f.approvals.submit(proposal()).await.unwrap();
+    f.approvals.crash_at(Some(CrashPoint::AfterDecision));
+    let err = f.approvals.decide(&p.id, "U1", true).await.unwrap_err();
+    assert!(matches!(err, ApprovalError::Crashed(CrashPoint::AfterDecision)));
+    assert_eq!(f.approvals.get(&p.id).await.unwrap().state, ProposalState::Approved);
+}

@@ -114,7 +114,10 @@ pub async fn run(store: &dyn Store) -> Result<(), ContractError> {
 
 async fn proposals_cas(store: &dyn Store) -> Result<(), ContractError> {
     let id = fresh_id();
-    ensure!(store.get_proposal(&id).await.map_err(|e| unexpected("get missing", e))?.is_none(), "missing proposal found");
+    ensure!(
+        store.get_proposal(&id).await.map_err(|e| unexpected("get missing", e))?.is_none(),
+        "missing proposal found"
+    );
 
     let mut p = sample_proposal(&id);
     let r1 = store.create_proposal(&p).await.map_err(|e| unexpected("create", e))?;
@@ -155,7 +158,10 @@ async fn proposals_cas(store: &dyn Store) -> Result<(), ContractError> {
     .await;
     let wins = results.iter().filter(|r| r.is_ok()).count();
     let conflicts = results.iter().filter(|r| matches!(r, Err(StoreError::Conflict { .. }))).count();
-    ensure!(wins == 1 && conflicts == contenders - 1, "concurrent CAS: {wins} wins, {conflicts} conflicts: {results:?}");
+    ensure!(
+        wins == 1 && conflicts == contenders - 1,
+        "concurrent CAS: {wins} wins, {conflicts} conflicts: {results:?}"
+    );
 
     let other = sample_proposal(&fresh_id());
     store.create_proposal(&other).await.map_err(|e| unexpected("create second", e))?;
@@ -169,7 +175,10 @@ async fn proposals_cas(store: &dyn Store) -> Result<(), ContractError> {
 
 async fn incidents(store: &dyn Store) -> Result<(), ContractError> {
     let id = fresh_id();
-    ensure!(store.get_incident(&id).await.map_err(|e| unexpected("get missing", e))?.is_none(), "missing incident found");
+    ensure!(
+        store.get_incident(&id).await.map_err(|e| unexpected("get missing", e))?.is_none(),
+        "missing incident found"
+    );
     let mut i = sample_incident(&id);
     store.put_incident(&i).await.map_err(|e| unexpected("put", e))?;
     i.count = 7;

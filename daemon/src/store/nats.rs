@@ -91,7 +91,10 @@ impl NatsStore {
 impl Store for NatsStore {
     async fn put_incident(&self, incident: &Incident) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(incident).map_err(StoreError::Decode)?;
-        self.kv.put(key("incidents", &incident.id)?, bytes.into()).await.map_err(|e| backend("cannot write incident", e))?;
+        self.kv
+            .put(key("incidents", &incident.id)?, bytes.into())
+            .await
+            .map_err(|e| backend("cannot write incident", e))?;
         Ok(())
     }
 
@@ -101,7 +104,11 @@ impl Store for NatsStore {
     }
 
     async fn list_incidents(&self) -> Result<Vec<Incident>, StoreError> {
-        self.list("incidents").await?.iter().map(|(_, b)| serde_json::from_slice(b).map_err(StoreError::Decode)).collect()
+        self.list("incidents")
+            .await?
+            .iter()
+            .map(|(_, b)| serde_json::from_slice(b).map_err(StoreError::Decode))
+            .collect()
     }
 
     async fn create_proposal(&self, proposal: &Proposal) -> Result<u64, StoreError> {
@@ -143,7 +150,11 @@ impl Store for NatsStore {
     }
 
     async fn list_proposals(&self) -> Result<Vec<Proposal>, StoreError> {
-        self.list("proposals").await?.iter().map(|(_, b)| serde_json::from_slice(b).map_err(StoreError::Decode)).collect()
+        self.list("proposals")
+            .await?
+            .iter()
+            .map(|(_, b)| serde_json::from_slice(b).map_err(StoreError::Decode))
+            .collect()
     }
 
     async fn put_drift_report(&self, report: &serde_json::Value) -> Result<(), StoreError> {

@@ -193,6 +193,41 @@ pub struct DriftReport {
     pub errors: Vec<String>,
 }
 
+/// Field managers that write the desired state itself.
+fn source_managers(source: &DesiredSource) -> &'static [&'static str] {
+    match source {
+        DesiredSource::LastApplied => &["kubectl-client-side-apply", "kubectl"],
+        DesiredSource::Helm { .. } => &["helm"],
+        DesiredSource::Manifest { .. } => &[],
+    }
+}
+
+/// When the only owner of a drifted field is the tool that applied the desired value, the
+/// write that changed it was not recorded in managedFields: say so instead of blaming the applier.
+fn explain_untracked(source: &DesiredSource, field: &mut FieldDrift) {
+    let Some(manager) = &field.changed_by else {
+        if !field.live.is_null() {
+            field.note = Some("no field manager owns the live value".into());
+        }
+        return;
+    };
+    if !source_managers(source).contains(&manager.as_str()) {
+        return;
+    }
+    let scale = field.path == "spec.replicas";
+    field.note = Some(if scale {
+        format!(
+            "changed without a managedFields entry (still owned by {manager}, which applied the desired value): \
+             a write through the /scale subresource such as `kubectl scale`, which apiservers before 1.22 do not record"
+        )
+    } else {
+        format!("changed without a managedFields entry (still owned by {manager}, which applied the desired value)")
+    });
+    field.changed_by = None;
+    field.operation = None;
+    field.changed_at = None;
+}
+
 /// Values of secret fields never leave the process, drift or not.
 fn redact_field(kind: &str, field: &mut FieldDrift) {
     let secret_data = kind == "Secret" && (field.path.starts_with("data") || field.path.starts_with("stringData"));
@@ -218,7 +253,9 @@ pub async fn report(cluster: &Cluster, config: &DriftConfig) -> Result<DriftRepo
     let mut errors = Vec::new();
     let mut pairs = Vec::new();
     if config.last_applied {
-        pairs.extend(sources::last_applied(cluster, &discovery, &config.kinds(), &mut errors).await);
+        pairs.extend(
+            sources::last_applied(cluster, &discovery, &config.kinds(), !config.kinds.is_empty(), &mut errors).await,
+        );
     }
     let mut desired = Vec::new();
     if config.helm {
@@ -240,6 +277,7 @@ pub async fn report(cluster: &Cluster, config: &DriftConfig) -> Result<DriftRepo
             continue;
         }
         for f in &mut fields {
+            explain_untracked(&pair.desired.source, f);
             redact_field(&pair.kind, f);
         }
         objects.push(ObjectDrift {
@@ -296,9 +334,10 @@ impl DriftReport {
             }
             out.push_str("| field | desired | live | changed by | when |\n|---|---|---|---|---|\n");
             for f in &o.fields {
-                let by = match (&f.changed_by, &f.operation) {
-                    (Some(m), Some(op)) => format!("{m} ({op})"),
-                    (Some(m), None) => m.clone(),
+                let by = match (&f.changed_by, &f.operation, &f.note) {
+                    (Some(m), Some(op), _) => format!("{m} ({op})"),
+                    (Some(m), None, _) => m.clone(),
+                    (None, _, Some(note)) => format!("_unknown: {}_", note.replace('|', "\\|")),
                     _ => "_(unknown)_".into(),
                 };
                 out.push_str(&format!(
@@ -380,6 +419,7 @@ mod tests {
                         operation: Some("Update".into()),
                         changed_at: Some("2026-11-25T01:00:00Z".into()),
                         owners: vec!["kubectl-scale".into()],
+                        note: None,
                     }],
                 },
                 ObjectDrift {
@@ -436,6 +476,27 @@ mod tests {
     }
 
     #[test]
+    fn untracked_writes_are_not_blamed_on_the_applier() {
+        let mut f = FieldDrift {
+            path: "spec.replicas".into(),
+            desired: json!(1),
+            live: json!(3),
+            changed_by: Some("helm".into()),
+            operation: Some("Apply".into()),
+            changed_at: Some("2026-11-25T01:00:00Z".into()),
+            owners: vec!["helm".into()],
+            note: None,
+        };
+        explain_untracked(&DesiredSource::Helm { release: "demo".into(), revision: 1 }, &mut f);
+        assert_eq!(f.changed_by, None);
+        assert!(f.note.as_deref().unwrap().contains("/scale subresource"), "{f:?}");
+        let mut g = FieldDrift { changed_by: Some("kubectl-edit".into()), note: None, ..f.clone() };
+        explain_untracked(&DesiredSource::LastApplied, &mut g);
+        assert_eq!(g.changed_by.as_deref(), Some("kubectl-edit"));
+        assert_eq!(g.note, None);
+    }
+
+    #[test]
     fn secret_values_are_redacted() {
         let mut f = FieldDrift {
             path: "data.password".into(),
@@ -445,6 +506,7 @@ mod tests {
             operation: None,
             changed_at: None,
             owners: vec![],
+            note: None,
         };
         redact_field("Secret", &mut f);
         assert_eq!(

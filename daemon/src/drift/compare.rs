@@ -41,6 +41,9 @@ pub struct FieldDrift {
     /// Every manager that owns the field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owners: Vec<String>,
+    /// Why `changed_by` is unknown, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Render a path the way kubectl users read them.
@@ -324,6 +327,7 @@ pub fn attribute(path: &[Seg], desired: Value, live: Value, entries: &[ManagedEn
                 _ => e.manager.clone(),
             })
             .collect(),
+        note: None,
     }
 }
 

@@ -81,21 +81,27 @@ pub fn resolve_kind(discovery: &Discovery, kind: &str) -> Option<(ApiResource, A
         let (group, version) = gv.rsplit_once('/').unwrap_or(("", gv));
         return discovery.resolve_gvk(&GroupVersionKind::gvk(group, version, k));
     }
-    // Core group first, then the others in discovery order.
-    discovery.groups().find_map(|g| g.recommended_kind(kind))
+    // Core group first, then the others in discovery order; the most stable version that serves it.
+    discovery
+        .groups()
+        .find_map(|g| g.resources_by_stability().into_iter().find(|(ar, _)| ar.kind.eq_ignore_ascii_case(kind)))
 }
 
 /// Objects of `kinds` that carry the last-applied annotation, paired with themselves as live.
+/// A kind the cluster does not serve is an error only when it was configured (`strict`).
 pub async fn last_applied(
     cluster: &Cluster,
     discovery: &Discovery,
     kinds: &[String],
+    strict: bool,
     errors: &mut Vec<String>,
 ) -> Vec<Pair> {
     let mut pairs = Vec::new();
     for kind in kinds {
         let Some((ar, caps)) = resolve_kind(discovery, kind) else {
-            errors.push(format!("last-applied: kind {kind} is not served by this cluster"));
+            if strict {
+                errors.push(format!("last-applied: kind {kind} is not served by this cluster"));
+            }
             continue;
         };
         let items = match list_visible(cluster, &ar, &caps, ListParams::default()).await {

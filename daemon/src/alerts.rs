@@ -110,8 +110,23 @@ pub fn router(state: AlertsState) -> Router {
     Router::new().route(PATH, post(receive)).layer(DefaultBodyLimit::max(limit)).with_state(state)
 }
 
+/// Serve only the receiver on `listener` until `shutdown` (tests, benchmarks,
+/// or a separate alerts port); the daemon merges [`router`] into its one HTTP server instead.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AlertsState,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+/// The value for `alerts.bearer_token_sha256`: hex SHA-256 of the token.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 fn authorized(expected_hex: &str, headers: &HeaderMap) -> bool {

@@ -209,6 +209,21 @@ impl Deps {
     }
 }
 
+impl Deps {
+    /// Lend the LLM runner kubemedic's own tools through an in-process MCP
+    /// server acting as the agent (operator role at most).
+    pub fn with_tools(mut self, tools: crate::tools::Tools) -> Result<Self, AgentError> {
+        // A per-process key sealing confirmation state (random v4 uuids).
+        let mut key = Vec::with_capacity(32);
+        key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+        key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+        let server = crate::mcp::server::KubemedicServer::new(tools, (*self.prompts).clone(), &key)
+            .map_err(AgentError::Config)?;
+        self.mcp = Some(llm::mcp::kubemedic(server));
+        Ok(self)
+    }
+}
+
 /// Why a run produced no diagnosis at all.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {

@@ -91,7 +91,13 @@ pub async fn demo(_config: Config, _options: DemoOptions) -> Result<ExitCode, Ap
 pub async fn diagnose(config: Config, target: &str, json: bool) -> Result<ExitCode, AppError> {
     let workload = crate::agent::parse_target(target)?;
     let cluster = crate::cluster::Cluster::connect(&config.cluster).await?;
-    let deps = crate::agent::Deps::from_config(cluster, &config)?;
+    let mut deps = crate::agent::Deps::from_config(cluster.clone(), &config)?;
+    if config.agent.runner == crate::agent::RunnerKind::Llm {
+        let audit = crate::telemetry::audit::AuditLog::open(&config.state_dir)?;
+        let tools = crate::tools::Tools::new(cluster, None, audit)
+            .with_policy(config.policy.clone(), config.approvals.ttl_seconds);
+        deps = deps.with_tools(tools)?;
+    }
     let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
     let request = crate::agent::Request::workload(workload, &format!("cli:{user}"));
     let diagnosis = crate::agent::run(&deps, &request).await?;

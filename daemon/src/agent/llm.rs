@@ -11,6 +11,7 @@
 
 pub mod answer;
 pub mod mcp;
+pub mod standin;
 pub mod wire;
 
 use std::collections::BTreeSet;

@@ -45,6 +45,17 @@ where
     })
 }
 
+/// The connector to kubemedic's own MCP server for the LLM runner: the
+/// server always acts as the agent with the operator role at most, so
+/// nothing the model asks for can be more than a proposal.
+pub fn kubemedic(server: crate::mcp::server::KubemedicServer) -> Connector {
+    use crate::mcp::auth::Role;
+    use crate::tools::{Caller, Transport};
+    let caller = Caller::new("kubemedic-agent", Role::Operator, Transport::Agent);
+    let server = server.with_caller(caller);
+    in_process(move || server.clone())
+}
+
 /// An extra MCP server that lends the model more tools.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "transport", rename_all = "lowercase", deny_unknown_fields)]

@@ -1,0 +1,137 @@
+//! Shared by the agent end-to-end tests: building the agent's dependencies
+//! against the test cluster, diagnosing, and applying a proposal the way
+//! the approvals path would (the dry-run-checked patch, with the
+//! resourceVersion precondition).
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kubemedic::agent::{AgentConfig, Deps, Diagnosis, Request};
+use kubemedic::approvals::{Action, PatchType, Proposal};
+use kubemedic::cluster::{Cluster, Scope};
+use kubemedic::config::ClusterConfig;
+use kubemedic::policy::PolicyConfig;
+use kubemedic::signal::WorkloadRef;
+
+/// The repository root (for prompts/ and the built binary).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn cluster(client: &Client) -> Cluster {
+    Cluster { name: "e2e".into(), client: client.clone(), scope: Scope::from_config(&ClusterConfig::default()) }
+}
+
+/// Deps with the default policy and agent config, and the repository's prompts.
+pub fn deps(client: &Client) -> Deps {
+    let prompts = kubemedic::prompts::Catalog::load(&repo_root().join("prompts")).expect("prompts/ loads");
+    Deps {
+        cluster: cluster(client),
+        policy: PolicyConfig::default(),
+        config: AgentConfig::default(),
+        prompts: Arc::new(prompts),
+        mcp: None,
+    }
+}
+
+pub async fn diagnose(deps: &Deps, kind: &str, ns: &str, name: &str) -> Diagnosis {
+    let request = Request::workload(WorkloadRef::new(kind, ns, name), "e2e");
+    kubemedic::agent::run(deps, &request).await.unwrap_or_else(|e| panic!("diagnose {ns}/{kind}/{name}: {e:?}"))
+}
+
+/// Diagnose until `accept` holds (symptoms take a moment to show in status and events).
+pub async fn diagnose_until(
+    deps: &Deps,
+    kind: &str,
+    ns: &str,
+    name: &str,
+    label: &str,
+    accept: impl Fn(&Diagnosis) -> bool,
+) -> Diagnosis {
+    let mut last = None;
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(90) {
+        let d = diagnose(deps, kind, ns, name).await;
+        if accept(&d) {
+            return d;
+        }
+        last = Some(d);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    panic!(
+        "no diagnosis of {ns}/{kind}/{name} showed {label}; last one:\n{}",
+        last.map(|d| d.render_text()).unwrap_or_default()
+    );
+}
+
+fn api_for(client: &Client, p: &Proposal) -> Api<DynamicObject> {
+    let (group, version) = match p.target.api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", p.target.api_version.as_str()),
+    };
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &p.target.kind));
+    if p.target.namespace.is_empty() {
+        Api::all_with(client.clone(), &ar)
+    } else {
+        Api::namespaced_with(client.clone(), &p.target.namespace, &ar)
+    }
+}
+
+/// Apply a proposal's patch for real, pinned to the resourceVersion it was computed against.
+pub async fn apply(client: &Client, p: &Proposal) {
+    try_apply(client, p).await.unwrap_or_else(|e| panic!("apply {}: {e}", p.id));
+}
+
+async fn try_apply(client: &Client, p: &Proposal) -> Result<(), kube::Error> {
+    let Action::Patch { patch_type, body } = &p.action else { panic!("not a patch: {:?}", p.action) };
+    let mut body = body.clone();
+    let rv = p.target.resource_version.clone().expect("proposal pins a resourceVersion");
+    body["metadata"]["resourceVersion"] = serde_json::Value::String(rv);
+    let pp = PatchParams { field_manager: Some("kubemedic".into()), ..Default::default() };
+    let patch = match patch_type {
+        PatchType::Strategic => Patch::Strategic(body),
+        PatchType::Merge => Patch::Merge(body),
+        PatchType::Json => panic!("the built-in runner proposes no JSON patches"),
+    };
+    api_for(client, p).patch(&p.target.name, &pp, &patch).await.map(|_| ())
+}
+
+/// Apply the diagnosis' one proposal; when the object changed since (409 on the
+/// resourceVersion precondition, e.g. a status update), diagnose again and retry,
+/// as the approvals path does.
+pub async fn apply_fresh(client: &Client, deps: &Deps, d: &Diagnosis) -> Proposal {
+    let mut proposal = one_proposal(d).clone();
+    for _ in 0..5 {
+        match try_apply(client, &proposal).await {
+            Ok(()) => return proposal,
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                let w = &d.workload;
+                let again = diagnose(deps, &w.kind, &w.namespace, &w.name).await;
+                assert_eq!(again.root_cause, d.root_cause, "the diagnosis changed between attempts");
+                proposal = one_proposal(&again).clone();
+            }
+            Err(e) => panic!("apply {}: {e}", proposal.id),
+        }
+    }
+    panic!("the target kept changing; could not apply {}", proposal.id);
+}
+
+/// Assert the diagnosis has exactly one proposal and return it.
+pub fn one_proposal(d: &Diagnosis) -> &Proposal {
+    assert_eq!(d.proposals.len(), 1, "expected one proposal:\n{}", d.render_text());
+    assert!(d.refused.is_empty(), "nothing refused expected:\n{}", d.render_text());
+    &d.proposals[0]
+}
+
+/// A diagnosis that names its evidence and draws its chain.
+pub fn assert_well_formed(d: &Diagnosis) {
+    assert!(!d.evidence.is_empty(), "no evidence:\n{}", d.render_text());
+    assert!(d.mermaid.starts_with("flowchart TD") && d.mermaid.contains("-->"), "no causal chain:\n{}", d.mermaid);
+    assert!((0.0..=1.0).contains(&d.confidence));
+    assert_eq!(d.runner, "builtin");
+}

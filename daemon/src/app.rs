@@ -70,9 +70,34 @@ pub async fn run(_config: Config) -> Result<ExitCode, AppError> {
     not_built("run")
 }
 
-/// `kubemedic mcp`.
-pub async fn mcp_stdio(_config: Config) -> Result<ExitCode, AppError> {
-    not_built("mcp")
+/// `kubemedic mcp`: MCP over stdio as the configured local user and role.
+/// stdout carries only MCP messages; logs go to stderr.
+pub async fn mcp_stdio(config: Config) -> Result<ExitCode, AppError> {
+    use rmcp::ServiceExt as _;
+    let cluster = crate::cluster::Cluster::connect(&config.cluster).await?;
+    let audit = crate::telemetry::audit::AuditLog::open(&config.state_dir)?;
+    // The embedded store is single-writer: when `kubemedic run` holds it, serve reads only.
+    let store: Option<std::sync::Arc<dyn crate::store::Store>> =
+        match crate::store::redb::RedbStore::open(&config.state_dir) {
+            Ok(s) => Some(std::sync::Arc::new(s)),
+            Err(err) => {
+                tracing::warn!(error = %err, "no state store: incidents, proposals and mutating tools are unavailable");
+                None
+            }
+        };
+    let approvals: Option<std::sync::Arc<dyn crate::tools::ProposalSink>> = store.clone().map(|store| {
+        let a = crate::approvals::Approvals::new(store, cluster.clone(), None, config.approvals.clone())
+            .with_audit(audit.clone())
+            .with_policy(config.policy.clone());
+        std::sync::Arc::new(a) as std::sync::Arc<dyn crate::tools::ProposalSink>
+    });
+    let server = crate::mcp::build_server(&config, cluster, store, approvals, audit)?;
+    let caller =
+        crate::tools::Caller::new(&config.auth.stdio_user, config.auth.stdio_role, crate::tools::Transport::Stdio);
+    tracing::info!(user = %caller.user, role = ?caller.role, "serving MCP on stdio");
+    let service = server.with_caller(caller).serve(rmcp::transport::stdio()).await?;
+    service.waiting().await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Options of `kubemedic demo`.

@@ -156,6 +156,7 @@ pub const TOOLS: &[ToolSpec] = &[
     spec("decode_secret", Role::Viewer, true, false),
     spec("cluster_health", Role::Viewer, true, false),
     spec("workload_graph", Role::Viewer, true, false),
+    spec("drift_check", Role::Viewer, true, false),
     spec("list_incidents", Role::Viewer, true, false),
     spec("list_proposals", Role::Viewer, true, false),
     spec("get_proposal", Role::Viewer, true, false),
@@ -188,6 +189,7 @@ pub struct Tools {
     pub(crate) approvals: Option<Arc<dyn ProposalSink>>,
     pub(crate) policy: crate::policy::PolicyConfig,
     pub(crate) proposal_ttl_seconds: u64,
+    pub(crate) drift: crate::drift::DriftConfig,
 }
 
 impl Tools {
@@ -199,6 +201,7 @@ impl Tools {
             approvals: None,
             policy: crate::policy::PolicyConfig::default(),
             proposal_ttl_seconds: 3600,
+            drift: crate::drift::DriftConfig::default(),
         }
     }
 
@@ -211,6 +214,12 @@ impl Tools {
     pub fn with_policy(mut self, policy: crate::policy::PolicyConfig, ttl_seconds: u64) -> Self {
         self.policy = policy;
         self.proposal_ttl_seconds = ttl_seconds;
+        self
+    }
+
+    /// Where `drift_check` takes the desired state from.
+    pub fn with_drift(mut self, drift: crate::drift::DriftConfig) -> Self {
+        self.drift = drift;
         self
     }
 
@@ -294,6 +303,7 @@ impl Tools {
             "decode_secret" => run!(decode_secret),
             "cluster_health" => run!(cluster_health),
             "workload_graph" => run!(workload_graph),
+            "drift_check" => run!(drift_check),
             "list_incidents" => run!(list_incidents),
             "list_proposals" => run!(list_proposals),
             "get_proposal" => run!(get_proposal),
@@ -356,9 +366,11 @@ fn target_of(args: &Value) -> Option<String> {
 
 #[cfg(test)]
 pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
 
 #[cfg(test)]
-mod tests {
+mod unit_tests {
     use super::*;
 
     #[test]

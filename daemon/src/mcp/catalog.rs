@@ -26,6 +26,7 @@ fn schemas(name: &str) -> (Arc<JsonObject>, Arc<JsonObject>) {
         "decode_secret" => s!(secrets::DecodeSecretInput, secrets::DecodeSecretOutput),
         "cluster_health" => s!(overview::HealthInput, overview::HealthOutput),
         "workload_graph" => s!(overview::GraphInput, overview::GraphOutput),
+        "drift_check" => s!(state::DriftInput, crate::drift::DriftReport),
         "list_incidents" => s!(state::ListIncidentsInput, state::IncidentsOutput),
         "list_proposals" => s!(state::ListProposalsInput, state::ProposalsOutput),
         "get_proposal" => s!(state::ProposalIdInput, state::ProposalOutput),
@@ -70,6 +71,9 @@ fn description(name: &str) -> &'static str {
         }
         "workload_graph" => {
             "A Mermaid flowchart of workloads, ReplicaSets, Pods, the Services selecting them and the Secrets/ConfigMaps they use (missing ones dashed)."
+        }
+        "drift_check" => {
+            "Compare live objects with their desired state (last-applied configuration, Helm releases, manifests): which fields drifted, desired and live values (secret values redacted)."
         }
         "list_incidents" => "Incidents kubemedic has opened (signals folded by workload and reason), newest first.",
         "list_proposals" => "Proposals (patches waiting for or past a human decision), newest first.",

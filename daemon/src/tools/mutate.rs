@@ -33,6 +33,17 @@ pub trait ProposalSink: Send + Sync + 'static {
     async fn decide(&self, id: &str, user: &str, approve: bool) -> Result<Proposal, String>;
 }
 
+#[async_trait]
+impl ProposalSink for crate::approvals::Approvals {
+    async fn submit(&self, proposal: Proposal) -> Result<Proposal, String> {
+        crate::approvals::Approvals::submit(self, proposal).await.map_err(|e| crate::app::error_chain(&e))
+    }
+
+    async fn decide(&self, id: &str, user: &str, approve: bool) -> Result<Proposal, String> {
+        crate::approvals::Approvals::decide(self, id, user, approve).await.map_err(|e| crate::app::error_chain(&e))
+    }
+}
+
 /// Shared handle.
 pub type SharedSink = Arc<dyn ProposalSink>;
 
@@ -210,10 +221,9 @@ impl Tools {
         let (revision, action) = if kind == "Deployment" {
             let current = tree
                 .object
-                .data
-                .pointer("/metadata/annotations")
-                .and_then(|a| a.get(super::workload::REVISION_ANNOTATION))
-                .and_then(Value::as_str)
+                .annotations()
+                .get(super::workload::REVISION_ANNOTATION)
+                .map(String::as_str)
                 .and_then(|r| r.parse::<i64>().ok());
             let mut candidates: Vec<_> =
                 tree.replica_sets.iter().filter_map(|rs| rs_revision(rs).map(|r| (r, rs))).collect();

@@ -169,7 +169,7 @@ impl Tools {
         for kind in ["Deployment", "StatefulSet", "DaemonSet"] {
             let Ok(k) = kinds::resolve(TOOL, scope, kind) else { continue };
             for o in self.list_dynamic(&k, ns, &ListParams::default()).await? {
-                let st = rollout_of(k.kind, &o.data);
+                let st = rollout_of(k.kind, &serde_json::to_value(&o).unwrap_or_default());
                 if st.ready < st.desired || st.status == "failed" {
                     unhealthy_workloads.push(WorkloadHealth {
                         kind: k.kind.into(),

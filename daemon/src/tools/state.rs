@@ -62,6 +62,15 @@ pub struct ProposalOutput {
     pub proposal: Proposal,
 }
 
+/// Input of `drift_check`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DriftInput {
+    /// Only objects in this namespace; omit for every visible namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
 /// Proposal ids are uuids; refuse anything else before it reaches a store key.
 pub(crate) fn check_id(tool: &str, id: &str) -> Result<(), ToolError> {
     if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
@@ -101,6 +110,26 @@ impl Tools {
         incidents.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
         incidents.truncate(limit);
         Ok(IncidentsOutput { incidents })
+    }
+
+    /// Compare live objects with their desired state now (the drift module's sources).
+    pub async fn drift_check(
+        &self,
+        _caller: &Caller,
+        input: DriftInput,
+    ) -> Result<crate::drift::DriftReport, ToolError> {
+        const TOOL: &str = "drift_check";
+        let scope = &self.cluster.scope;
+        let ns = kinds::optional_namespace(TOOL, scope, input.namespace.as_deref())?;
+        let mut report = crate::drift::report(&self.cluster, &self.drift)
+            .await
+            .map_err(|e| ToolError::Unavailable { what: "drift report", why: crate::app::error_chain(&e) })?;
+        report.objects.retain(|o| {
+            scope.kind_visible(&o.kind)
+                && o.namespace.as_deref().is_none_or(|n| scope.namespace_visible(n))
+                && ns.is_none_or(|want| o.namespace.as_deref() == Some(want))
+        });
+        Ok(report)
     }
 
     pub async fn list_proposals(

@@ -116,8 +116,13 @@ impl FakeApi {
                 let patch: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
                 let mut out = live;
                 if patch.is_array() {
-                    if let Ok(p) = serde_json::from_value::<json_patch::Patch>(patch) {
-                        let _ = json_patch::patch(&mut out, &p);
+                    match serde_json::from_value::<json_patch::Patch>(patch) {
+                        Ok(p) => {
+                            if let Err(e) = json_patch::patch(&mut out, &p) {
+                                eprintln!("fake apiserver: json patch failed: {e}");
+                            }
+                        }
+                        Err(e) => eprintln!("fake apiserver: bad json patch: {e}"),
                     }
                 } else {
                     json_patch::merge(&mut out, &patch);
@@ -157,9 +162,10 @@ impl FakeApi {
     }
 }
 
-/// A proposal sink that keeps proposals in memory and records decisions.
-#[derive(Default)]
+/// A proposal sink over a real (embedded) store that records decisions;
+/// it approves and rejects but never applies (that is the approvals service's job).
 pub struct MemorySink {
+    pub store: Arc<dyn crate::store::Store>,
     pub proposals: Mutex<BTreeMap<String, Proposal>>,
     pub decisions: Mutex<Vec<(String, String, bool)>>,
 }
@@ -170,21 +176,24 @@ impl ProposalSink for MemorySink {
         if p.state == ProposalState::Proposed {
             p.transition(&ProposalEvent::Offer, "kubemedic", jiff::Timestamp::now()).map_err(|e| e.to_string())?;
         }
+        self.store.create_proposal(&p).await.map_err(|e| e.to_string())?;
         self.proposals.lock().unwrap().insert(p.id.clone(), p.clone());
         Ok(p)
     }
 
     async fn decide(&self, id: &str, user: &str, approve: bool) -> Result<Proposal, String> {
         self.decisions.lock().unwrap().push((id.to_owned(), user.to_owned(), approve));
-        let mut map = self.proposals.lock().unwrap();
-        let p = map.get_mut(id).ok_or("no such proposal")?;
+        let v = self.store.get_proposal(id).await.map_err(|e| e.to_string())?.ok_or("no such proposal")?;
+        let mut p = v.value;
         let ev = if approve {
             ProposalEvent::Approve { by: user.into() }
         } else {
             ProposalEvent::Reject { by: user.into() }
         };
         p.transition(&ev, user, jiff::Timestamp::now()).map_err(|e| e.to_string())?;
-        Ok(p.clone())
+        self.store.update_proposal(&p, v.revision).await.map_err(|e| e.to_string())?;
+        self.proposals.lock().unwrap().insert(p.id.clone(), p.clone());
+        Ok(p)
     }
 }
 
@@ -261,8 +270,12 @@ pub fn tools(api: &FakeApi) -> (Tools, Arc<MemorySink>) {
     let config =
         ClusterConfig { exclude_namespaces: vec!["hidden".into(), "kube-system".into()], ..ClusterConfig::default() };
     let cluster = Cluster { name: "test".into(), client: api.client(), scope: Scope::from_config(&config) };
-    let sink = Arc::new(MemorySink::default());
-    let tools = Tools::new(cluster, None, AuditLog::in_memory()).with_approvals(sink.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::redb::RedbStore::open(dir.path()).unwrap());
+    // The store keeps the file open; the directory may go.
+    drop(dir);
+    let sink = Arc::new(MemorySink { store: store.clone(), proposals: Mutex::default(), decisions: Mutex::default() });
+    let tools = Tools::new(cluster, Some(store), AuditLog::in_memory()).with_approvals(sink.clone());
     (tools, sink)
 }
 

@@ -364,7 +364,7 @@ impl Tools {
                 .get(&input.name)
                 .await
                 .map_err(|e| ToolError::kube(format!("{} {}/{}", k.kind, input.namespace, input.name), e))?;
-            let mut st = rollout_of(k.kind, &obj.data);
+            let mut st = rollout_of(k.kind, &serde_json::to_value(&obj).unwrap_or_default());
             st.namespace.clone_from(&input.namespace);
             st.name.clone_from(&input.name);
             st.waited_seconds = started.elapsed().as_secs();
@@ -392,10 +392,9 @@ impl Tools {
             let tree = self.workload_tree(TOOL, &input.namespace, k.kind, &input.name).await?;
             let current = tree
                 .object
-                .data
-                .pointer("/metadata/annotations")
-                .and_then(|a| a.get(REVISION_ANNOTATION))
-                .and_then(Value::as_str)
+                .annotations()
+                .get(REVISION_ANNOTATION)
+                .map(String::as_str)
                 .and_then(|r| r.parse::<i64>().ok());
             for rs in &tree.replica_sets {
                 let Some(rev) = rs_revision(rs) else { continue };

@@ -1,0 +1,261 @@
+//! The MCP server through a real rmcp client over an in-memory duplex,
+//! on both protocol versions.
+
+use std::sync::{Arc, Mutex};
+
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
+    GetPromptRequestParams, Implementation, ProtocolVersion, ReadResourceRequestParams,
+};
+use rmcp::service::{RequestContext, RunningService, ServiceError};
+use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, ErrorData as McpError, RoleClient, ServiceExt};
+use serde_json::{Value, json};
+
+use super::server::{FORBIDDEN, KubemedicServer};
+use crate::approvals::ProposalState;
+use crate::mcp::auth::Role;
+use crate::tools::testing::{MemorySink, SECRET_VALUE, caller, shop_fixture, tools};
+
+/// How the test client answers a confirmation; `None` = it cannot elicit.
+#[derive(Clone)]
+struct Client {
+    answer: Option<ElicitationAction>,
+    asked: Arc<Mutex<Vec<String>>>,
+}
+
+impl ClientHandler for Client {
+    fn get_info(&self) -> ClientConfig {
+        let caps = if self.answer.is_some() {
+            ClientCapabilities::builder().enable_elicitation().build()
+        } else {
+            ClientCapabilities::default()
+        };
+        ClientConfig::new(caps, Implementation::new("kubemedic-test-client", "0"))
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, McpError> {
+        if let ElicitRequestParams::FormElicitationParams { message, .. } = &request {
+            self.asked.lock().unwrap().push(message.clone());
+        }
+        Ok(match &self.answer {
+            Some(ElicitationAction::Accept) => {
+                ElicitResult::new(ElicitationAction::Accept).with_content(json!({"approve": true}))
+            }
+            Some(other) => ElicitResult::new(other.clone()),
+            None => ElicitResult::new(ElicitationAction::Decline),
+        })
+    }
+}
+
+struct Setup {
+    client: RunningService<RoleClient, Client>,
+    sink: Arc<MemorySink>,
+    asked: Arc<Mutex<Vec<String>>>,
+    api: crate::tools::testing::FakeApi,
+    server: KubemedicServer,
+}
+
+async fn setup(role: Role, answer: Option<ElicitationAction>, new_protocol: bool) -> Setup {
+    let api = shop_fixture();
+    let (tools, sink) = tools(&api);
+    let prompts =
+        crate::prompts::Catalog::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../prompts")).unwrap();
+    let server = KubemedicServer::new(tools, prompts, &[7u8; 32]).unwrap();
+    let (server_io, client_io) = tokio::io::duplex(1 << 20);
+    let s = server.with_caller(caller(role));
+    tokio::spawn(async move {
+        if let Ok(running) = s.serve(server_io).await {
+            let _ = running.waiting().await;
+        }
+    });
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let handler = Client { answer, asked: asked.clone() };
+    let client = if new_protocol {
+        handler
+            .serve_with_lifecycle(
+                client_io,
+                ClientLifecycleMode::Discover { preferred_versions: vec![ProtocolVersion::V_2026_07_28] },
+            )
+            .await
+            .unwrap()
+    } else {
+        handler.serve(client_io).await.unwrap()
+    };
+    Setup { client, sink, asked, api, server }
+}
+
+fn params(name: &str, args: Value) -> CallToolRequestParams {
+    CallToolRequestParams::new(name.to_owned()).with_arguments(args.as_object().unwrap().clone())
+}
+
+fn mcp_error(e: ServiceError) -> McpError {
+    match e {
+        ServiceError::McpError(e) => e,
+        other => panic!("expected an MCP error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn lists_and_reads_over_mcp() {
+    let s = setup(Role::Viewer, None, false).await;
+    let tools = s.client.list_all_tools().await.unwrap();
+    assert!(tools.len() >= 20);
+    let scale = tools.iter().find(|t| t.name == "scale").unwrap();
+    assert_eq!(scale.annotations.as_ref().unwrap().destructive_hint, Some(true));
+    assert!(tools.iter().all(|t| t.output_schema.is_some()));
+    let prompts = s.client.list_all_prompts().await.unwrap();
+    assert_eq!(prompts.len(), 6);
+    let resources = s.client.list_all_resources().await.unwrap();
+    assert!(resources.iter().any(|r| r.uri == "kubemedic://namespaces"));
+    assert!(!resources.iter().any(|r| r.uri == "kubemedic://audit/recent"), "a viewer does not see the audit trail");
+
+    let out = s
+        .client
+        .call_tool(params("describe_workload", json!({"namespace": "shop", "kind": "Deployment", "name": "web"})))
+        .await
+        .unwrap();
+    let structured = out.structured_content.unwrap();
+    assert_eq!(structured["owner_chain"][0], "Deployment/web");
+    let text = serde_json::to_string(&out.content).unwrap();
+    assert!(!text.contains(SECRET_VALUE));
+
+    let logs = s.client.call_tool(params("pod_logs", json!({"namespace": "shop", "name": "web-aaa-1"}))).await.unwrap();
+    assert!(!serde_json::to_string(&logs).unwrap().contains(SECRET_VALUE));
+
+    let prompt = s
+        .client
+        .get_prompt(GetPromptRequestParams::new("diagnose-workload").with_arguments(
+            json!({"namespace": "shop", "kind": "Deployment", "name": "web"}).as_object().unwrap().clone(),
+        ))
+        .await
+        .unwrap();
+    let text = serde_json::to_string(&prompt.messages).unwrap();
+    assert!(text.contains("Diagnose Deployment shop/web") && text.contains("`describe_workload`"), "{text}");
+    let err = s.client.get_prompt(GetPromptRequestParams::new("diagnose-workload")).await.unwrap_err();
+    assert!(mcp_error(err).message.contains("missing required argument namespace"));
+
+    let ns = s.client.read_resource(ReadResourceRequestParams::new("kubemedic://clusters")).await.unwrap();
+    assert!(serde_json::to_string(&ns).unwrap().contains("\\\"test\\\""));
+    let err = s.client.read_resource(ReadResourceRequestParams::new("kubemedic://audit/recent")).await.unwrap_err();
+    assert_eq!(mcp_error(err).code, FORBIDDEN);
+
+    // The audit trail saw tool calls and the prompt fetch, without the secret.
+    let audit = s.server.tools().audit().recent(100);
+    assert!(audit.iter().any(|r| r.action == "diagnose-workload"));
+    assert!(audit.iter().any(|r| r.action == "pod_logs" && r.transport == "internal"));
+    assert!(!serde_json::to_string(&audit).unwrap().contains(SECRET_VALUE));
+}
+
+#[tokio::test]
+async fn bad_input_and_wrong_role_are_clear_mcp_errors() {
+    let s = setup(Role::Viewer, Some(ElicitationAction::Accept), false).await;
+    let err = s.client.call_tool(params("list_resources", json!({"kind": "Widget"}))).await.unwrap_err();
+    let e = mcp_error(err);
+    assert_eq!(e.code, rmcp::model::ErrorCode::INVALID_PARAMS);
+    assert!(e.message.contains("unknown kind `Widget`"), "{}", e.message);
+    let err = s
+        .client
+        .call_tool(params("pod_logs", json!({"namespace": "shop", "name": "x", "tail": 99_999_999})))
+        .await
+        .unwrap_err();
+    assert!(mcp_error(err).message.contains("tail must be between 1 and 5000"));
+
+    let err = s
+        .client
+        .call_tool(params("scale", json!({"namespace": "shop", "kind": "Deployment", "name": "web", "replicas": 0})))
+        .await
+        .unwrap_err();
+    let e = mcp_error(err);
+    assert_eq!(e.code, FORBIDDEN);
+    assert!(e.message.contains("needs the Operator role"), "{}", e.message);
+    assert!(s.asked.lock().unwrap().is_empty(), "a viewer is never asked to confirm");
+    assert!(s.sink.proposals.lock().unwrap().is_empty());
+    assert!(s.api.writes().is_empty());
+}
+
+async fn scale(s: &Setup) -> Value {
+    let out = s
+        .client
+        .call_tool(params("scale", json!({"namespace": "shop", "kind": "Deployment", "name": "web", "replicas": 3})))
+        .await
+        .unwrap();
+    assert_ne!(out.is_error, Some(true), "{out:?}");
+    out.structured_content.unwrap()
+}
+
+async fn confirmation_flow(new_protocol: bool) {
+    // Accept: the approver's confirmation approves the proposal (the approvals service applies it).
+    let s = setup(Role::Approver, Some(ElicitationAction::Accept), new_protocol).await;
+    let out = scale(&s).await;
+    assert_eq!(out["proposal"]["state"], "approved", "{out}");
+    assert_eq!(s.asked.lock().unwrap().len(), 1);
+    assert!(s.asked.lock().unwrap()[0].contains("Deployment shop/web"));
+    let decisions = s.sink.decisions.lock().unwrap().clone();
+    assert_eq!(decisions.len(), 1);
+    assert_eq!((decisions[0].1.as_str(), decisions[0].2), ("approver", true));
+
+    // Decline: nothing decided, the proposal stays pending, its id comes back.
+    for answer in [ElicitationAction::Decline, ElicitationAction::Cancel] {
+        let s = setup(Role::Approver, Some(answer), new_protocol).await;
+        let out = scale(&s).await;
+        assert_eq!(out["proposal"]["state"], "pending", "{out}");
+        assert!(out["message"].as_str().unwrap().contains("nothing was changed"));
+        assert!(s.sink.decisions.lock().unwrap().is_empty());
+        let id = out["proposal"]["id"].as_str().unwrap();
+        assert_eq!(s.sink.proposals.lock().unwrap()[id].state, ProposalState::Pending);
+        assert!(s.api.writes().is_empty());
+    }
+
+    // A client that cannot elicit gets a pending proposal, never an applied change.
+    let s = setup(Role::Approver, None, new_protocol).await;
+    let out = scale(&s).await;
+    assert_eq!(out["proposal"]["state"], "pending");
+    assert!(s.sink.decisions.lock().unwrap().is_empty());
+
+    // An operator proposes but is not asked to approve.
+    let s = setup(Role::Operator, Some(ElicitationAction::Accept), new_protocol).await;
+    let out = scale(&s).await;
+    assert_eq!(out["proposal"]["state"], "pending");
+    assert!(s.asked.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn confirmation_by_elicitation_2025_11_25() {
+    confirmation_flow(false).await;
+}
+
+#[tokio::test]
+async fn confirmation_by_input_required_2026_07_28() {
+    confirmation_flow(true).await;
+}
+
+#[tokio::test]
+async fn apply_proposal_confirms_an_existing_proposal() {
+    let s = setup(Role::Approver, Some(ElicitationAction::Decline), false).await;
+    let pending = scale(&s).await;
+    let id = pending["proposal"]["id"].as_str().unwrap().to_owned();
+    // A second session of an approver who accepts.
+    let tools = s.server.tools().clone();
+    drop(s.client);
+    let prompts = crate::prompts::Catalog::default();
+    let server = KubemedicServer::new(tools, prompts, &[9u8; 32]).unwrap().with_caller(caller(Role::Approver));
+    let (server_io, client_io) = tokio::io::duplex(1 << 20);
+    tokio::spawn(async move {
+        if let Ok(r) = server.serve(server_io).await {
+            let _ = r.waiting().await;
+        }
+    });
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let client =
+        Client { answer: Some(ElicitationAction::Accept), asked: asked.clone() }.serve(client_io).await.unwrap();
+    let out = client.call_tool(params("apply_proposal", json!({"id": id}))).await.unwrap();
+    assert_eq!(out.structured_content.unwrap()["proposal"]["state"], "approved");
+    assert_eq!(s.sink.decisions.lock().unwrap().len(), 1);
+    // Once decided, it cannot be decided again.
+    let err = client.call_tool(params("apply_proposal", json!({"id": id}))).await.unwrap_err();
+    assert!(mcp_error(err).message.contains("not pending"));
+}

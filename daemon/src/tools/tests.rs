@@ -1,0 +1,244 @@
+//! Tool tests against a fake apiserver (no cluster needed).
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use super::testing::{SECRET_VALUE, caller, shop_fixture, tools};
+use super::*;
+use crate::approvals::ProposalState;
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn assert_clean(what: &str, text: &str) {
+    assert!(!text.contains(SECRET_VALUE), "{what} leaks the secret value: {text}");
+    assert!(!text.contains(&b64(SECRET_VALUE)), "{what} leaks the base64 secret value: {text}");
+}
+
+#[tokio::test]
+async fn no_read_tool_leaks_a_secret_value() {
+    let api = shop_fixture();
+    let (tools, _) = tools(&api);
+    let admin = caller(Role::Admin);
+    let calls = [
+        ("list_resources", json!({"kind": "Secret", "namespace": "shop"})),
+        ("list_resources", json!({"kind": "ConfigMap"})),
+        ("list_resources", json!({"kind": "Event", "namespace": "shop"})),
+        ("get_resource", json!({"kind": "Secret", "namespace": "shop", "name": "db"})),
+        ("get_resource", json!({"kind": "ConfigMap", "namespace": "shop", "name": "cfg"})),
+        ("describe_workload", json!({"namespace": "shop", "kind": "Deployment", "name": "web"})),
+        ("events", json!({"namespace": "shop"})),
+        ("events", json!({})),
+        ("pod_logs", json!({"namespace": "shop", "name": "web-aaa-1"})),
+        ("pod_logs", json!({"namespace": "shop", "kind": "Deployment", "name": "web"})),
+        ("decode_secret", json!({"namespace": "shop", "name": "db"})),
+        ("decode_secret", json!({"namespace": "shop", "workload_kind": "Deployment", "workload_name": "web"})),
+        ("cluster_health", json!({})),
+        ("workload_graph", json!({"namespace": "shop"})),
+        ("rollout_history", json!({"namespace": "shop", "kind": "Deployment", "name": "web"})),
+    ];
+    for (name, args) in calls {
+        let out = tools.call(&admin, name, args.clone()).await.unwrap_or_else(|e| panic!("{name} {args}: {e}"));
+        assert_clean(name, &out.to_string());
+    }
+    let logs = tools.call(&admin, "pod_logs", json!({"namespace": "shop", "name": "web-aaa-1"})).await.unwrap();
+    let lines: Vec<&str> = logs["logs"][0]["lines"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert_eq!(lines, ["starting", "connecting with password=[REDACTED]", "raw [REDACTED]", "ERROR out of memory"]);
+    // The audit trail neither.
+    let audit = serde_json::to_string(&tools.audit().recent(100)).unwrap();
+    assert_clean("audit", &audit);
+    assert!(api.writes().is_empty(), "reads wrote: {:?}", api.writes());
+}
+
+#[tokio::test]
+async fn decode_secret_shows_keys_and_reveals_only_to_admins() {
+    let api = shop_fixture();
+    let (tools, _) = tools(&api);
+    let out = tools
+        .call(
+            &caller(Role::Viewer),
+            "decode_secret",
+            json!({"namespace": "shop", "workload_kind": "deploy", "workload_name": "web"}),
+        )
+        .await
+        .unwrap();
+    let keys = &out["secrets"][0]["keys"];
+    assert_eq!(keys[0]["key"], "password");
+    assert_eq!(keys[0]["size"], SECRET_VALUE.len());
+    assert!(keys[0]["fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    assert!(keys[0].get("value").is_none());
+    let r = &out["references"][0];
+    assert_eq!(
+        (r["key"].as_str(), r["resolves"].as_bool(), r["closest_key"].as_str()),
+        (Some("passwrd"), Some(false), Some("password"))
+    );
+
+    let err = tools
+        .call(&caller(Role::Approver), "decode_secret", json!({"namespace": "shop", "name": "db", "reveal": true}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ToolError::Forbidden { needed: Role::Admin, .. }), "{err}");
+    let out = tools
+        .call(&caller(Role::Admin), "decode_secret", json!({"namespace": "shop", "name": "db", "reveal": true}))
+        .await
+        .unwrap();
+    assert_eq!(out["secrets"][0]["keys"][0]["value"], SECRET_VALUE);
+    // Revealed values are still never written to the audit trail.
+    assert_clean("audit", &serde_json::to_string(&tools.audit().recent(100)).unwrap());
+}
+
+#[tokio::test]
+async fn describe_walks_the_owner_chain() {
+    let api = shop_fixture();
+    let (tools, _) = tools(&api);
+    let out = tools
+        .call(
+            &caller(Role::Viewer),
+            "describe_workload",
+            json!({"namespace": "shop", "kind": "Deployment", "name": "web"}),
+        )
+        .await
+        .unwrap();
+    let chain: Vec<&str> = out["owner_chain"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(chain, ["Deployment/web", "ReplicaSet/web-bbb", "ReplicaSet/web-aaa", "Pod/web-aaa-1", "Pod/web-bbb-1"]);
+    let bad = out["pods"].as_array().unwrap().iter().find(|p| p["name"] == "web-bbb-1").unwrap();
+    assert_eq!(bad["containers"][0]["state"]["reason"], "CreateContainerConfigError");
+    assert!(out["events"].as_array().unwrap().iter().any(|e| e["reason"] == "Failed"));
+    // From a pod upwards.
+    let out = tools
+        .call(
+            &caller(Role::Viewer),
+            "describe_workload",
+            json!({"namespace": "shop", "kind": "pod", "name": "web-aaa-1"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["owner_chain"], json!(["Deployment/web", "ReplicaSet/web-aaa", "Pod/web-aaa-1"]));
+    assert_eq!(out["pods"][0]["containers"][0]["last_state"]["reason"], "OOMKilled");
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors() {
+    let api = shop_fixture();
+    let (tools, _) = tools(&api);
+    let v = caller(Role::Viewer);
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("list_resources", json!({"kind": "Widget"}), "unknown kind `Widget`"),
+        ("get_resource", json!({"kind": "Pod", "namespace": "shop", "name": "Bad_Name"}), "not a valid DNS-1123 name"),
+        ("get_resource", json!({"kind": "Pod", "namespace": "Shop!", "name": "x"}), "not a valid DNS-1123 label"),
+        (
+            "pod_logs",
+            json!({"namespace": "shop", "name": "web-aaa-1", "tail": 10_000_000}),
+            "tail must be between 1 and 5000",
+        ),
+        (
+            "pod_logs",
+            json!({"namespace": "shop", "name": "web-aaa-1", "grep": "(unclosed"}),
+            "not a valid regular expression",
+        ),
+        ("events", json!({"namespace": "shop", "limit": "ten"}), "invalid type"),
+        ("events", json!({"namespace": "shop", "bogus": 1}), "unknown field `bogus`"),
+        ("events", json!(["not", "an", "object"]), "arguments must be a JSON object"),
+        ("describe_workload", json!({"namespace": "shop", "kind": "Service", "name": "x"}), "use one of"),
+        ("nope", json!({}), "unknown tool `nope`"),
+    ];
+    for (name, args, want) in cases {
+        let err = tools.call(&v, name, args.clone()).await.unwrap_err().to_string();
+        assert!(err.contains(want), "{name} {args}: got `{err}`, want `{want}`");
+    }
+    // Hidden namespaces do not exist; their events are not listed.
+    let err = tools.call(&v, "events", json!({"namespace": "hidden"})).await.unwrap_err();
+    assert!(matches!(err, ToolError::NotFound(_)), "{err}");
+    let all = tools.call(&v, "events", json!({})).await.unwrap();
+    assert!(all["events"].as_array().unwrap().iter().all(|e| e["namespace"] != "hidden"));
+    let ns = tools.call(&v, "list_resources", json!({"kind": "Event"})).await.unwrap();
+    assert!(ns["items"].as_array().unwrap().iter().all(|e| e["namespace"] != "hidden"));
+    assert!(api.writes().is_empty());
+    // Every failure is on the audit trail with its outcome.
+    let audit = tools.audit().recent(100);
+    assert!(audit.iter().any(|r| r.action == "pod_logs" && r.outcome == "invalid"));
+}
+
+#[tokio::test]
+async fn viewers_cannot_mutate_and_proposals_never_apply_by_themselves() {
+    let api = shop_fixture();
+    let (tools, sink) = tools(&api);
+    let err = tools
+        .call(
+            &caller(Role::Viewer),
+            "scale",
+            json!({"namespace": "shop", "kind": "Deployment", "name": "web", "replicas": 3}),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ToolError::Forbidden { needed: Role::Operator, .. }), "{err}");
+    assert!(sink.proposals.lock().unwrap().is_empty());
+
+    let op = caller(Role::Operator);
+    let out = tools
+        .call(&op, "scale", json!({"namespace": "shop", "kind": "Deployment", "name": "web", "replicas": 3}))
+        .await
+        .unwrap();
+    assert_eq!(out["proposal"]["state"], "pending");
+    assert_eq!(out["proposal"]["action"]["body"], json!({"spec": {"replicas": 3}}));
+    let id = out["proposal"]["id"].as_str().unwrap().to_owned();
+
+    // An operator cannot approve; apply_proposal needs the approver role.
+    let err = tools.call(&op, "apply_proposal", json!({"id": id})).await.unwrap_err();
+    assert!(matches!(err, ToolError::Forbidden { .. }), "{err}");
+    assert!(tools.decide(&op, &id, true).await.is_err());
+
+    let undo = tools
+        .call(&op, "rollout_undo", json!({"namespace": "shop", "kind": "Deployment", "name": "web"}))
+        .await
+        .unwrap();
+    let body = &undo["proposal"]["action"]["body"][0];
+    assert_eq!(body["path"], "/spec/template");
+    assert_eq!(body["value"]["spec"]["containers"][0]["image"], "shop/web:1");
+    assert!(body["value"]["metadata"]["labels"].get("pod-template-hash").is_none());
+
+    let del = tools.call(&op, "delete_pod", json!({"namespace": "shop", "name": "web-bbb-1"})).await.unwrap();
+    assert_eq!(del["proposal"]["action"]["type"], "delete");
+    assert!(api.writes().is_empty(), "a proposal mutated the cluster: {:?}", api.writes());
+    assert!(sink.decisions.lock().unwrap().is_empty());
+    assert_eq!(sink.proposals.lock().unwrap().len(), 3);
+    assert!(sink.proposals.lock().unwrap().values().all(|p| p.state == ProposalState::Pending));
+}
+
+#[tokio::test]
+async fn rollout_status_reports_progress() {
+    let api = shop_fixture();
+    let (tools, _) = tools(&api);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let progress: ProgressFn = std::sync::Arc::new(move |done, total, msg| s.lock().unwrap().push((done, total, msg)));
+    let out = tools
+        .call_with_progress(
+            &caller(Role::Viewer),
+            "rollout_status",
+            json!({"namespace": "shop", "kind": "Deployment", "name": "web"}),
+            Some(progress),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["status"], "progressing");
+    assert_eq!(out["message"], "1 of 2 new replicas updated");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let err = tools
+        .call(
+            &caller(Role::Viewer),
+            "rollout_status",
+            json!({"namespace": "shop", "kind": "Deployment", "name": "web", "wait_seconds": 100_000}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("wait_seconds must be between 0 and 600"), "{err}");
+}
+
+#[test]
+fn shipped_prompts_name_real_tools() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../prompts");
+    let catalog = crate::prompts::Catalog::load(&dir).unwrap();
+    catalog.check_tools(&tool_names()).unwrap();
+}

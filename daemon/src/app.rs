@@ -65,9 +65,11 @@ fn not_built(command: &str) -> Result<ExitCode, AppError> {
     Err(format!("`kubemedic {command}` is not built yet").into())
 }
 
-/// `kubemedic run`.
-pub async fn run(_config: Config) -> Result<ExitCode, AppError> {
-    not_built("run")
+mod run;
+
+/// `kubemedic run`: see [`run::run`].
+pub async fn run(config: Config) -> Result<ExitCode, AppError> {
+    run::run(config).await
 }
 
 /// `kubemedic mcp`: MCP over stdio as the configured local user and role.

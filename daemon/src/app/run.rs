@@ -1,0 +1,426 @@
+//! `kubemedic run`: the daemon. Wires intake (watchers on the leader, the
+//! Alertmanager receiver), the incident tracker and queue, the agent workers,
+//! the approvals service, the drift cron, and one HTTP server (MCP,
+//! alerts, Slack, approvals API, metrics and health) under one shutdown token.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use super::AppError;
+use crate::agent::{self, Deps, Request};
+use crate::alerts::{self, AlertsState};
+use crate::approvals::http::{Caller as ApiCaller, HttpOptions, TokenTable};
+use crate::approvals::slack::SlackClient;
+use crate::approvals::{Approvals, Rediagnose};
+use crate::bus::{Bus, IncidentQueue};
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::drift::job::DriftJob;
+use crate::incident::tracker::Tracker;
+use crate::incident::{Incident, IncidentStatus};
+use crate::leader::{self, LeaderElector};
+use crate::mcp::auth::{Authenticator, Role};
+use crate::prompts::Catalog;
+use crate::rules::{PromptSignature, RuleSet};
+use crate::store::Store;
+use crate::telemetry::audit::{AuditKind, AuditLog, AuditRecord};
+use crate::telemetry::health::Readiness;
+use crate::telemetry::metrics::Metrics;
+
+/// Signals waiting for the tracker.
+const SIGNAL_QUEUE: usize = 4096;
+/// Incidents waiting for the agent queue.
+const INCIDENT_QUEUE: usize = 1024;
+/// Concurrent diagnoses per replica.
+const AGENT_WORKERS: usize = 2;
+/// How long runs in flight may take to finish after SIGTERM.
+const GRACE: Duration = Duration::from_secs(20);
+
+/// Everything the workers share.
+struct Shared {
+    deps: Deps,
+    store: Arc<dyn Store>,
+    approvals: Arc<Approvals>,
+    metrics: Arc<Metrics>,
+    audit: AuditLog,
+}
+
+pub async fn run(config: Config) -> Result<ExitCode, AppError> {
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    std::fs::create_dir_all(&config.state_dir)?;
+
+    let cluster = Cluster::connect(&config.cluster).await?;
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Readiness::new();
+    readiness.set("started", false);
+    let audit = AuditLog::open(&config.state_dir)?;
+
+    // Rules and prompts: refuse to start on a broken file (the message names file and line).
+    let prompts = Catalog::load(&config.prompts_dir)?;
+    let rules = Arc::new(RuleSet::load_with_prompts(&config.rules_dir, Some(&signatures(&prompts)))?);
+    tracing::info!(rules = rules.len(), prompts = prompts.len(), "loaded rules and prompts");
+
+    // State and queues: NATS JetStream when configured, else embedded.
+    let (bus, store, queue, nats_client): (Bus, Arc<dyn Store>, IncidentQueue, Option<async_nats::Client>) =
+        match &config.nats {
+            Some(nats) => {
+                let client = crate::bus::connect(nats).await?;
+                let store =
+                    crate::store::nats::NatsStore::open(async_nats::jetstream::new(client.clone()), "kubemedic")
+                        .await?;
+                let queue = IncidentQueue::nats(client.clone(), nats).await?;
+                (Bus::with_nats(client.clone()), Arc::new(store), queue, Some(client))
+            }
+            None => {
+                let store = crate::store::redb::RedbStore::open(&config.state_dir)?;
+                (Bus::local(), Arc::new(store), IncidentQueue::local(INCIDENT_QUEUE, Duration::from_secs(300)), None)
+            }
+        };
+
+    // Leadership: watchers and the drift cron run on one replica at a time.
+    let (is_leader, leader_task) = match (&config.nats, nats_client.is_some()) {
+        (Some(nats), true) => {
+            let elector = LeaderElector::new(cluster.client.clone(), &nats.leader_election);
+            tracing::info!(identity = elector.identity(), "leader election on");
+            let (rx, task) = elector.spawn(shutdown.clone());
+            (rx, Some(task))
+        }
+        _ => (leader::always_leader(), None),
+    };
+
+    // Approvals.
+    let slack = config.slack.as_ref().map(SlackClient::from_config).transpose()?;
+    let signing_secret = match &config.slack {
+        Some(s) => Some(s.signing_secret()?),
+        None => None,
+    };
+    let (rediagnose_tx, rediagnose_rx) = mpsc::channel::<Rediagnose>(64);
+    let approvals = Arc::new(
+        Approvals::new(store.clone(), cluster.clone(), slack, config.approvals.clone())
+            .with_replica(&replica_name())
+            .with_audit(audit.clone())
+            .with_bus(bus.clone())
+            .with_policy(config.policy.clone())
+            .with_rediagnose(rediagnose_tx),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(approvals.clone().run(shutdown.clone()).instrument(tracing::info_span!("approvals")));
+
+    // MCP server (tools + prompts), shared by HTTP sessions and the LLM runner.
+    let sink: Arc<dyn crate::tools::ProposalSink> = approvals.clone();
+    let server = crate::mcp::build_server(&config, cluster.clone(), Some(store.clone()), Some(sink), audit.clone())?;
+    let mut deps = Deps::from_config(cluster.clone(), &config)?;
+    if config.agent.runner == agent::RunnerKind::Llm {
+        deps = deps.with_tools(server.tools().clone())?;
+    }
+    let shared =
+        Arc::new(Shared { deps, store: store.clone(), approvals: approvals.clone(), metrics: metrics.clone(), audit });
+
+    // Intake: signals -> tracker -> incident channel -> queue (shared across replicas with NATS).
+    let (signal_tx, signal_rx) = mpsc::channel(SIGNAL_QUEUE);
+    let (incident_tx, mut incident_rx) = mpsc::channel::<Incident>(INCIDENT_QUEUE);
+    let tracker = Arc::new(Tracker::new(rules, store.clone(), incident_tx));
+    match tracker.restore().await {
+        Ok(n) if n > 0 => tracing::info!(incidents = n, "restored open incidents"),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %super::error_chain(&err), "cannot restore incidents"),
+    }
+    tasks.spawn(tracker.clone().run(signal_rx, shutdown.clone()).instrument(tracing::info_span!("tracker")));
+    let queue = Arc::new(queue);
+    {
+        let queue = queue.clone();
+        let metrics = metrics.clone();
+        tasks.spawn(
+            async move {
+                while let Some(incident) = incident_rx.recv().await {
+                    metrics.incident(&incident.reason);
+                    if let Err(err) = queue.enqueue(&incident).await {
+                        tracing::error!(incident = %incident.id, error = %super::error_chain(&err), "cannot queue incident");
+                    }
+                    if let Ok(depth) = queue.depth().await {
+                        metrics.queue_depth(i64::try_from(depth).unwrap_or(i64::MAX));
+                    }
+                }
+            }
+            .instrument(tracing::info_span!("enqueue")),
+        );
+    }
+
+    // Watchers, on the leader only.
+    {
+        let cluster = cluster.clone();
+        let watch_config = config.watch.clone();
+        let signals = signal_tx.clone();
+        let readiness = readiness.clone();
+        let metrics = metrics.clone();
+        tasks.spawn(leader::while_leader(is_leader.clone(), shutdown.clone(), move |token| {
+            let cluster = cluster.clone();
+            let watch_config = watch_config.clone();
+            let signals = signals.clone();
+            let readiness = readiness.clone();
+            let metrics = metrics.clone();
+            async move {
+                metrics.set_leader(true);
+                match crate::watch::spawn(cluster, &watch_config, signals, token) {
+                    Ok(handle) => {
+                        handle.ready().await;
+                        readiness.set("watchers", true);
+                        tracing::info!("watchers synced");
+                        handle.join().await;
+                    }
+                    Err(crate::watch::WatchError::Disabled) => tracing::info!("watchers disabled"),
+                    Err(err) => tracing::error!(error = %super::error_chain(&err), "cannot start watchers"),
+                }
+                metrics.set_leader(false);
+            }
+        }));
+    }
+
+    // Drift cron, on the leader only.
+    let drift_job = DriftJob {
+        cluster: cluster.clone(),
+        config: config.drift.clone(),
+        store: store.clone(),
+        bus: bus.clone(),
+        metrics: metrics.clone(),
+        notifier: None,
+    };
+    {
+        let is_leader = is_leader.clone();
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(err) = drift_job.run_scheduled(is_leader, token).await {
+                tracing::error!(error = %super::error_chain(&err), "drift schedule stopped");
+            }
+        });
+    }
+
+    // Agent workers: take incidents from the queue, diagnose, submit proposals.
+    let runs = CancellationToken::new();
+    for worker in 0..AGENT_WORKERS {
+        let queue = queue.clone();
+        let shared = shared.clone();
+        let stop = shutdown.clone();
+        let runs = runs.clone();
+        tasks.spawn(
+            async move {
+                loop {
+                    let delivery = tokio::select! {
+                        () = stop.cancelled() => return,
+                        d = queue.next() => d,
+                    };
+                    match delivery {
+                        Ok(delivery) => {
+                            // A run in flight finishes after SIGTERM (until the grace period ends).
+                            tokio::select! {
+                                () = runs.cancelled() => return,
+                                () = diagnose_incident(&shared, delivery.incident.clone()) => {}
+                            }
+                            if let Err(err) = delivery.ack().await {
+                                tracing::warn!(error = %super::error_chain(&err), "cannot ack incident");
+                            }
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %super::error_chain(&err), "incident queue unavailable; retrying");
+                            tokio::select! {
+                                () = stop.cancelled() => return,
+                                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            }
+                        }
+                    }
+                }
+            }
+            .instrument(tracing::info_span!("agent_worker", worker)),
+        );
+    }
+
+    // Proposals whose target changed before apply: diagnose the incident again.
+    {
+        let shared = shared.clone();
+        let mut rx = rediagnose_rx;
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            loop {
+                let request = tokio::select! {
+                    () = stop.cancelled() => return,
+                    r = rx.recv() => match r { Some(r) => r, None => return },
+                };
+                let Some(id) = request.incident_id.as_deref() else { continue };
+                match shared.store.get_incident(id).await {
+                    Ok(Some(incident)) => {
+                        tracing::info!(incident = id, reason = %request.reason, "diagnosing again");
+                        diagnose_incident(&shared, incident).await;
+                    }
+                    Ok(None) => {}
+                    Err(err) => tracing::warn!(error = %super::error_chain(&err), "cannot load incident"),
+                }
+            }
+        });
+    }
+
+    // One HTTP server.
+    let mut alerts_state = AlertsState::new(cluster.name.clone(), config.alerts.clone(), signal_tx.clone());
+    alerts_state.scope = Some(cluster.scope.clone());
+    let authenticator = Arc::new(Authenticator::new(&config.auth).await?);
+    if !authenticator.is_configured() {
+        tracing::warn!("no MCP tokens or OIDC configured: /mcp and the approvals API refuse every request");
+    }
+    let api_options = HttpOptions { signing_secret, auth: Arc::new(api_tokens(&config)) };
+    let app = Router::new()
+        .merge(crate::telemetry::health::router(metrics.clone(), readiness.clone()))
+        .merge(alerts::router(alerts_state))
+        .merge(crate::approvals::http::router(approvals.clone(), api_options))
+        .merge(crate::mcp::http::router(server, authenticator, &config.http, shutdown.clone()))
+        .layer(axum::extract::DefaultBodyLimit::max(config.http.max_body_bytes));
+    let listener = tokio::net::TcpListener::bind(config.http.listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, cluster = %cluster.name, "kubemedic running");
+    readiness.set("started", true);
+    let http_stop = shutdown.clone();
+    let http =
+        tokio::spawn(
+            async move { axum::serve(listener, app).with_graceful_shutdown(http_stop.cancelled_owned()).await },
+        );
+
+    shutdown.cancelled().await;
+    tracing::info!(grace_seconds = GRACE.as_secs(), "shutting down: intake stopped, finishing runs in flight");
+    readiness.set("started", false);
+    let drained = tokio::time::timeout(GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("grace period over; abandoning runs still in flight (their incidents are redelivered)");
+        runs.cancel();
+        tasks.abort_all();
+    }
+    if let Some(task) = leader_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "HTTP server stopped with an error"),
+        Err(err) => tracing::warn!(error = %err, "HTTP server task failed"),
+    }
+    tracker.flush().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run the incident's workflow, store the outcome, hand proposals to approvals.
+async fn diagnose_incident(shared: &Shared, mut incident: Incident) {
+    let span = crate::telemetry::otel::agent_span(
+        &incident.prompt,
+        &incident.id,
+        &incident.cluster,
+        &incident.workload.namespace,
+    );
+    async {
+        incident.status = IncidentStatus::Diagnosing;
+        if let Err(err) = shared.store.put_incident(&incident).await {
+            tracing::warn!(error = %super::error_chain(&err), "cannot store incident");
+        }
+        let request = Request::from(&incident);
+        let diagnosis = match agent::run(&shared.deps, &request).await {
+            Ok(d) => d,
+            Err(err) => {
+                tracing::error!(incident = %incident.id, error = %super::error_chain(&err), "diagnosis failed");
+                incident.status = IncidentStatus::Open;
+                incident.summary = Some(format!("diagnosis failed: {}", super::error_chain(&err)));
+                let _ = shared.store.put_incident(&incident).await;
+                return;
+            }
+        };
+        // The agent acts for the rule that opened the incident.
+        shared.audit.record(
+            AuditRecord::new(AuditKind::Event, &request.requested_by, "daemon", "diagnose")
+                .target(incident.workload.to_string())
+                .outcome("ok", &crate::redact::redact_text(&diagnosis.summary)),
+        );
+        incident.summary = Some(diagnosis.summary.clone());
+        incident.status = IncidentStatus::Diagnosed;
+        for proposal in &diagnosis.proposals {
+            match shared.approvals.submit_with(proposal.clone(), Some(diagnosis.clone())).await {
+                Ok(p) => {
+                    shared.metrics.proposal_state(p.state.as_str());
+                    incident.proposals.push(p.id);
+                }
+                Err(err) => {
+                    tracing::warn!(incident = %incident.id, error = %super::error_chain(&err), "proposal not offered")
+                }
+            }
+        }
+        if let Err(err) = shared.store.put_incident(&incident).await {
+            tracing::warn!(error = %super::error_chain(&err), "cannot store diagnosis");
+        }
+        tracing::info!(
+            incident = %incident.id,
+            workload = %incident.workload,
+            proposals = incident.proposals.len(),
+            "diagnosed: {}",
+            crate::redact::redact_text(&diagnosis.root_cause)
+        );
+    }
+    .instrument(span)
+    .await;
+}
+
+/// What each prompt accepts, for checking rule workflows at start-up.
+fn signatures(prompts: &Catalog) -> BTreeMap<String, PromptSignature> {
+    prompts
+        .iter()
+        .map(|p| {
+            let sig = PromptSignature {
+                arguments: p.arguments.iter().map(|a| a.name.clone()).collect(),
+                required: p.arguments.iter().filter(|a| a.required).map(|a| a.name.clone()).collect(),
+            };
+            (p.name.clone(), sig)
+        })
+        .collect()
+}
+
+/// The approvals API accepts the same hashed tokens as `/mcp`; approver and admin roles may decide.
+fn api_tokens(config: &Config) -> TokenTable {
+    TokenTable::new(
+        config
+            .auth
+            .tokens
+            .iter()
+            .map(|t| (t.sha256.clone(), ApiCaller { name: t.name.clone(), approver: t.role >= Role::Approver })),
+    )
+}
+
+/// This replica's name in proposals' history: the pod name when in a cluster.
+fn replica_name() -> String {
+    std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("kubemedic-{}", std::process::id()))
+}
+
+/// SIGTERM or SIGINT cancels the root token once; a second one exits at once.
+fn spawn_signal_handler(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot install SIGTERM handler");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("signal received");
+        token.cancel();
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}

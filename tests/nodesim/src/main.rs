@@ -42,22 +42,22 @@ struct Cli {
 #[derive(Debug, Args)]
 struct Common {
     /// Kubeconfig of the cluster to join.
-    #[arg(long, env = "KUBECONFIG")]
-    kubeconfig: PathBuf,
+    #[arg(long, env = "KUBECONFIG", global = true)]
+    kubeconfig: Option<PathBuf>,
     /// Registry file (images the simulated registry holds); default: the compiled-in registry.yaml.
-    #[arg(long)]
+    #[arg(long, global = true)]
     registry: Option<PathBuf>,
     /// Concurrent API calls (status patches, events, reads).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, global = true)]
     concurrency: usize,
     /// First back-off (CrashLoopBackOff, ImagePullBackOff, config retries), in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, global = true)]
     backoff_base_ms: u64,
     /// Longest back-off, in milliseconds (kubelet: 5 minutes).
-    #[arg(long, default_value_t = 8000)]
+    #[arg(long, default_value_t = 8000, global = true)]
     backoff_max_ms: u64,
     /// Record only Warning events (skip Pulled/Created/Started/Killing).
-    #[arg(long)]
+    #[arg(long, global = true)]
     warnings_only: bool,
 }
 
@@ -145,7 +145,11 @@ async fn main() -> anyhow::Result<()> {
         normal_events: !c.warnings_only,
         ..nodesim::Options::default()
     };
-    let client = client(&c.kubeconfig).await?;
+    let Some(kubeconfig) = &c.kubeconfig else {
+        eprintln!("nodesim: no cluster: pass --kubeconfig FILE or set KUBECONFIG");
+        std::process::exit(64);
+    };
+    let client = client(kubeconfig).await?;
     let cancel = CancellationToken::new();
     shutdown_on_signal(cancel.clone());
 

@@ -8,6 +8,8 @@ pub mod resources;
 pub mod server;
 
 #[cfg(test)]
+mod http_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;

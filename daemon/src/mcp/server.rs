@@ -134,7 +134,11 @@ fn confirmation_text(p: &crate::approvals::Proposal) -> String {
     let ns = if target.namespace.is_empty() { String::new() } else { format!("{}/", target.namespace) };
     let mut diff = p.diff.clone();
     if diff.len() > 4000 {
-        diff.truncate(diff.floor_char_boundary(4000));
+        let mut cut = 4000;
+        while !diff.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        diff.truncate(cut);
         diff.push_str("\n…");
     }
     format!(
@@ -257,20 +261,20 @@ impl KubemedicServer {
         Ok(CallToolResult::structured(serde_json::json!({"proposal": p, "message": message})).into())
     }
 
+    /// Progress notifications for a request that asked for them: one step per poll, the
+    /// message carrying what is ready out of what is wanted.
     fn progress(ctx: &RequestContext<RoleServer>) -> Option<ProgressFn> {
         let token = ctx.meta.get_progress_token()?;
         let peer = ctx.peer.clone();
         let n = Arc::new(AtomicU64::new(0));
         Some(Arc::new(move |done: f64, total: Option<f64>, message: String| {
-            let step = n.fetch_add(1, Ordering::Relaxed) + 1;
             #[allow(clippy::cast_precision_loss)]
-            let mut p = ProgressNotificationParam::new(token.clone(), step as f64)
-                .with_message(format!("{message} ({done}/{})", total.unwrap_or(0.0)));
-            if let Some(t) = total
-                && (done - t).abs() < f64::EPSILON
-            {
-                p = p.with_total(step as f64);
-            }
+            let step = (n.fetch_add(1, Ordering::Relaxed) + 1) as f64;
+            let text = match total {
+                Some(t) => format!("{message} ({done}/{t} ready)"),
+                None => message,
+            };
+            let p = ProgressNotificationParam::new(token.clone(), step).with_message(text);
             let peer = peer.clone();
             tokio::spawn(async move {
                 if let Err(e) = peer.notify_progress(p).await {

@@ -187,7 +187,7 @@ impl Tools {
         if kind.kind == "Namespace" {
             objects.retain(|o| scope.namespace_visible(&o.name_any()));
         }
-        objects.sort_by(|a, b| (a.namespace(), a.name_any()).cmp(&(b.namespace(), b.name_any())));
+        objects.sort_by_key(|o| (o.namespace(), o.name_any()));
         let truncated = objects.len() > limit;
         let mut items: Vec<ItemSummary> = objects.iter().take(limit).map(|o| summarize(kind.kind, o)).collect();
         let scrubber = self.scrubber(ns).await?;
@@ -277,7 +277,7 @@ impl Tools {
                 (None, _) => true,
             })
             .collect();
-        events.sort_by(|a, b| b.0.cmp(&a.0));
+        events.sort_by_key(|e| std::cmp::Reverse(e.0));
         let truncated = events.len() > limit;
         let mut events: Vec<EventSummary> = events.into_iter().take(limit).map(|(_, e)| e).collect();
         let scrubber = self.scrubber(ns).await?;

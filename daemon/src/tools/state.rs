@@ -107,7 +107,7 @@ impl Tools {
             .filter(|i| ns.is_none_or(|n| i.workload.namespace == n))
             .filter(|i| input.status.is_none_or(|s| i.status == s))
             .collect();
-        incidents.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+        incidents.sort_by_key(|i| std::cmp::Reverse(i.last_seen));
         incidents.truncate(limit);
         Ok(IncidentsOutput { incidents })
     }
@@ -148,7 +148,7 @@ impl Tools {
             .filter(|p| self.proposal_visible(p))
             .filter(|p| input.state.is_none_or(|s| p.state == s))
             .collect();
-        proposals.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        proposals.sort_by_key(|p| std::cmp::Reverse(p.created_at));
         proposals.truncate(limit);
         Ok(ProposalsOutput { proposals })
     }

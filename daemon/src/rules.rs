@@ -130,7 +130,7 @@ impl Rule {
         if !m.sources.is_empty() && !m.sources.contains(&signal.source) {
             return false;
         }
-        if !m.reasons.is_empty() && !m.reasons.iter().any(|r| *r == signal.reason) {
+        if !m.reasons.is_empty() && !m.reasons.contains(&signal.reason) {
             return false;
         }
         if !m.namespaces.is_empty() && !m.namespaces.iter().any(|p| glob_match(p, &subject.namespace)) {

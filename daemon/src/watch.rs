@@ -214,7 +214,8 @@ pub fn spawn(
     let client = cluster.client.clone();
     let scope = cluster.scope.clone();
     let (pods, pod_w) = plan::<Pod>(&client, &scope, true);
-    let (events, event_w) = plan::<Event>(&client, &scope, true);
+    // Events need no store of their own (nobody looks them up), but the watch feeds one anyway.
+    let (_events, event_w) = plan::<Event>(&client, &scope, true);
     let (replicasets, rs_w) = plan::<ReplicaSet>(&client, &scope, true);
     let (deployments, deploy_w) = plan::<Deployment>(&client, &scope, true);
     let (statefulsets, sts_w) = plan::<StatefulSet>(&client, &scope, true);
@@ -231,7 +232,6 @@ pub fn spawn(
         writer.apply_watcher_event(&watcher::Event::InitDone);
         (Stores { parts: vec![(None, store)] }, Vec::new())
     };
-    drop(events);
     let cache = Cache { pods, replicasets, deployments, statefulsets, daemonsets, jobs, nodes, namespaces };
     let stats = Arc::new(WatchStats::default());
     let ctx = Arc::new(Ctx {

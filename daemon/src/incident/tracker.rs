@@ -139,6 +139,7 @@ pub struct Tracker {
     namespace_labels: Option<NamespaceLabels>,
     state: Mutex<State>,
     stats: Arc<IntakeStats>,
+    metrics: Option<Arc<crate::telemetry::Metrics>>,
 }
 
 impl Tracker {
@@ -150,6 +151,21 @@ impl Tracker {
             namespace_labels: None,
             state: Mutex::new(State::default()),
             stats: Arc::new(IntakeStats::default()),
+            metrics: None,
+        }
+    }
+
+    /// Also count into the Prometheus metrics (`/metrics`).
+    pub fn with_metrics(mut self, metrics: Arc<crate::telemetry::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Count a dropped signal or incident, with why.
+    fn dropped(&self, why: &str) {
+        bump(&self.stats.dropped_total);
+        if let Some(m) = &self.metrics {
+            m.dropped_signal(why);
         }
     }
 
@@ -203,6 +219,14 @@ impl Tracker {
     /// Handle one signal.
     pub async fn observe(&self, signal: Signal) -> Outcome {
         bump(&self.stats.signals_total);
+        if let Some(m) = &self.metrics {
+            m.signal(match signal.source {
+                SignalSource::Cluster => "cluster",
+                SignalSource::Alertmanager => "alertmanager",
+                SignalSource::Cron => "cron",
+                SignalSource::Manual => "manual",
+            });
+        }
         match signal.status {
             SignalStatus::Firing => self.firing(signal).await,
             SignalStatus::Resolved => self.resolved(signal).await,
@@ -273,7 +297,7 @@ impl Tracker {
                 if times.len() >= limit.max as usize {
                     drop(state);
                     bump(&self.stats.rate_limited_total);
-                    bump(&self.stats.dropped_total);
+                    self.dropped("rate_limited");
                     tracing::warn!(rule = %rule.name, reason = %signal.reason, workload = %subject,
                         max = limit.max, per = ?limit.per, "rate limit reached; no incident opened");
                     return Outcome::RateLimited;
@@ -315,10 +339,13 @@ impl Tracker {
             incident
         };
         bump(&self.stats.incidents_total);
+        if let Some(m) = &self.metrics {
+            m.incident(&incident.reason);
+        }
         tracing::info!(incident = %incident.id, rule = %incident.rule, reason = %incident.reason,
             workload = %incident.workload, "incident opened");
         if let Err(err) = self.store.put_incident(&incident).await {
-            bump(&self.stats.dropped_total);
+            self.dropped("store_error");
             tracing::error!(incident = %incident.id, error = %crate::app::error_chain(&err),
                 "cannot store incident; handing it to the agent anyway");
         }
@@ -326,12 +353,12 @@ impl Tracker {
         match self.queue.try_send(incident) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(inc)) => {
-                bump(&self.stats.dropped_total);
+                self.dropped("queue_full");
                 tracing::warn!(incident = %inc.id, capacity = self.queue.max_capacity(),
                     "incident queue full; the incident stays open in the store without a diagnosis run");
             }
             Err(mpsc::error::TrySendError::Closed(inc)) => {
-                bump(&self.stats.dropped_total);
+                self.dropped("queue_closed");
                 tracing::warn!(incident = %inc.id, "incident queue closed; the incident stays open in the store");
             }
         }
@@ -384,6 +411,9 @@ impl Tracker {
     fn update_depth(&self) {
         let depth = self.queue.max_capacity().saturating_sub(self.queue.capacity());
         self.stats.queue_depth.store(depth as u64, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.queue_depth(i64::try_from(depth).unwrap_or(i64::MAX));
+        }
     }
 
     /// Write folded counts and resolutions back (read-modify-write), and forget
@@ -468,10 +498,10 @@ impl Tracker {
 }
 
 fn forget(state: &mut State, id: &str) {
-    if let Some(e) = state.incidents.remove(id) {
-        if state.open_by_workload.get(&e.workload_key).is_some_and(|x| x == id) {
-            state.open_by_workload.remove(&e.workload_key);
-        }
+    if let Some(e) = state.incidents.remove(id)
+        && state.open_by_workload.get(&e.workload_key).is_some_and(|x| x == id)
+    {
+        state.open_by_workload.remove(&e.workload_key);
     }
     state.by_fingerprint.retain(|_, (i, _)| i != id);
     state.dirty.remove(id);

@@ -50,10 +50,17 @@ impl Intake {
 
     /// Watchers over `namespaces` plus the tracker; returns once every store has listed.
     pub async fn start(client: Client, namespaces: Vec<String>, rules_dir: &Path) -> Intake {
-        Self::build(Some((client, namespaces)), rules_dir).await
+        let scope = Scope { namespaces, exclude: Vec::new(), kinds: Vec::new() };
+        Self::build(Some((client, scope)), rules_dir).await
     }
 
-    async fn build(watch_on: Option<(Client, Vec<String>)>, rules_dir: &Path) -> Intake {
+    /// Watchers over the whole cluster but the usual system namespaces (the daemon's default).
+    pub async fn start_cluster_wide(client: Client, rules_dir: &Path) -> Intake {
+        let scope = Scope::from_config(&kubemedic::config::ClusterConfig::default());
+        Self::build(Some((client, scope)), rules_dir).await
+    }
+
+    async fn build(watch_on: Option<(Client, Scope)>, rules_dir: &Path) -> Intake {
         let dir = state_dir("intake-state");
         let store = Arc::new(RedbStore::open(&dir).expect("open store"));
         let rules = RuleSet::load(rules_dir).unwrap_or_else(|e| panic!("rules: {e}"));
@@ -83,8 +90,7 @@ impl Intake {
         }
         let watch = match watch_on {
             None => None,
-            Some((client, namespaces)) => {
-                let scope = Scope { namespaces, exclude: Vec::new(), kinds: Vec::new() };
+            Some((client, scope)) => {
                 let cluster = Cluster { name: "e2e".into(), client, scope };
                 let handle = watch::spawn(cluster, &WatchConfig::default(), tx.clone(), shutdown.child_token())
                     .expect("spawn watchers");

@@ -422,3 +422,54 @@ async fn healthy_stateful_set_pods_are_ready_in_order() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn liveness_probe_on_wrong_port_restarts_the_container() {
+    let client = e2e::client().await;
+    let ns = e2e::Namespace::create(&client, "liveness").await;
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "probe-live"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "probe-live"}}, "template": {
+            "metadata": {"labels": {"app": "probe-live"}},
+            "spec": {"containers": [{"name": "app", "image": "nginx:1.27",
+                "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                "livenessProbe": {"tcpSocket": {"port": 81}, "periodSeconds": 1, "failureThreshold": 2}}]}}}
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(client.clone(), &ns.name).create(&PostParams::default(), &d).await.unwrap();
+    let pod =
+        newest_pod_where(&client, &ns.name, "probe-live", "a liveness restart", |p| pods::restart_count(p) >= 1).await;
+    let name = pods::name(&pod).to_string();
+    let ev = pod_event(&client, &ns.name, &name, "Unhealthy", "Liveness probe failed: dial tcp").await;
+    assert!(ev.message.unwrap().ends_with(":81: connect: connection refused"));
+    pod_event(&client, &ns.name, &name, "Killing", "Container app failed liveness probe, will be restarted").await;
+}
+
+#[tokio::test]
+async fn job_pods_run_init_containers_and_complete() {
+    let client = e2e::client().await;
+    let ns = e2e::Namespace::create(&client, "job").await;
+    let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(json!({
+        "metadata": {"name": "migrate"},
+        "spec": {"backoffLimit": 0, "template": {
+            "metadata": {"annotations": {"nodesim.kubemedic.io/exit-code": "0", "nodesim.kubemedic.io/logs": "migrated 3 tables"}},
+            "spec": {"restartPolicy": "Never",
+                "initContainers": [{"name": "wait-db", "image": "busybox:1.36"}],
+                "containers": [{"name": "migrate", "image": "ghcr.io/kubemedic-demo/api:1.2.0"}]}}}
+    }))
+    .unwrap();
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &ns.name);
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    wait::until(T, "Job migrate complete", || async {
+        let j = jobs.get("migrate").await.ok()?;
+        (j.status?.succeeded? == 1).then_some(())
+    })
+    .await;
+    let p = pods::list(&client, &ns.name, "job-name=migrate").await.pop().expect("job pod");
+    assert_eq!(pods::phase(&p), "Succeeded");
+    let init = &p.status.as_ref().unwrap().init_container_statuses.as_ref().unwrap()[0];
+    assert_eq!(init.state.as_ref().unwrap().terminated.as_ref().unwrap().reason.as_deref(), Some("Completed"));
+    let logs =
+        Api::<Pod>::namespaced(client.clone(), &ns.name).logs(pods::name(&p), &LogParams::default()).await.unwrap();
+    assert_eq!(logs, "migrated 3 tables\n");
+}

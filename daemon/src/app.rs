@@ -151,7 +151,8 @@ pub async fn drift(config: Config, json: bool) -> Result<ExitCode, AppError> {
 pub async fn validate(config: Config, rules: Option<PathBuf>, prompts: Option<PathBuf>) -> Result<ExitCode, AppError> {
     let rules_dir = rules.unwrap_or_else(|| config.rules_dir.clone());
     let prompts_dir = prompts.unwrap_or_else(|| config.prompts_dir.clone());
-    let report = crate::rules::check::check(&config, &rules_dir, &prompts_dir, None);
+    let tools: Vec<&str> = crate::tools::TOOLS.iter().map(|t| t.name).collect();
+    let report = crate::rules::check::check(&config, &rules_dir, &prompts_dir, Some(&tools));
     for problem in &report.problems {
         eprintln!("{problem}");
     }

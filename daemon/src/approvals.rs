@@ -120,6 +120,7 @@ pub struct Approvals {
     /// Diagnoses of open proposals, for richer Slack messages (in memory only).
     context: Mutex<HashMap<String, Diagnosis>>,
     crash: Mutex<Option<CrashPoint>>,
+    mutations: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -148,6 +149,7 @@ impl Approvals {
             rediagnose: None,
             context: Mutex::new(HashMap::new()),
             crash: Mutex::new(None),
+            mutations: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -190,6 +192,11 @@ impl Approvals {
     /// Test hook: stop at `point` as if killed (see [`CrashPoint`]).
     pub fn crash_at(&self, point: Option<CrashPoint>) {
         *lock(&self.crash) = point;
+    }
+
+    /// How many mutating requests (PATCH/DELETE) this instance has sent to the apiserver.
+    pub fn mutations_sent(&self) -> u64 {
+        self.mutations.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn config(&self) -> &ApprovalsConfig {
@@ -246,6 +253,24 @@ impl Approvals {
             Ok(())
         })
         .await
+    }
+
+    /// An automatic step (applied, verified, failed). If another replica
+    /// already moved the proposal on, its state stands: return it, act on nothing.
+    async fn advance_auto(
+        &self,
+        id: &str,
+        event: ProposalEvent,
+        outcome: Option<String>,
+    ) -> Result<Option<Proposal>, ApprovalError> {
+        match self.advance(id, event, &self.replica, outcome).await {
+            Ok(p) => Ok(Some(p)),
+            Err(ApprovalError::Transition(e)) => {
+                tracing::info!(proposal = id, reason = %e, "another replica moved the proposal on; leaving it");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Offer a proposal: store it `proposed`, move it to `pending`, post it to Slack.
@@ -430,7 +455,7 @@ impl Approvals {
     }
 
     async fn apply_claimed(&self, p: Proposal) -> Result<Proposal, ApprovalError> {
-        match apply::apply(&self.cluster, &p).await {
+        match apply::apply(&self.cluster, &p, &self.mutations).await {
             Ok(applied) => {
                 self.crash_if(CrashPoint::AfterPatch)?;
                 self.after_apply(&p.id, applied).await
@@ -465,7 +490,9 @@ impl Approvals {
 
     async fn after_apply(&self, id: &str, applied: apply::Applied) -> Result<Proposal, ApprovalError> {
         let note = if applied.already { "applied (found on the object after a restart)" } else { "applied" };
-        let p = self.advance(id, ProposalEvent::Applied, &self.replica, Some(note.to_owned())).await?;
+        let Some(p) = self.advance_auto(id, ProposalEvent::Applied, Some(note.to_owned())).await? else {
+            return self.get(id).await;
+        };
         tracing::info!(proposal = %p.id, generation = ?applied.generation, "change applied; verifying");
         self.audit_event(&p, "apply", "ok", note);
         self.tell_slack(
@@ -612,6 +639,7 @@ impl Approvals {
         match p.state {
             ProposalState::Approved => self.execute(&p.id).await.map(Some),
             ProposalState::Applied => {
+                let Some(p) = self.take_over(&p).await? else { return Ok(None) };
                 let applied = match apply::landing(&self.cluster, &p).await {
                     Ok(Landing::Landed(a)) => a,
                     _ => apply::Applied { generation: None, resource_version: String::new(), already: true },
@@ -634,7 +662,7 @@ impl Approvals {
         }
     }
 
-    /// Claim an `applying` proposal: ours (same replica name) at once,
+    /// Claim an `applying` or `applied` proposal: ours (same replica name) at once,
     /// another replica's only after `takeover_seconds`. The claim is a CAS
     /// write, so two resuming replicas cannot both continue.
     async fn take_over(&self, p: &Proposal) -> Result<Option<Proposal>, ApprovalError> {
@@ -646,12 +674,13 @@ impl Approvals {
                 let last = q.history.last().cloned();
                 let stale =
                     last.as_ref().is_none_or(|t| t.by == replica || t.at.checked_add(grace).is_ok_and(|d| d <= now));
-                if q.state != ProposalState::Applying || !stale {
+                if q.state != p.state || !matches!(q.state, ProposalState::Applying | ProposalState::Applied) || !stale
+                {
                     return Err(ApprovalError::AlreadyDecided { id: q.id.clone(), state: q.state, by: None });
                 }
                 q.history.push(proposal::Transition {
-                    from: ProposalState::Applying,
-                    to: ProposalState::Applying,
+                    from: q.state,
+                    to: q.state,
                     at: now,
                     by: replica.clone(),
                     note: "resumed after a restart".into(),

@@ -9,6 +9,7 @@
 //!   whether its patch landed ([`landing`]) and never applies it twice.
 //! - Verification watches the rollout until it is healthy, fails, or times out.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -206,7 +207,8 @@ pub async fn landing(cluster: &Cluster, p: &Proposal) -> Result<Landing, ApplyEr
 }
 
 /// Apply the proposal's action once, guarded by the resourceVersion precondition.
-pub async fn apply(cluster: &Cluster, p: &Proposal) -> Result<Applied, ApplyError> {
+/// `sent` counts the mutating requests actually sent (exactly-once evidence and a metric).
+pub async fn apply(cluster: &Cluster, p: &Proposal, sent: &AtomicU64) -> Result<Applied, ApplyError> {
     let expected = p.target.resource_version.clone().ok_or(ApplyError::NoPrecondition)?;
     let loc = locate(cluster, &p.target).await?;
     let Some(live) = get(cluster, &loc).await? else {
@@ -239,6 +241,7 @@ pub async fn apply(cluster: &Cluster, p: &Proposal) -> Result<Applied, ApplyErro
         }
     }
     .map_err(|e| ApplyError::Body(e.to_string()))?;
+    sent.fetch_add(1, Ordering::SeqCst);
     match cluster.client.request::<Value>(req).await {
         Ok(obj) if matches!(p.action, Action::Delete) => {
             Ok(Applied { generation: None, resource_version: rv_of(&obj), already: false })
@@ -269,7 +272,14 @@ pub enum Verdict {
     Unhealthy(String),
 }
 
-fn deployment_state(d: &Deployment, generation: i64) -> Option<Verdict> {
+/// A condition set no later than `since` (whole seconds, as the apiserver stores them) is
+/// about an earlier rollout: after a rollback the old ProgressDeadlineExceeded lingers for a
+/// moment. A deadline our change missed is set progressDeadlineSeconds after it, so later.
+fn current(t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>, since: jiff::Timestamp) -> bool {
+    t.is_none_or(|t| t.0.as_second() > since.as_second())
+}
+
+fn deployment_state(d: &Deployment, generation: i64, since: jiff::Timestamp) -> Option<Verdict> {
     let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let st = d.status.as_ref()?;
     if st.observed_generation.unwrap_or(0) < generation {
@@ -277,6 +287,7 @@ fn deployment_state(d: &Deployment, generation: i64) -> Option<Verdict> {
     }
     if let Some(c) = st.conditions.iter().flatten().find(|c| c.type_ == "Progressing")
         && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        && current(c.last_update_time.as_ref(), since)
     {
         return Some(Verdict::Unhealthy(format!(
             "rollout exceeded its progress deadline: {}",
@@ -290,7 +301,7 @@ fn deployment_state(d: &Deployment, generation: i64) -> Option<Verdict> {
         .then(|| Verdict::Healthy(format!("{updated}/{want} replicas updated and available")))
 }
 
-fn statefulset_state(s: &StatefulSet, generation: i64) -> Option<Verdict> {
+fn statefulset_state(s: &StatefulSet, generation: i64, _since: jiff::Timestamp) -> Option<Verdict> {
     let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let st = s.status.as_ref()?;
     if st.observed_generation.unwrap_or(0) < generation {
@@ -302,7 +313,7 @@ fn statefulset_state(s: &StatefulSet, generation: i64) -> Option<Verdict> {
         .then(|| Verdict::Healthy(format!("{ready}/{want} replicas updated and ready")))
 }
 
-fn daemonset_state(d: &DaemonSet, generation: i64) -> Option<Verdict> {
+fn daemonset_state(d: &DaemonSet, generation: i64, _since: jiff::Timestamp) -> Option<Verdict> {
     let st = d.status.as_ref()?;
     if st.observed_generation.unwrap_or(0) < generation {
         return None;
@@ -319,6 +330,7 @@ fn daemonset_state(d: &DaemonSet, generation: i64) -> Option<Verdict> {
 pub async fn verify(cluster: &Cluster, p: &Proposal, applied: &Applied, timeout: Duration) -> Verdict {
     let t = &p.target;
     let generation = applied.generation.unwrap_or(0);
+    let since = jiff::Timestamp::now();
     if matches!(p.action, Action::Delete) {
         return Verdict::Healthy(format!("{} deleted", display(t)));
     }
@@ -326,9 +338,11 @@ pub async fn verify(cluster: &Cluster, p: &Proposal, applied: &Applied, timeout:
     macro_rules! watch {
         ($ty:ty, $state:ident, $describe:expr) => {{
             let api: Api<$ty> = Api::namespaced(client, &t.namespace);
-            let cond = move |o: Option<&$ty>| o.is_none() || o.and_then(|o| $state(o, generation)).is_some();
+            let cond = move |o: Option<&$ty>| o.is_none() || o.and_then(|o| $state(o, generation, since)).is_some();
             match tokio::time::timeout(timeout, await_condition(api.clone(), &t.name, cond)).await {
-                Ok(Ok(Some(obj))) => $state(&obj, generation).unwrap_or_else(|| Verdict::Unhealthy("unknown".into())),
+                Ok(Ok(Some(obj))) => {
+                    $state(&obj, generation, since).unwrap_or_else(|| Verdict::Unhealthy("unknown".into()))
+                }
                 Ok(Ok(None)) => Verdict::Unhealthy(format!("{} was deleted during the rollout", display(t))),
                 Ok(Err(e)) => Verdict::Unhealthy(format!("cannot watch the rollout: {e}")),
                 Err(_) => {
@@ -405,13 +419,35 @@ pub async fn rollback_patch(cluster: &Cluster, t: &TargetRef) -> Result<Option<(
     if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         labels.remove("pod-template-hash");
     }
-    let template = serde_json::to_value(template).map_err(|e| ApplyError::Body(e.to_string()))?;
+    let mut template = serde_json::to_value(template).map_err(|e| ApplyError::Body(e.to_string()))?;
+    // Empty objects are server defaults (`securityContext: {}`); the apiserver adds them
+    // back, and leaving them out keeps the patch to what actually differs.
+    prune_empty(&mut template);
     Ok(Some((json!([{"op": "replace", "path": "/spec/template", "value": template}]), format!("revision {rev}"))))
+}
+
+fn prune_empty(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.values_mut().for_each(prune_empty);
+            map.retain(|_, v| !matches!(v, Value::Object(m) if m.is_empty()));
+        }
+        Value::Array(items) => items.iter_mut().for_each(prune_empty),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_defaults_are_pruned() {
+        let mut v =
+            json!({"spec": {"securityContext": {}, "containers": [{"name": "a", "resources": {"limits": {}}}]}});
+        prune_empty(&mut v);
+        assert_eq!(v, json!({"spec": {"containers": [{"name": "a"}]}}));
+    }
 
     #[test]
     fn merge_patch_carries_precondition_and_annotation() {
@@ -450,13 +486,15 @@ mod tests {
             "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}
         }))
         .unwrap();
-        assert_eq!(deployment_state(&d, 3), None, "old generation not observed yet");
-        assert!(matches!(deployment_state(&d, 2), Some(Verdict::Healthy(_))));
+        let since: jiff::Timestamp = "2026-11-25T18:00:00Z".parse().unwrap();
+        assert_eq!(deployment_state(&d, 3, since), None, "old generation not observed yet");
+        assert!(matches!(deployment_state(&d, 2, since), Some(Verdict::Healthy(_))));
         let stuck: Deployment = serde_json::from_value(json!({
             "metadata": {"name": "web", "generation": 3},
             "spec": {"replicas": 2, "selector": {}, "template": {}},
             "status": {"observedGeneration": 3, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2,
-                       "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "too slow"}]}
+                       "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "too slow",
+                                       "lastUpdateTime": "2026-11-25T18:00:05Z"}]}
         }))
         .unwrap();
         assert_eq!(

@@ -217,3 +217,18 @@ async fn approve(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<S
 async fn reject(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     decide(s, headers, id, false).await
 }
+
+/// Serve `app` alone on `addr` (tests, or a listener of its own); returns the bound address.
+pub async fn spawn(
+    addr: std::net::SocketAddr,
+    app: Router,
+) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::warn!(error = %err, "approval routes stopped");
+        }
+    });
+    Ok((bound, task))
+}

@@ -6,7 +6,7 @@
 //! two replicas that read the same pending proposal and both try to approve
 //! it get one success and one `WrongLastRevision`.
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::{self, kv, stream};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -52,18 +52,26 @@ impl NatsStore {
 
     /// Open (or create) `bucket` on an existing JetStream context (shared with the bus).
     pub async fn open(js: jetstream::Context, bucket: &str) -> Result<Self, StoreError> {
-        let kv = match js.get_key_value(bucket).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.to_owned(),
-                    description: "kubemedic incidents, proposals and drift report".into(),
-                    history: 1,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| backend(&format!("cannot create KV bucket {bucket}"), e))?,
-        };
+        if let Ok(kv) = js.get_key_value(bucket).await {
+            return Ok(Self { kv });
+        }
+        // The stream a KV bucket is made of, created directly: `create_key_value` first
+        // queries the account, whose reply older servers (Debian's 2.9) shape differently.
+        js.get_or_create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some("kubemedic incidents, proposals and drift report".into()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            num_replicas: 1,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| backend(&format!("cannot create KV bucket {bucket}"), e))?;
+        let kv = js.get_key_value(bucket).await.map_err(|e| backend(&format!("cannot open KV bucket {bucket}"), e))?;
         Ok(Self { kv })
     }
 

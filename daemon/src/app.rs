@@ -43,8 +43,9 @@ pub fn init_telemetry(_stdio: bool) -> Telemetry {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
 
+    // Targets match by prefix: `kube=warn` alone would also silence `kubemedic`.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,rmcp=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,rmcp=warn,kubemedic=info"));
     let provider = match crate::telemetry::otel::provider_from_env() {
         Ok(p) => p,
         Err(err) => {

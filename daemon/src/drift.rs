@@ -248,6 +248,7 @@ fn redact_field(kind: &str, field: &mut FieldDrift) {
 }
 
 /// Compare every desired object the configured sources name with the cluster.
+#[tracing::instrument(name = "drift_report", skip_all, fields(cluster = %cluster.name))]
 pub async fn report(cluster: &Cluster, config: &DriftConfig) -> Result<DriftReport, DriftError> {
     let discovery = Discovery::new(cluster.client.clone()).run().await.map_err(DriftError::Discovery)?;
     let mut errors = Vec::new();

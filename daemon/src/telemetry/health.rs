@@ -61,6 +61,16 @@ pub fn router(metrics: Arc<Metrics>, readiness: Readiness) -> Router {
 }
 
 /// OpenMetrics for scrapers that ask for it (Prometheus does), else the classic text format.
+/// Serve only [`router`] on `listener` until `cancel` (for a separate metrics port, and tests).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    cancel: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(metrics, readiness)).with_graceful_shutdown(cancel.cancelled_owned()).await
+}
+
 async fn metrics_handler(State(state): State<HealthState>, headers: HeaderMap) -> impl IntoResponse {
     let openmetrics = headers
         .get_all(header::ACCEPT)

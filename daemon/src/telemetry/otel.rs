@@ -63,26 +63,40 @@ pub fn configured_protocol(get: &dyn Fn(&str) -> Option<String>) -> Result<Optio
 /// Build the tracer provider when `OTEL_*` asks for one. Must run inside a
 /// Tokio runtime (tonic needs it). `Ok(None)` = export is not configured.
 pub fn provider_from_env() -> Result<Option<SdkTracerProvider>, OtelError> {
-    let get = |name: &str| std::env::var(name).ok();
-    let Some(protocol) = configured_protocol(&get)? else {
+    provider_from(&|name: &str| std::env::var(name).ok())
+}
+
+/// [`provider_from_env`] reading the variables through `get` (endpoint, protocol, service
+/// name; headers and timeouts still come from the process environment).
+pub fn provider_from(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<SdkTracerProvider>, OtelError> {
+    let Some(protocol) = configured_protocol(get)? else {
         return Ok(None);
+    };
+    // The signal-specific endpoint is used as is; the generic one is a base URL (spec).
+    let endpoint = match (var(get, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), var(get, "OTEL_EXPORTER_OTLP_ENDPOINT")) {
+        (Some(traces), _) => traces,
+        (None, Some(base)) if protocol == OtlpProtocol::HttpProtobuf => {
+            format!("{}/v1/traces", base.trim_end_matches('/'))
+        }
+        (None, Some(base)) => base,
+        (None, None) => return Ok(None),
     };
     let exporter = match protocol {
         OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_protocol(Protocol::Grpc)
+            .with_endpoint(endpoint)
             .build()
             .map_err(OtelError::Build)?,
         OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(endpoint)
             .build()
             .map_err(OtelError::Build)?,
     };
-    let mut resource = Resource::builder();
-    if var(&get, "OTEL_SERVICE_NAME").is_none() {
-        resource = resource.with_service_name("kubemedic");
-    }
+    let resource =
+        Resource::builder().with_service_name(var(get, "OTEL_SERVICE_NAME").unwrap_or_else(|| "kubemedic".into()));
     let provider = SdkTracerProvider::builder().with_resource(resource.build()).with_batch_exporter(exporter).build();
     Ok(Some(provider))
 }

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Side-by-side MCP benchmark: kubemedic vs kubernetes-mcp-server (Go, npm) vs
+# mcp-server-kubernetes (Node, npm), on ONE control plane + nodesim, in one run.
+#
+#   bash tests/bench/run.sh            # results in $BENCH_DIR/results.md (default /tmp/kubemedic-bench)
+#
+# Env: BENCH_DIR, BENCH_CALLS (per cell, default 200), BENCH_SECONDS (per cell cap, default 10),
+# BENCH_PODS (bulk pods for the RSS-under-load figure, default 3000), BENCH_PROFILE (debug|release,
+# default debug), and the cluster ports ETCD_PORT PEER_PORT PORT CM_PORT SCHED_PORT (61xxx defaults).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+DIR=${BENCH_DIR:-/tmp/kubemedic-bench}
+CALLS=${BENCH_CALLS:-200}
+SECONDS_CAP=${BENCH_SECONDS:-10}
+PODS=${BENCH_PODS:-3000}
+PROFILE=${BENCH_PROFILE:-debug}
+export ETCD_PORT=${ETCD_PORT:-61379} PEER_PORT=${PEER_PORT:-61380} PORT=${PORT:-61443}
+export CM_PORT=${CM_PORT:-61257} SCHED_PORT=${SCHED_PORT:-61259}
+log() { echo "[bench] $(date -u +%T) $*" >&2; }
+
+eval "$(bash tests/tools/install.sh --env)"
+PY="$KUBEMEDIC_VENV/bin/python"
+NODE="$KUBEMEDIC_NODE22"
+NM="$KUBEMEDIC_NPM/node_modules"
+GO_PEER="$NM/kubernetes-mcp-server-linux-amd64/bin/kubernetes-mcp-server-linux-amd64"
+NODE_PEER="$NM/mcp-server-kubernetes/dist/index.js"
+[ -x "$GO_PEER" ] || { echo "missing $GO_PEER (tests/tools/install.sh)" >&2; exit 1; }
+[ -f "$NODE_PEER" ] || { echo "missing $NODE_PEER (tests/tools/install.sh)" >&2; exit 1; }
+
+if [ "$PROFILE" = release ]; then cargo build --release -p kubemedic -p nodesim >&2; BIN=target/release
+else cargo build -p kubemedic -p nodesim >&2; BIN=target/debug; fi
+
+rm -rf "$DIR"; mkdir -p "$DIR"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  bash tests/cluster/down.sh "$DIR/cluster" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+log "control plane on :$PORT"
+bash tests/cluster/up.sh "$HOME/.cache/kubemedic/k8s-v1.20.2" "$DIR/cluster" >&2
+export KUBECONFIG="$DIR/cluster/admin.kubeconfig"
+K() { "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
+"$BIN/nodesim" --kubeconfig "$KUBECONFIG" --nodes 3 --max-pods 1100 --warnings-only >"$DIR/nodesim.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 60); do [ "$(K get nodes --no-headers 2>/dev/null | grep -c ' Ready')" = 3 ] && break; sleep 1; done
+
+log "workload: namespace bench, deployment web (3 pods)"
+K create namespace bench >&2
+K -n bench create deployment web --image=nginx:1.25 --replicas=3 >&2
+K -n bench rollout status deploy/web --timeout=120s >&2
+POD=$(K -n bench get pods -l app=web -o jsonpath='{.items[0].metadata.name}')
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+SHA=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
+KM_PORT=$(free_port); GO_PORT=$(free_port); NODE_PORT=$(free_port)
+cat >"$DIR/kubemedic.yaml" <<YAML
+cluster: { name: bench }
+rules_dir: $ROOT/rules
+prompts_dir: $ROOT/prompts
+state_dir: $DIR/km-state
+http: { listen: "127.0.0.1:$KM_PORT" }
+auth:
+  tokens:
+    - { name: bench, sha256: "$SHA", role: viewer }
+YAML
+log "servers: kubemedic :$KM_PORT, kubernetes-mcp-server :$GO_PORT, mcp-server-kubernetes :$NODE_PORT"
+RUST_LOG=warn "$BIN/kubemedic" run --config "$DIR/kubemedic.yaml" >"$DIR/kubemedic.log" 2>&1 &
+KM_PID=$!; PIDS+=($KM_PID)
+"$GO_PEER" --port "$GO_PORT" --bind-address 127.0.0.1 --kubeconfig "$KUBECONFIG" --read-only \
+  --disable-multi-cluster >"$DIR/kubernetes-mcp-server.log" 2>&1 &
+GO_PID=$!; PIDS+=($GO_PID)
+# mcp-server-kubernetes shells out to kubectl for every call: put ours on PATH.
+PATH="$(dirname "$KUBECTL"):$PATH" ENABLE_UNSAFE_STREAMABLE_HTTP_TRANSPORT=1 HOST=127.0.0.1 PORT="$NODE_PORT" \
+  ALLOW_ONLY_READONLY_TOOLS=true "$NODE" "$NODE_PEER" >"$DIR/mcp-server-kubernetes.log" 2>&1 &
+NODE_PID=$!; PIDS+=($NODE_PID)
+wait_port() { for _ in $(seq 120); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.5; done; echo "port $1 never opened" >&2; return 1; }
+wait_port "$KM_PORT"; wait_port "$GO_PORT"; wait_port "$NODE_PORT"
+for _ in $(seq 60); do curl -sf "http://127.0.0.1:$KM_PORT/readyz" >/dev/null && break; sleep 1; done
+sleep 5  # settle: initial watches and caches
+
+SERVERS=(--server "kubemedic=http://127.0.0.1:$KM_PORT/mcp=$KM_PID=$TOKEN"
+         --server "kubernetes-mcp-server=http://127.0.0.1:$GO_PORT/mcp=$GO_PID"
+         --server "mcp-server-kubernetes=http://127.0.0.1:$NODE_PORT/mcp=$NODE_PID")
+rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+echo "{\"kubemedic\": $(rss $KM_PID), \"kubernetes-mcp-server\": $(rss $GO_PID), \"mcp-server-kubernetes\": $(rss $NODE_PID)}" >"$DIR/rss-idle.json"
+
+log "tool calls: $CALLS calls or ${SECONDS_CAP}s per cell"
+"$PY" tests/bench/bench.py "${SERVERS[@]}" --namespace bench --pod "$POD" --calls "$CALLS" \
+  --seconds "$SECONDS_CAP" --out "$DIR/calls.json"
+
+log "bulk: $PODS pods in namespace bulk"
+K create namespace bulk >&2
+K -n bulk create deployment bulk --image=nginx:1.25 --replicas="$PODS" >&2
+for _ in $(seq 300); do
+  running=$(K -n bulk get pods --field-selector=status.phase=Running --no-headers 2>/dev/null | wc -l)
+  [ "$running" -ge "$PODS" ] && break; sleep 2
+done
+log "bulk: $running pods Running"
+# One list of the bulk namespace through each server (kubemedic caps at 500 items per call), then RSS.
+"$PY" tests/bench/bench.py "${SERVERS[@]}" --namespace bulk --pod "$POD" --ops list --concurrency 1 \
+  --calls 3 --seconds 60 --out "$DIR/calls-bulk.json"
+sleep 5
+echo "{\"kubemedic\": $(rss $KM_PID), \"kubernetes-mcp-server\": $(rss $GO_PID), \"mcp-server-kubernetes\": $(rss $NODE_PID), \"pods\": $running}" >"$DIR/rss-bulk.json"
+
+"$PY" tests/bench/report.py "$DIR" "$PROFILE" | tee "$DIR/results.md"

@@ -183,6 +183,9 @@ pub struct Deps {
     /// Connects the LLM runner to kubemedic's own MCP server (in-process);
     /// `None` = the LLM runner has only the extra servers' tools.
     pub mcp: Option<llm::mcp::Connector>,
+    /// kubemedic's tools: when set, the built-in runner executes the prompt's
+    /// declared steps through them (audited, redacted, scope-checked).
+    pub tools: Option<crate::tools::Tools>,
 }
 
 impl Deps {
@@ -205,20 +208,23 @@ impl Deps {
             config: config.agent.clone(),
             prompts: Arc::new(prompts),
             mcp: None,
+            tools: None,
         })
     }
 }
 
 impl Deps {
-    /// Lend the LLM runner kubemedic's own tools through an in-process MCP
-    /// server acting as the agent (operator role at most).
+    /// Give the runners kubemedic's own tools: the built-in runner executes
+    /// the workflow steps through them, the LLM runner gets them through an
+    /// in-process MCP server acting as the agent (operator role at most).
     pub fn with_tools(mut self, tools: crate::tools::Tools) -> Result<Self, AgentError> {
         // A per-process key sealing confirmation state (random v4 uuids).
         let mut key = Vec::with_capacity(32);
         key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
         key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-        let server = crate::mcp::server::KubemedicServer::new(tools, (*self.prompts).clone(), &key)
+        let server = crate::mcp::server::KubemedicServer::new(tools.clone(), (*self.prompts).clone(), &key)
             .map_err(AgentError::Config)?;
+        self.tools = Some(tools);
         self.mcp = Some(llm::mcp::kubemedic(server));
         Ok(self)
     }

@@ -267,42 +267,47 @@ pub async fn prepare(cluster: &Cluster, policy: &PolicyConfig, draft: ProposalDr
     }
 
     let path = target::object_path(&info, namespace, &t.name);
-    let live = target::get(&cluster.client, &path).await.map_err(|e| {
-        let why = if target::is_not_found(&e) { "does not exist".to_owned() } else { target::describe(&e) };
-        refuse(RefusalStage::Target, format!("cannot read the live object: {why}"))
-    })?;
-    let live_rv = live.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
-    if let Some(rv) = &t.resource_version
-        && *rv != live_rv
-    {
-        return Err(refuse(
-            RefusalStage::Target,
-            format!("the object changed since it was diagnosed (resourceVersion {rv}, now {live_rv}); diagnose again"),
-        ));
-    }
-
-    let (after, delete_note) = match &draft.action {
-        Action::Patch { patch_type, body } => {
-            let mut body = body.clone();
-            // Optimistic concurrency for the dry-run itself.
-            if matches!(patch_type, PatchType::Strategic | PatchType::Merge)
-                && let Some(obj) = body.as_object_mut()
-            {
-                let meta = obj.entry("metadata").or_insert_with(|| serde_json::json!({}));
-                if let Some(meta) = meta.as_object_mut() {
-                    meta.insert("resourceVersion".into(), Value::String(live_rv.clone()));
-                }
-            }
-            let after = target::dry_run_patch(&cluster.client, &path, *patch_type, &body)
-                .await
-                .map_err(|e| refuse(RefusalStage::DryRun, target::describe(&e)))?;
-            (after, None)
+    // The dry-run is pinned to the version just read; when the object moves
+    // under it (a status update), read again and retry a few times.
+    let mut attempt = 0;
+    let (live, live_rv, after, delete_note) = loop {
+        attempt += 1;
+        let live = target::get(&cluster.client, &path).await.map_err(|e| {
+            let why = if target::is_not_found(&e) { "does not exist".to_owned() } else { target::describe(&e) };
+            refuse(RefusalStage::Target, format!("cannot read the live object: {why}"))
+        })?;
+        let live_rv = live.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if let Some(rv) = &t.resource_version
+            && *rv != live_rv
+        {
+            return Err(refuse(
+                RefusalStage::Target,
+                format!(
+                    "the object changed since it was diagnosed (resourceVersion {rv}, now {live_rv}); diagnose again"
+                ),
+            ));
         }
-        Action::Delete => {
-            target::dry_run_delete(&cluster.client, &path, &live_rv)
+        let result = match &draft.action {
+            Action::Patch { patch_type, body } => {
+                let mut body = body.clone();
+                if matches!(patch_type, PatchType::Strategic | PatchType::Merge)
+                    && let Some(obj) = body.as_object_mut()
+                {
+                    let meta = obj.entry("metadata").or_insert_with(|| serde_json::json!({}));
+                    if let Some(meta) = meta.as_object_mut() {
+                        meta.insert("resourceVersion".into(), Value::String(live_rv.clone()));
+                    }
+                }
+                target::dry_run_patch(&cluster.client, &path, *patch_type, &body).await.map(|after| (after, None))
+            }
+            Action::Delete => target::dry_run_delete(&cluster.client, &path, &live_rv)
                 .await
-                .map_err(|e| refuse(RefusalStage::DryRun, target::describe(&e)))?;
-            (Value::Null, Some(format!("delete {who}")))
+                .map(|_| (Value::Null, Some(format!("delete {who}")))),
+        };
+        match result {
+            Ok((after, note)) => break (live, live_rv, after, note),
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < 4 && t.resource_version.is_none() => continue,
+            Err(e) => return Err(refuse(RefusalStage::DryRun, target::describe(&e))),
         }
     };
 

@@ -10,6 +10,7 @@ pub mod node;
 pub mod probe;
 pub mod resources;
 pub mod rollout;
+pub mod steps;
 
 use std::time::Duration;
 
@@ -43,17 +44,35 @@ pub async fn diagnose(deps: &Deps, request: &Request) -> Result<Diagnosis, Agent
 async fn run(deps: &Deps, request: &Request) -> Result<Diagnosis, AgentError> {
     let mut notes = Vec::new();
     let prompt_name = if request.prompt.is_empty() { deps.config.default_prompt.as_str() } else { &request.prompt };
-    match deps.prompts.get(prompt_name) {
-        Some(p) => {
-            let tools: Vec<&str> = p.steps.iter().map(|s| s.tool.as_str()).collect();
-            notes.push(format!("workflow {prompt_name}: steps {}", tools.join(", ")));
-        }
+    let steps = match deps.prompts.get(prompt_name) {
+        // Workload workflows need a namespace; a node is diagnosed with the built-in node steps.
+        Some(_) if request.workload.namespace.is_empty() => Vec::new(),
+        Some(p) => match p.render(&prompt_arguments(p, request)) {
+            Ok((_, steps)) => {
+                let tools: Vec<&str> = steps.iter().map(|s| s.tool.as_str()).collect();
+                notes.push(format!("workflow {prompt_name}: steps {}", tools.join(", ")));
+                steps
+            }
+            Err(e) => {
+                notes.push(format!("workflow {prompt_name} cannot be rendered ({e}); ran the built-in steps"));
+                Vec::new()
+            }
+        },
         None if !deps.prompts.is_empty() => {
-            notes.push(format!("prompt {prompt_name} is not loaded; ran the built-in diagnose-workload steps"))
+            notes.push(format!("prompt {prompt_name} is not loaded; ran the built-in diagnose-workload steps"));
+            Vec::new()
         }
-        None => {}
-    }
-    let facts = gather::gather(&deps.cluster, &request.workload, deps.config.log_lines).await?;
+        None => Vec::new(),
+    };
+    // The declared steps run through kubemedic's tools (audited like any caller's)
+    // while the analyzers' typed view is gathered alongside.
+    let (facts, stepped) = tokio::join!(
+        gather::gather(&deps.cluster, &request.workload, deps.config.log_lines),
+        steps::run(deps.tools.as_ref(), &steps)
+    );
+    let mut facts = facts?;
+    notes.extend(stepped.notes);
+    facts.evidence.extend(stepped.evidence);
     notes.extend(facts.gaps.iter().map(|g| format!("not gathered: {g}")));
     let finding = analyze::analyze(&facts, &deps.policy);
 
@@ -73,6 +92,20 @@ async fn run(deps: &Deps, request: &Request) -> Result<Diagnosis, AgentError> {
     };
     offer(deps, request, finding.drafts, &mut diagnosis).await;
     Ok(diagnosis)
+}
+
+/// The request as the prompt's arguments (only those it declares).
+fn prompt_arguments(p: &crate::prompts::Prompt, request: &Request) -> crate::prompts::Arguments {
+    let w = &request.workload;
+    let mut args = request.arguments.clone();
+    args.entry("namespace".into()).or_insert_with(|| w.namespace.clone());
+    args.entry("kind".into()).or_insert_with(|| w.kind.clone());
+    args.entry("name".into()).or_insert_with(|| w.name.clone());
+    if let Some(r) = &request.reason {
+        args.entry("reason".into()).or_insert_with(|| r.clone());
+    }
+    args.retain(|k, _| p.arguments.iter().any(|a| a.name == *k));
+    args
 }
 
 /// Pass drafts through policy and dry-run into the diagnosis (or, when the

@@ -18,18 +18,25 @@ const HEAL: Duration = Duration::from_secs(120);
 /// simulated processes crash or get OOM-killed after about a second).
 const STABLE: Duration = Duration::from_secs(6);
 
-/// The Deployment is rolled out and its new pods are Ready, and still are (no restart) a while later.
+/// The Deployment is rolled out and its new pods are Ready, and a while later none has
+/// restarted (a crash or OOM kill would). Readiness alone may flap when another test stops
+/// a node's heartbeats, so a not-ready moment without a restart is waited out.
 async fn healed(client: &kube::Client, ns: &str, name: &str) {
-    wait::deployment_ready(client, ns, name, HEAL).await;
-    tokio::time::sleep(STABLE).await;
     let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> = kube::Api::namespaced(client.clone(), ns);
-    let d = api.get(name).await.unwrap();
-    assert!(wait::deployment_is_ready(&d), "{ns}/{name} fell back out of ready: {:?}", d.status);
-    let ps = pods::of_newest_replicaset(client, ns, name).await;
-    assert!(!ps.is_empty(), "no pods in the newest ReplicaSet of {ns}/{name}");
-    for p in &ps {
-        assert!(pods::is_ready(p) && pods::restart_count(p) == 0, "pod {} not healthy: {:?}", pods::name(p), p.status);
+    for _ in 0..4 {
+        wait::deployment_ready(client, ns, name, HEAL).await;
+        tokio::time::sleep(STABLE).await;
+        let ps = pods::of_newest_replicaset(client, ns, name).await;
+        assert!(!ps.is_empty(), "no pods in the newest ReplicaSet of {ns}/{name}");
+        for p in &ps {
+            assert_eq!(pods::restart_count(p), 0, "pod {} restarted: {:?}", pods::name(p), p.status);
+        }
+        let d = api.get(name).await.unwrap();
+        if wait::deployment_is_ready(&d) && ps.iter().all(pods::is_ready) {
+            return;
+        }
     }
+    panic!("{ns}/{name} never stayed ready");
 }
 
 #[tokio::test]
@@ -56,6 +63,7 @@ async fn secret_key_typo_is_pointed_at_the_existing_key() {
     assert!(!serde_json::to_string(&d).unwrap().contains("s3cr3t"), "a secret value leaked into the diagnosis");
     support::apply_fresh(&client, &deps, &d).await;
     healed(&client, &ns.name, "api").await;
+    ns.delete(&client).await;
 }
 
 #[tokio::test]
@@ -97,6 +105,7 @@ async fn bad_image_tag_is_rolled_back_to_the_revision_that_ran() {
     assert!(p.rationale.contains("Revision 1"), "{}", p.rationale);
     support::apply_fresh(&client, &deps, &d).await;
     healed(&client, &ns.name, "web").await;
+    ns.delete(&client).await;
     for pod in pods::of_deployment(&client, &ns.name, "web").await.iter().filter(|p| pods::is_ready(p)) {
         let image = pod.spec.as_ref().unwrap().containers[0].image.clone().unwrap_or_default();
         assert_eq!(image, "nginx:1.25.3");
@@ -115,12 +124,16 @@ async fn crash_after_rollout_is_rolled_back() {
     .await;
     assert_well_formed(&d);
     assert!(d.evidence.iter().any(|e| e.tool == "pod_logs"), "{:?}", d.evidence);
+    // The workflow's declared steps ran through kubemedic's tools.
+    assert!(d.notes.iter().any(|n| n.contains("ran through kubemedic's tools")), "{:?}", d.notes);
+    assert!(d.evidence.iter().any(|e| e.tool == "rollout_status"), "{:?}", d.evidence);
     let p = one_proposal(&d);
     assert!(p.rationale.contains("Revision 1"), "{}", p.rationale);
     let Action::Patch { body, .. } = &p.action else { panic!() };
     assert_eq!(body["spec"]["template"]["spec"]["containers"][0]["image"], "ghcr.io/kubemedic-demo/worker:1.4.0");
     support::apply_fresh(&client, &deps, &d).await;
     healed(&client, &ns.name, "worker").await;
+    ns.delete(&client).await;
 }
 
 #[tokio::test]
@@ -176,6 +189,7 @@ async fn oom_killed_gets_more_memory_within_the_cap() {
         if ready {
             healed(&client, &ns.name, "cache").await;
             assert_eq!(limits, ["128Mi", "256Mi"], "healed after raising to 256Mi (the need is about 200Mi)");
+            ns.delete(&client).await;
             return;
         }
     }
@@ -200,6 +214,7 @@ async fn probe_on_the_wrong_port_is_fixed() {
     assert_eq!(body["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"], 8080);
     support::apply_fresh(&client, &deps, &d).await;
     healed(&client, &ns.name, "shop").await;
+    ns.delete(&client).await;
 }
 
 #[tokio::test]
@@ -218,9 +233,10 @@ async fn oversized_requests_are_lowered_to_fit() {
     let Action::Patch { body, .. } = &p.action else { panic!() };
     let cpu = body["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"].as_str().unwrap();
     let cores = kubemedic::policy::quantity::parse(cpu).unwrap();
-    assert!(cores > 0.0 && cores <= 2.0, "lowered to at most half a node: {cpu}");
+    assert!(cores > 0.0 && cores <= 0.5, "lowered to at most an eighth of a node: {cpu}");
     support::apply_fresh(&client, &deps, &d).await;
     healed(&client, &ns.name, "batch").await;
+    ns.delete(&client).await;
 }
 
 #[tokio::test]
@@ -241,6 +257,7 @@ async fn stuck_rollout_is_rolled_back() {
     assert_eq!(body["spec"]["template"]["spec"]["containers"][0]["image"], "ghcr.io/kubemedic-demo/legacy:3.1.0");
     support::apply_fresh(&client, &deps, &d).await;
     healed(&client, &ns.name, "legacy").await;
+    ns.delete(&client).await;
 }
 
 #[tokio::test]

@@ -30,6 +30,7 @@ fn llm_deps(client: &kube::Client, api: Api, base_url: &str, key_env: Option<&st
     llm.api_key_env = key_env.map(str::to_owned);
     deps.config.llm = Some(llm);
     let tools = Tools::new(deps.cluster.clone(), None, AuditLog::in_memory());
+    deps.tools = None;
     deps.with_tools(tools).expect("in-process MCP server")
 }
 

@@ -214,8 +214,9 @@ pub fn scheduling(facts: &Facts) -> Option<Finding> {
                 }
             }
         }
-        // Headroom for the scheduler's own accounting, and never more than half the biggest node.
-        let fit = (fit * 0.9).min(biggest / 2.0);
+        // The asked-for figure was impossible, so any value is a guess: take a modest one (an
+        // eighth of the biggest node) that leaves room for other workloads, within what fits.
+        let fit = (fit * 0.9).min(biggest / 8.0);
         if fit <= 0.0 {
             continue;
         }

@@ -30,12 +30,14 @@ pub fn cluster(client: &Client) -> Cluster {
 /// Deps with the default policy and agent config, and the repository's prompts.
 pub fn deps(client: &Client) -> Deps {
     let prompts = kubemedic::prompts::Catalog::load(&repo_root().join("prompts")).expect("prompts/ loads");
+    let tools = kubemedic::tools::Tools::new(cluster(client), None, kubemedic::telemetry::audit::AuditLog::in_memory());
     Deps {
         cluster: cluster(client),
         policy: PolicyConfig::default(),
         config: AgentConfig::default(),
         prompts: Arc::new(prompts),
         mcp: None,
+        tools: Some(tools),
     }
 }
 

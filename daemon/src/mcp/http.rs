@@ -28,6 +28,13 @@ pub fn router(
     http: &HttpConfig,
     shutdown: CancellationToken,
 ) -> Router {
+    unauthenticated(server, http, shutdown).layer(middleware::from_fn_with_state(auth, authenticate))
+}
+
+/// `/mcp` without the authentication layer: only for a server that has a fixed
+/// caller ([`KubemedicServer::with_caller`]), e.g. protocol conformance runs.
+/// Host and Origin checks still apply.
+pub fn unauthenticated(server: KubemedicServer, http: &HttpConfig, shutdown: CancellationToken) -> Router {
     let mut hosts: Vec<String> = LOOPBACK.iter().map(|h| (*h).to_owned()).collect();
     hosts.extend(http.allowed_hosts.iter().cloned());
     let mut config = StreamableHttpServerConfig::default().with_allowed_hosts(hosts);
@@ -38,7 +45,7 @@ pub fn router(
     }
     let service =
         StreamableHttpService::new(move || Ok(server.clone()), Arc::new(LocalSessionManager::default()), config);
-    Router::new().nest_service("/mcp", service).layer(middleware::from_fn_with_state(auth, authenticate))
+    Router::new().nest_service("/mcp", service)
 }
 
 /// 401 with a `WWW-Authenticate` challenge unless the request carries a valid credential.

@@ -111,8 +111,22 @@ pub struct DemoOptions {
 }
 
 /// `kubemedic demo`.
-pub async fn demo(_config: Config, _options: DemoOptions) -> Result<ExitCode, AppError> {
-    not_built("demo")
+pub async fn demo(config: Config, options: DemoOptions) -> Result<ExitCode, AppError> {
+    use crate::approvals::{Approvals, demo};
+    let files = demo::select(&options.scenarios, &options.only)?;
+    let cluster = crate::cluster::Cluster::connect(&config.cluster).await?;
+    let store: std::sync::Arc<dyn crate::store::Store> =
+        std::sync::Arc::new(crate::store::redb::RedbStore::open(&config.state_dir.join("demo"))?);
+    let audit = crate::telemetry::audit::AuditLog::open(&config.state_dir)?;
+    let approvals = std::sync::Arc::new(
+        Approvals::new(store, cluster.clone(), None, config.approvals.clone())
+            .with_policy(config.policy.clone())
+            .with_audit(audit),
+    );
+    let rows = demo::run(&config, cluster, approvals, files, options.yes).await?;
+    println!("\n{}", demo::table(&rows));
+    let failed = rows.iter().any(|r| r.decision == "approved" && !r.outcome.starts_with("verified"));
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// `kubemedic diagnose`.
@@ -172,7 +186,49 @@ pub async fn validate(config: Config, rules: Option<PathBuf>, prompts: Option<Pa
     }
 }
 
-/// `kubemedic approve|reject`.
-pub async fn decide(_url: &str, _proposal: &str, _approve: bool) -> Result<ExitCode, AppError> {
-    not_built("approve/reject")
+/// `kubemedic approve|reject`: decide through the daemon's authenticated API
+/// (bearer token from `KUBEMEDIC_TOKEN`), then follow the proposal until it settles.
+/// Exit 0 when it ends as decided (verified, or rejected), 1 otherwise.
+pub async fn decide(url: &str, proposal: &str, approve: bool) -> Result<ExitCode, AppError> {
+    use crate::approvals::{Proposal, ProposalState};
+    let token = std::env::var("KUBEMEDIC_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .ok_or("KUBEMEDIC_TOKEN is not set (a token with the approver role)")?;
+    if proposal.is_empty() || !proposal.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(format!("invalid proposal id {proposal:?}").into());
+    }
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+    let base = url.trim_end_matches('/');
+    let verb = if approve { "approve" } else { "reject" };
+    let resp = http.post(format!("{base}/api/proposals/{proposal}/{verb}")).bearer_auth(token.trim()).send().await?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        let msg = body.get("error").and_then(|e| e.as_str()).unwrap_or("no detail");
+        return Err(format!("{verb} refused ({status}): {msg}").into());
+    }
+    let mut p: Proposal = serde_json::from_value(body)?;
+    println!("proposal {} {} by you", p.id, p.state.as_str());
+    let mut last = p.state;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    while !p.state.is_terminal() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let resp = http.get(format!("{base}/api/proposals/{proposal}")).bearer_auth(token.trim()).send().await?;
+        if !resp.status().is_success() {
+            return Err(format!("cannot follow proposal {proposal}: HTTP {}", resp.status()).into());
+        }
+        p = resp.json().await?;
+        if p.state != last {
+            println!(
+                "proposal {} {}{}",
+                p.id,
+                p.state.as_str(),
+                p.outcome.as_deref().map(|o| format!(": {o}")).unwrap_or_default()
+            );
+            last = p.state;
+        }
+    }
+    let ok = matches!((approve, p.state), (true, ProposalState::Verified) | (false, ProposalState::Rejected));
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

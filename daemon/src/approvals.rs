@@ -11,6 +11,7 @@
 //!   [`apply::PROPOSAL_ANNOTATION`] the patch adds) whether it landed.
 
 pub mod apply;
+pub mod demo;
 pub mod http;
 pub mod proposal;
 pub mod slack;

@@ -1,0 +1,369 @@
+//! `kubemedic demo`: the whole loop on a live cluster (the local control
+//! plane + nodesim) without Slack: create the broken workloads of the
+//! scenario files in the `kubemedic-demo` namespace, diagnose each, show the
+//! diagnosis and the proposal's diff, ask the person at the terminal (or
+//! approve all with `--yes`), apply and verify through [`Approvals`], and
+//! print a result table.
+//!
+//! Scenario files are multi-document YAML: Kubernetes objects (server-side
+//! applied in order) and harness steps of `apiVersion:
+//! scenario.kubemedic.io/v1` (`kind: WaitReady`, `target: Deployment/NAME`,
+//! optional `timeoutSeconds`), as tests/scenarios/README.md documents.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::Scope;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::io::AsyncBufReadExt;
+
+use super::{Approvals, ProposalState};
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::signal::WorkloadRef;
+
+/// The namespace the demo works in.
+pub const NAMESPACE: &str = "kubemedic-demo";
+const STEP_API_VERSION: &str = "scenario.kubemedic.io/v1";
+const FIELD_MANAGER: &str = "kubemedic-demo";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot read scenarios in {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("scenario {file}: {reason}")]
+    Scenario { file: String, reason: String },
+    #[error("{what}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// One step of a scenario file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Apply(Value),
+    WaitReady { kind: String, name: String, timeout: Duration },
+}
+
+/// Parse a scenario file's text into steps.
+pub fn parse(file: &str, text: &str) -> Result<Vec<Step>, DemoError> {
+    let bad = |reason: String| DemoError::Scenario { file: file.to_owned(), reason };
+    let mut steps = Vec::new();
+    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let v = Value::deserialize(doc).map_err(|e| bad(format!("document {}: {e}", i + 1)))?;
+        if v.is_null() {
+            continue;
+        }
+        let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default();
+        if api_version.is_empty() || kind.is_empty() {
+            return Err(bad(format!("document {} has no apiVersion/kind", i + 1)));
+        }
+        if api_version != STEP_API_VERSION {
+            steps.push(Step::Apply(v));
+            continue;
+        }
+        if kind != "WaitReady" {
+            return Err(bad(format!("document {}: unknown step kind {kind}", i + 1)));
+        }
+        let target = v.get("target").and_then(Value::as_str).unwrap_or_default();
+        let Some((k, n)) = target.split_once('/').filter(|(k, _)| matches!(*k, "Deployment" | "StatefulSet")) else {
+            return Err(bad(format!("document {}: WaitReady needs target Deployment/NAME or StatefulSet/NAME", i + 1)));
+        };
+        let secs = v.get("timeoutSeconds").and_then(Value::as_u64).unwrap_or(120);
+        steps.push(Step::WaitReady { kind: k.to_owned(), name: n.to_owned(), timeout: Duration::from_secs(secs) });
+    }
+    Ok(steps)
+}
+
+/// The workload a scenario breaks: its last Deployment or StatefulSet.
+pub fn workload(steps: &[Step]) -> Option<WorkloadRef> {
+    steps.iter().rev().find_map(|s| match s {
+        Step::Apply(v) => {
+            let kind = v.get("kind")?.as_str()?;
+            let name = v.pointer("/metadata/name")?.as_str()?;
+            matches!(kind, "Deployment" | "StatefulSet").then(|| WorkloadRef::new(kind, NAMESPACE, name))
+        }
+        Step::WaitReady { .. } => None,
+    })
+}
+
+fn kube_err(what: String) -> impl FnOnce(kube::Error) -> DemoError {
+    move |source| DemoError::Kube { what, source }
+}
+
+async fn apply_object(cluster: &Cluster, mut obj: Value) -> Result<(), DemoError> {
+    let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_owned();
+    let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version.as_str()));
+    let (ar, caps) = kube::discovery::pinned_kind(&cluster.client, &GroupVersionKind::gvk(group, version, &kind))
+        .await
+        .map_err(kube_err(format!("cannot resolve {api_version} {kind}")))?;
+    if caps.scope != Scope::Namespaced {
+        return Err(DemoError::Scenario {
+            file: format!("{kind}/{name}"),
+            reason: "cluster-scoped objects are not applied by the demo".into(),
+        });
+    }
+    obj["metadata"]["namespace"] = Value::from(NAMESPACE);
+    let api: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), NAMESPACE, &ar);
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj))
+        .await
+        .map_err(kube_err(format!("cannot apply {kind} {NAMESPACE}/{name}")))?;
+    Ok(())
+}
+
+async fn wait_ready(cluster: &Cluster, kind: &str, name: &str, timeout: Duration) -> Result<(), DemoError> {
+    let p = super::proposal::Proposal {
+        target: super::TargetRef {
+            api_version: "apps/v1".into(),
+            kind: kind.to_owned(),
+            namespace: NAMESPACE.into(),
+            name: name.to_owned(),
+            resource_version: None,
+        },
+        ..crate::store::contract::sample_proposal("demo-wait")
+    };
+    let live: Api<DynamicObject> = Api::namespaced_with(
+        cluster.client.clone(),
+        NAMESPACE,
+        &kube::api::ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", kind)),
+    );
+    let generation = live.get(name).await.ok().and_then(|o| o.metadata.generation);
+    let applied = super::apply::Applied { generation, resource_version: String::new(), already: false };
+    match super::apply::verify(cluster, &p, &applied, timeout).await {
+        super::apply::Verdict::Healthy(_) => Ok(()),
+        super::apply::Verdict::Unhealthy(why) => {
+            Err(DemoError::Scenario { file: format!("{kind}/{name}"), reason: format!("WaitReady: {why}") })
+        }
+    }
+}
+
+/// Wait (at most `timeout`) until a pod of the namespace shows the failure.
+async fn wait_for_symptom(cluster: &Cluster, name: &str, timeout: Duration) {
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), NAMESPACE);
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        let list = pods.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+        let broken = list.iter().filter(|p| p.metadata.name.as_deref().is_some_and(|n| n.starts_with(name))).any(|p| {
+            let st = p.status.as_ref();
+            let unschedulable = st
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "PodScheduled" && c.status == "False"));
+            let containers = st.and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+            unschedulable
+                || containers.iter().any(|c| {
+                    let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref());
+                    c.restart_count > 0 || waiting.is_some_and(|r| r != "ContainerCreating" && r != "PodInitializing")
+                })
+        });
+        if broken {
+            // Give the controllers a moment to settle so the proposal pins a stable resourceVersion.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Scenario files to run: `only` by stem, else all but the healthy ones and
+/// those that touch cluster-scoped objects.
+pub fn select(dir: &Path, only: &[String]) -> Result<Vec<(String, PathBuf)>, DemoError> {
+    let read = |source| DemoError::Read { path: dir.to_owned(), source };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read)? {
+        let path = entry.map_err(read)?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+        let wanted = if only.is_empty() {
+            !stem.starts_with("healthy-") && stem != "node-not-ready"
+        } else {
+            only.contains(&stem)
+        };
+        if wanted {
+            out.push((stem, path));
+        }
+    }
+    out.sort();
+    if let Some(missing) = only.iter().find(|o| !out.iter().any(|(s, _)| s == *o)) {
+        return Err(DemoError::Scenario {
+            file: missing.clone(),
+            reason: format!("no {missing}.yaml in {}", dir.display()),
+        });
+    }
+    Ok(out)
+}
+
+/// One row of the result table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub scenario: String,
+    pub workload: String,
+    pub root_cause: String,
+    pub decision: String,
+    pub outcome: String,
+}
+
+async fn ask(question: &str) -> bool {
+    println!("{question} [y/N] ");
+    let mut line = String::new();
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    matches!(stdin.read_line(&mut line).await, Ok(n) if n > 0) && matches!(line.trim(), "y" | "Y" | "yes")
+}
+
+/// Run the demo; returns the rows of the result table.
+pub async fn run(
+    config: &Config,
+    cluster: Cluster,
+    approvals: Arc<Approvals>,
+    files: Vec<(String, PathBuf)>,
+    yes: bool,
+) -> Result<Vec<Row>, DemoError> {
+    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+    if namespaces.get_opt(NAMESPACE).await.map_err(kube_err("cannot read namespaces".into()))?.is_none() {
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": NAMESPACE}})).unwrap_or_default();
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .map_err(kube_err(format!("cannot create namespace {NAMESPACE}")))?;
+    }
+    let deps = crate::agent::Deps::from_config(cluster.clone(), config)
+        .map_err(|e| DemoError::Scenario { file: "agent".into(), reason: crate::app::error_chain(&e) })?;
+    let user = format!("terminal:{}", std::env::var("USER").unwrap_or_else(|_| "demo".into()));
+    let mut rows = Vec::new();
+    for (name, path) in files {
+        let text = std::fs::read_to_string(&path).map_err(|source| DemoError::Read { path: path.clone(), source })?;
+        let steps = parse(&name, &text)?;
+        let Some(workload) = workload(&steps) else {
+            println!("== {name}: no Deployment or StatefulSet to diagnose; skipped");
+            continue;
+        };
+        println!("\n== {name}: creating {workload}");
+        for step in steps {
+            match step {
+                Step::Apply(obj) => apply_object(&cluster, obj).await?,
+                Step::WaitReady { kind, name: w, timeout } => wait_ready(&cluster, &kind, &w, timeout).await?,
+            }
+        }
+        wait_for_symptom(&cluster, &workload.name, Duration::from_secs(60)).await;
+        let mut request = crate::agent::Request::workload(workload.clone(), "demo");
+        request.approvers = Vec::new();
+        let mut row = Row {
+            scenario: name.clone(),
+            workload: workload.to_string(),
+            root_cause: String::new(),
+            decision: "-".into(),
+            outcome: "-".into(),
+        };
+        let diagnosis = match crate::agent::run(&deps, &request).await {
+            Ok(d) => d,
+            Err(e) => {
+                row.outcome = format!("diagnosis failed: {}", crate::app::error_chain(&e));
+                rows.push(row);
+                continue;
+            }
+        };
+        print!("{}", diagnosis.render_text());
+        row.root_cause = diagnosis.root_cause.clone();
+        let Some(proposal) = diagnosis.proposals.first().cloned() else {
+            row.outcome = if diagnosis.advice.is_empty() {
+                "no safe patch".into()
+            } else {
+                format!("advice: {}", diagnosis.advice.join("; "))
+            };
+            rows.push(row);
+            continue;
+        };
+        let submitted = match approvals.submit_with(proposal, Some(diagnosis.clone())).await {
+            Ok(p) => p,
+            Err(e) => {
+                row.outcome = format!("not offered: {e}");
+                rows.push(row);
+                continue;
+            }
+        };
+        let approve = yes || ask("Apply this change?").await;
+        row.decision = if approve { "approved".into() } else { "rejected".into() };
+        match approvals.decide(&submitted.id, &user, approve).await {
+            Ok(p) => {
+                row.outcome = match p.state {
+                    ProposalState::Verified => format!("verified: {}", p.outcome.unwrap_or_default()),
+                    ProposalState::Rejected => "nothing changed".into(),
+                    s => format!("{}: {}", s.as_str(), p.outcome.unwrap_or_default()),
+                };
+            }
+            Err(e) => row.outcome = format!("error: {e}"),
+        }
+        println!("-> {}", row.outcome);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// The result table, as plain text.
+pub fn table(rows: &[Row]) -> String {
+    let cut = |s: &str, n: usize| crate::approvals::slack::blocks::truncate(s, n);
+    let mut out =
+        format!("{:<26} {:<36} {:<9} {:<60} {}\n", "SCENARIO", "WORKLOAD", "DECISION", "ROOT CAUSE", "OUTCOME");
+    for r in rows {
+        out.push_str(&format!(
+            "{:<26} {:<36} {:<9} {:<60} {}\n",
+            cut(&r.scenario, 26),
+            cut(&r.workload, 36),
+            r.decision,
+            cut(&r.root_cause, 60),
+            r.outcome
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_objects_and_steps() {
+        let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n---\n\
+                    apiVersion: scenario.kubemedic.io/v1\nkind: WaitReady\ntarget: Deployment/web\ntimeoutSeconds: 30\n---\n\
+                    apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n";
+        let steps = parse("t", text).unwrap();
+        assert_eq!(steps.len(), 3);
+        assert_eq!(
+            steps[1],
+            Step::WaitReady { kind: "Deployment".into(), name: "web".into(), timeout: Duration::from_secs(30) }
+        );
+        assert_eq!(workload(&steps), Some(WorkloadRef::new("Deployment", NAMESPACE, "web")));
+        assert!(parse("t", "apiVersion: scenario.kubemedic.io/v1\nkind: Sleep\n").is_err());
+        assert!(parse("t", "kind: Pod\n").is_err());
+    }
+
+    #[test]
+    fn selects_the_shipped_scenarios() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios");
+        let all = select(&dir, &[]).unwrap();
+        assert!(all.iter().any(|(s, _)| s == "image-pull-bad-tag"));
+        assert!(all.iter().all(|(s, _)| !s.starts_with("healthy-") && s != "node-not-ready"));
+        for (name, path) in &all {
+            let steps = parse(name, &std::fs::read_to_string(path).unwrap()).unwrap();
+            assert!(workload(&steps).is_some(), "{name} has a workload");
+        }
+        assert!(select(&dir, &["nope".into()]).is_err());
+    }
+}

@@ -35,6 +35,9 @@ pub struct NatsConfig {
     /// JetStream stream that holds incidents waiting for diagnosis (work-queue retention).
     #[serde(default = "default_stream")]
     pub incident_stream: String,
+    /// Subject the incident stream binds (must not overlap another stream's subjects).
+    #[serde(default = "default_subject")]
+    pub incident_subject: String,
     /// Durable pull consumer shared by all replicas.
     #[serde(default = "default_consumer")]
     pub incident_consumer: String,
@@ -54,6 +57,9 @@ pub struct NatsConfig {
 
 fn default_stream() -> String {
     "KUBEMEDIC_INCIDENTS".into()
+}
+fn default_subject() -> String {
+    queue::INCIDENT_SUBJECT.into()
 }
 fn default_consumer() -> String {
     "kubemedic-diagnose".into()
@@ -75,6 +81,7 @@ impl NatsConfig {
             url: url.into(),
             credentials_file: None,
             incident_stream: default_stream(),
+            incident_subject: default_subject(),
             incident_consumer: default_consumer(),
             dedup_window_seconds: default_dedup(),
             ack_wait_seconds: default_ack_wait(),
@@ -90,6 +97,9 @@ impl NatsConfig {
         }
         if self.incident_stream.is_empty() || self.incident_stream.contains(['.', ' ', '*', '>']) {
             return Err("nats.incident_stream must be a name without '.', ' ', '*' or '>'".into());
+        }
+        if self.incident_subject.is_empty() || self.incident_subject.contains([' ', '*', '>']) {
+            return Err("nats.incident_subject must be a literal subject".into());
         }
         if self.dedup_window_seconds == 0 || self.ack_wait_seconds == 0 {
             return Err("nats.dedup_window_seconds and nats.ack_wait_seconds must be > 0".into());

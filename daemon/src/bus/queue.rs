@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use super::NatsConfig;
 use crate::incident::Incident;
 
-/// Subject the incident stream binds (outside the `kubemedic.<event>` subjects of the bus).
+/// Default subject of the incident stream (outside the `kubemedic.<event>` subjects of the bus).
 pub const INCIDENT_SUBJECT: &str = "kubemedic.work.incidents";
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +157,7 @@ enum Inner {
     },
     Nats {
         js: jetstream::Context,
+        subject: String,
         consumer: consumer::PullConsumer,
         messages: Mutex<Option<consumer::pull::Stream>>,
     },
@@ -181,7 +182,7 @@ impl IncidentQueue {
         let js = jetstream::new(client);
         let stream_config = stream::Config {
             name: config.incident_stream.clone(),
-            subjects: vec![INCIDENT_SUBJECT.to_owned()],
+            subjects: vec![config.incident_subject.clone()],
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
             duplicate_window: Duration::from_secs(config.dedup_window_seconds),
@@ -198,14 +199,15 @@ impl IncidentQueue {
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: Duration::from_secs(config.ack_wait_seconds),
             max_deliver: config.max_deliver,
-            filter_subject: INCIDENT_SUBJECT.to_owned(),
+            filter_subject: config.incident_subject.clone(),
             ..Default::default()
         };
         let consumer: consumer::PullConsumer = stream
             .get_or_create_consumer(&config.incident_consumer, consumer_config)
             .await
             .map_err(|e| QueueError::Consumer { consumer: config.incident_consumer.clone(), source: Box::new(e) })?;
-        Ok(Self { inner: Arc::new(Inner::Nats { js, consumer, messages: Mutex::new(None) }) })
+        let subject = config.incident_subject.clone();
+        Ok(Self { inner: Arc::new(Inner::Nats { js, subject, consumer, messages: Mutex::new(None) }) })
     }
 
     /// Queue an incident for diagnosis, once per fingerprint within the dedup window.
@@ -232,12 +234,12 @@ impl IncidentQueue {
                 })?;
                 Ok(Enqueued::Queued)
             }
-            Inner::Nats { js, .. } => {
+            Inner::Nats { js, subject, .. } => {
                 let payload = serde_json::to_vec(incident)
                     .map_err(|source| QueueError::Encode { id: incident.id.clone(), source })?;
                 let publish = jetstream::message::PublishMessage::build().payload(Bytes::from(payload)).message_id(&id);
                 let publish_error = |source| QueueError::Publish { id: incident.id.clone(), source };
-                let ack = js.send_publish(INCIDENT_SUBJECT, publish).await.map_err(publish_error)?;
+                let ack = js.send_publish(subject.clone(), publish).await.map_err(publish_error)?;
                 let ack = ack.await.map_err(publish_error)?;
                 Ok(if ack.duplicate { Enqueued::Duplicate } else { Enqueued::Queued })
             }

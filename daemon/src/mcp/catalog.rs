@@ -98,12 +98,49 @@ fn description(name: &str) -> &'static str {
     }
 }
 
+/// JSON Schema allows `true` as "any value"; some MCP clients (and the conformance suite)
+/// require every property schema to be an object. `{}` means the same.
+fn objects_only(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                let holds_schemas =
+                    matches!(key.as_str(), "properties" | "$defs" | "definitions" | "patternProperties");
+                if holds_schemas && let Value::Object(schemas) = item {
+                    for schema in schemas.values_mut() {
+                        if schema.is_boolean() {
+                            *schema = Value::Object(Default::default());
+                        }
+                    }
+                }
+                if matches!(key.as_str(), "items" | "additionalItems") && item.as_bool() == Some(true) {
+                    *item = Value::Object(Default::default());
+                }
+                objects_only(item);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(objects_only),
+        _ => {}
+    }
+}
+
+fn fixed(schema: Arc<JsonObject>) -> Arc<JsonObject> {
+    let mut v = serde_json::Value::Object((*schema).clone());
+    objects_only(&mut v);
+    match v {
+        serde_json::Value::Object(map) => Arc::new(map),
+        _ => schema,
+    }
+}
+
 /// Every MCP tool definition.
 pub fn tools() -> Vec<Tool> {
     tools::TOOLS
         .iter()
         .map(|spec| {
             let (input, output) = schemas(spec.name);
+            let (input, output) = (fixed(input), fixed(output));
             let mut tool = Tool::new(spec.name, description(spec.name), input);
             tool.output_schema = Some(output);
             tool.annotations = Some(
@@ -136,6 +173,9 @@ mod tests {
                 assert_eq!(a.destructive_hint, Some(false), "{}", t.name);
             }
         }
+        let get = all.iter().find(|t| t.name == "get_resource").unwrap();
+        let object = &get.output_schema.as_ref().unwrap()["properties"]["object"];
+        assert!(object.is_object(), "property schemas are objects, not `true`: {object}");
         let scale = all.iter().find(|t| t.name == "scale").unwrap();
         assert_eq!(scale.annotations.as_ref().unwrap().destructive_hint, Some(true));
         let props = scale.input_schema.get("properties").unwrap().as_object().unwrap();

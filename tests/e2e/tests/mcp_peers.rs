@@ -341,7 +341,9 @@ async fn mcp_inspector_cli_over_stdio_and_http() {
     let config = write_config(dir.path(), &ns.name, "viewer");
     let bin = kubemedic_bin().display().to_string();
     let cfg = config.display().to_string();
-    let stdio = [bin.as_str(), "mcp", "--config", cfg.as_str()];
+    // `--config` would be taken by the Inspector itself: the config path goes in the environment.
+    let env = format!("KUBEMEDIC_CONFIG={cfg}");
+    let stdio = ["-e", env.as_str(), bin.as_str(), "mcp"];
 
     let tools = inspector(&[&stdio[..], &["--method", "tools/list"]].concat()).await;
     assert!(tools["tools"].as_array().unwrap().iter().any(|t| t["name"] == "describe_workload"), "{tools}");
@@ -418,6 +420,19 @@ async fn mcp_inspector_cli_over_stdio_and_http() {
 const CONFORMANCE: &[&str] =
     &["server-initialize", "ping", "tools-list", "resources-list", "prompts-list", "dns-rebinding-protection"];
 
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 #[tokio::test]
 async fn conformance_server_scenarios() {
     e2e::install_crypto();
@@ -438,11 +453,16 @@ async fn conformance_server_scenarios() {
             .await
             .expect("run the conformance suite");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "conformance scenario {scenario} failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            // The suite writes checks.json with each check's details.
+            let mut details = String::new();
+            for entry in walk(&out_dir) {
+                if entry.file_name().is_some_and(|n| n == "checks.json") {
+                    details.push_str(&std::fs::read_to_string(&entry).unwrap_or_default());
+                }
+            }
+            panic!("conformance scenario {scenario} failed:\n{stdout}\n{details}");
+        }
     }
     drop(server);
     ns.delete(&client).await;

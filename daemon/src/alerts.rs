@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 
 use crate::cluster::Scope;
 use crate::signal::Signal;
-pub use payload::{Alert, AlertStatus, OwnerLookup, Webhook};
+pub use payload::{Alert, AlertStatus, OwnerLookup, SharedOwners, Webhook};
 
 /// Where Alertmanager posts.
 pub const PATH: &str = "/alerts/alertmanager";

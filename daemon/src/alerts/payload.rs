@@ -61,6 +61,24 @@ pub trait OwnerLookup: Send + Sync {
     fn owner_of_pod(&self, namespace: &str, pod: &str) -> Option<WorkloadRef>;
 }
 
+/// An [`OwnerLookup`] that can be set once the watchers run (on the leader) and cleared
+/// when they stop; without one, pods are resolved by the Deployment naming convention.
+#[derive(Default)]
+pub struct SharedOwners(std::sync::RwLock<Option<std::sync::Arc<dyn OwnerLookup>>>);
+
+impl SharedOwners {
+    pub fn set(&self, owners: Option<std::sync::Arc<dyn OwnerLookup>>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = owners;
+    }
+}
+
+impl OwnerLookup for SharedOwners {
+    fn owner_of_pod(&self, namespace: &str, pod: &str) -> Option<WorkloadRef> {
+        let owners = self.0.read().unwrap_or_else(|e| e.into_inner()).clone();
+        owners.and_then(|o| o.owner_of_pod(namespace, pod))
+    }
+}
+
 impl Alert {
     pub fn parse(value: serde_json::Value) -> Result<Self, String> {
         let alert: Alert = serde_json::from_value(value).map_err(|e| e.to_string())?;
@@ -190,5 +208,10 @@ mod tests {
         }
         let s = alert(&[("alertname", "A"), ("namespace", "shop"), ("pod", "db-0")]).to_signal("c", Some(&Owners));
         assert_eq!(s.subject(), &WorkloadRef::new("StatefulSet", "shop", "db"));
+        let shared = SharedOwners::default();
+        let a = alert(&[("alertname", "A"), ("namespace", "shop"), ("pod", "db-0")]);
+        assert_eq!(a.to_signal("c", Some(&shared)).subject(), &WorkloadRef::new("Pod", "shop", "db-0"));
+        shared.set(Some(std::sync::Arc::new(Owners)));
+        assert_eq!(a.to_signal("c", Some(&shared)).subject(), &WorkloadRef::new("StatefulSet", "shop", "db"));
     }
 }

@@ -136,7 +136,7 @@ pub struct Tracker {
     rules: RwLock<Arc<RuleSet>>,
     store: Arc<dyn Store>,
     queue: mpsc::Sender<Incident>,
-    namespace_labels: Option<NamespaceLabels>,
+    namespace_labels: RwLock<Option<NamespaceLabels>>,
     state: Mutex<State>,
     stats: Arc<IntakeStats>,
     metrics: Option<Arc<crate::telemetry::Metrics>>,
@@ -148,7 +148,7 @@ impl Tracker {
             rules: RwLock::new(rules),
             store,
             queue,
-            namespace_labels: None,
+            namespace_labels: RwLock::new(None),
             state: Mutex::new(State::default()),
             stats: Arc::new(IntakeStats::default()),
             metrics: None,
@@ -170,9 +170,15 @@ impl Tracker {
     }
 
     /// Rules with a namespace selector need the namespace's labels (e.g. from the watchers' store).
-    pub fn with_namespace_labels(mut self, lookup: NamespaceLabels) -> Self {
-        self.namespace_labels = Some(lookup);
+    pub fn with_namespace_labels(self, lookup: NamespaceLabels) -> Self {
+        self.set_namespace_labels(Some(lookup));
         self
+    }
+
+    /// Set or clear the namespace label lookup later, e.g. when this replica becomes the
+    /// leader and starts the watchers (`WatchHandle::namespace_labels`), or stops being it.
+    pub fn set_namespace_labels(&self, lookup: Option<NamespaceLabels>) {
+        *self.namespace_labels.write().unwrap_or_else(|e| e.into_inner()) = lookup;
     }
 
     pub fn stats(&self) -> Arc<IntakeStats> {
@@ -263,7 +269,8 @@ impl Tracker {
             }
         }
         let rules = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let ns_labels = match (&self.namespace_labels, subject.namespace.is_empty()) {
+        let lookup = self.namespace_labels.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let ns_labels = match (lookup, subject.namespace.is_empty()) {
             (Some(lookup), false) => lookup(&subject.namespace),
             _ => None,
         };

@@ -174,6 +174,13 @@ async fn unmatched_and_namespace_selector() {
     }));
     assert!(matches!(t.observe(sig("Team", "a", "p")).await, Outcome::Opened(_)));
     assert_eq!(t.stats().snapshot().unmatched_total, 0);
+    // Set later (when the watchers start on the leader), cleared when they stop.
+    let (t2, _store2, _rx3) = setup(8);
+    assert_eq!(t2.observe(sig("Team", "b", "p")).await, Outcome::Unmatched);
+    t2.set_namespace_labels(Some(Arc::new(|_: &str| Some([("team".to_owned(), "a".to_owned())].into()))));
+    assert!(matches!(t2.observe(sig("Team", "b", "p")).await, Outcome::Opened(_)));
+    t2.set_namespace_labels(None);
+    assert_eq!(t2.observe(sig("Team", "c", "p")).await, Outcome::Unmatched);
 }
 
 #[tokio::test(start_paused = true)]

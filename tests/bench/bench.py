@@ -26,6 +26,11 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def is_error(result) -> bool:
+    """`isError` in mcp 1.x, `is_error` in 2.x."""
+    return bool(getattr(result, "is_error", getattr(result, "isError", False)))
+
+
 def calls_for(server: str, ns: str, pod: str) -> dict:
     """The equivalent tool call of each server for each operation."""
     if server == "kubemedic":
@@ -75,15 +80,24 @@ class Worker:
 
 
 async def run_cell(url, token, tool, args, concurrency, max_calls, max_seconds):
-    workers = [Worker(url, token) for _ in range(concurrency)]
-    for w in workers:
-        await w.__aenter__()
+    workers = []
+    try:
+        for _ in range(concurrency):
+            workers.append(await Worker(url, token).__aenter__())
+        return await measure(workers, tool, args, max_calls, max_seconds)
+    finally:
+        for w in reversed(workers):
+            try:
+                await w.__aexit__(None, None, None)
+            except Exception:  # noqa: BLE001 - closing errors do not change the figures
+                pass
+
+
+async def measure(workers, tool, args, max_calls, max_seconds):
     # One warm-up call per session (connection, caches); not measured.
     first = await workers[0].session.call_tool(tool, args)
     sample = "".join(getattr(c, "text", "") for c in first.content)[:300]
-    if first.isError:
-        for w in workers:
-            await w.__aexit__(None, None, None)
+    if is_error(first):
         return {"error": f"{tool} failed: {sample}"}
     latencies, errors = [], 0
     budget = {"left": max_calls}
@@ -96,14 +110,12 @@ async def run_cell(url, token, tool, args, concurrency, max_calls, max_seconds):
             t0 = time.perf_counter()
             res = await w.session.call_tool(tool, args)
             latencies.append(time.perf_counter() - t0)
-            if res.isError:
+            if is_error(res):
                 errors += 1
 
     start = time.perf_counter()
     await asyncio.gather(*(loop(w) for w in workers))
     wall = time.perf_counter() - start
-    for w in workers:
-        await w.__aexit__(None, None, None)
     latencies.sort()
     q = lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000  # noqa: E731
     return {

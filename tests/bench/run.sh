@@ -6,7 +6,7 @@
 #
 # Env: BENCH_DIR, BENCH_CALLS (per cell, default 200), BENCH_SECONDS (per cell cap, default 10),
 # BENCH_PODS (bulk pods for the RSS-under-load figure, default 3000), BENCH_PROFILE (debug|release,
-# default debug), and the cluster ports ETCD_PORT PEER_PORT PORT CM_PORT SCHED_PORT (61xxx defaults).
+# default debug), BENCH_NO_BUILD=1 (use the binaries already in target/), and the cluster ports ETCD_PORT PEER_PORT PORT CM_PORT SCHED_PORT (61xxx defaults).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -28,13 +28,17 @@ NODE_PEER="$NM/mcp-server-kubernetes/dist/index.js"
 [ -x "$GO_PEER" ] || { echo "missing $GO_PEER (tests/tools/install.sh)" >&2; exit 1; }
 [ -f "$NODE_PEER" ] || { echo "missing $NODE_PEER (tests/tools/install.sh)" >&2; exit 1; }
 
-if [ "$PROFILE" = release ]; then cargo build --release -p kubemedic -p nodesim >&2; BIN=target/release
-else cargo build -p kubemedic -p nodesim >&2; BIN=target/debug; fi
+BIN=target/debug; [ "$PROFILE" = release ] && BIN=target/release
+if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+  if [ "$PROFILE" = release ]; then cargo build --release -p kubemedic -p nodesim >&2; else cargo build -p kubemedic -p nodesim >&2; fi
+fi
 
 rm -rf "$DIR"; mkdir -p "$DIR"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 2
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   bash tests/cluster/down.sh "$DIR/cluster" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT

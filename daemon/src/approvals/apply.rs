@@ -498,8 +498,10 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            deployment_state(&stuck, 3),
+            deployment_state(&stuck, 3, since),
             Some(Verdict::Unhealthy("rollout exceeded its progress deadline: too slow".into()))
         );
+        let later: jiff::Timestamp = "2026-11-25T18:01:00Z".parse().unwrap();
+        assert_eq!(deployment_state(&stuck, 3, later), None, "a deadline from an earlier rollout is ignored");
     }
 }

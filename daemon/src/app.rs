@@ -62,10 +62,6 @@ pub fn init_telemetry(_stdio: bool) -> Telemetry {
     Telemetry { provider }
 }
 
-fn not_built(command: &str) -> Result<ExitCode, AppError> {
-    Err(format!("`kubemedic {command}` is not built yet").into())
-}
-
 mod run;
 
 /// `kubemedic run`: see [`run::run`].

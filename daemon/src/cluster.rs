@@ -61,8 +61,7 @@ impl Scope {
     }
 
     pub fn kind_visible(&self, kind: &str) -> bool {
-        let kind = kind.to_ascii_lowercase();
-        self.kinds.iter().any(|k| *k == kind)
+        self.kinds.contains(&kind.to_ascii_lowercase())
     }
 }
 

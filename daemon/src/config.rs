@@ -151,6 +151,16 @@ impl Config {
         if self.http.max_body_bytes == 0 {
             return Err(ConfigError::Invalid("http.max_body_bytes must be > 0".into()));
         }
+        // Each section checks what serde cannot; the first problem stops start-up (exit 64).
+        let invalid = |section: &str, e: String| ConfigError::Invalid(format!("{section}: {e}"));
+        self.auth.validate().map_err(|e| invalid("auth", crate::app::error_chain(&e)))?;
+        self.alerts.validate().map_err(|e| invalid("alerts", e))?;
+        self.agent.validate().map_err(|e| invalid("agent", e))?;
+        self.policy.validate().map_err(|e| invalid("policy", e))?;
+        self.drift.validate().map_err(|e| invalid("drift", crate::app::error_chain(&e)))?;
+        if let Some(nats) = &self.nats {
+            nats.validate().map_err(|e| invalid("nats", e))?;
+        }
         Ok(())
     }
 }

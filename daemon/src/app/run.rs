@@ -15,7 +15,7 @@ use tracing::Instrument as _;
 
 use super::AppError;
 use crate::agent::{self, Deps, Request};
-use crate::alerts::{self, AlertsState};
+use crate::alerts::{self, AlertsState, SharedOwners};
 use crate::approvals::http::{Caller as ApiCaller, HttpOptions, TokenTable};
 use crate::approvals::slack::SlackClient;
 use crate::approvals::{Approvals, Rediagnose};
@@ -57,6 +57,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     spawn_signal_handler(shutdown.clone());
     std::fs::create_dir_all(&config.state_dir)?;
 
+    config.alerts.validate()?;
     let cluster = Cluster::connect(&config.cluster).await?;
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::new();
@@ -117,17 +118,15 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     // MCP server (tools + prompts), shared by HTTP sessions and the LLM runner.
     let sink: Arc<dyn crate::tools::ProposalSink> = approvals.clone();
     let server = crate::mcp::build_server(&config, cluster.clone(), Some(store.clone()), Some(sink), audit.clone())?;
-    let mut deps = Deps::from_config(cluster.clone(), &config)?;
-    if config.agent.runner == agent::RunnerKind::Llm {
-        deps = deps.with_tools(server.tools().clone())?;
-    }
+    // Both runners call kubemedic's own tools (audited, as the agent with the operator role).
+    let deps = Deps::from_config(cluster.clone(), &config)?.with_tools(server.tools().clone())?;
     let shared =
         Arc::new(Shared { deps, store: store.clone(), approvals: approvals.clone(), metrics: metrics.clone(), audit });
 
     // Intake: signals -> tracker -> incident channel -> queue (shared across replicas with NATS).
     let (signal_tx, signal_rx) = mpsc::channel(SIGNAL_QUEUE);
     let (incident_tx, mut incident_rx) = mpsc::channel::<Incident>(INCIDENT_QUEUE);
-    let tracker = Arc::new(Tracker::new(rules, store.clone(), incident_tx));
+    let tracker = Arc::new(Tracker::new(rules, store.clone(), incident_tx).with_metrics(metrics.clone()));
     match tracker.restore().await {
         Ok(n) if n > 0 => tracing::info!(incidents = n, "restored open incidents"),
         Ok(_) => {}
@@ -141,7 +140,6 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
         tasks.spawn(
             async move {
                 while let Some(incident) = incident_rx.recv().await {
-                    metrics.incident(&incident.reason);
                     if let Err(err) = queue.enqueue(&incident).await {
                         tracing::error!(incident = %incident.id, error = %super::error_chain(&err), "cannot queue incident");
                     }
@@ -154,27 +152,39 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
         );
     }
 
-    // Watchers, on the leader only.
+    // Watchers, on the leader only. While they run, their stores resolve alert pods to
+    // their owners and feed namespace labels to rules with a namespace selector.
+    let owners = Arc::new(SharedOwners::default());
     {
         let cluster = cluster.clone();
         let watch_config = config.watch.clone();
         let signals = signal_tx.clone();
         let readiness = readiness.clone();
         let metrics = metrics.clone();
+        let tracker = tracker.clone();
+        let owners = owners.clone();
         tasks.spawn(leader::while_leader(is_leader.clone(), shutdown.clone(), move |token| {
             let cluster = cluster.clone();
             let watch_config = watch_config.clone();
             let signals = signals.clone();
             let readiness = readiness.clone();
             let metrics = metrics.clone();
+            let tracker = tracker.clone();
+            let owners = owners.clone();
             async move {
                 metrics.set_leader(true);
                 match crate::watch::spawn(cluster, &watch_config, signals, token) {
                     Ok(handle) => {
                         handle.ready().await;
+                        owners.set(Some(handle.owners()));
+                        if watch_config.namespace_labels {
+                            tracker.set_namespace_labels(Some(handle.namespace_labels()));
+                        }
                         readiness.set("watchers", true);
                         tracing::info!("watchers synced");
                         handle.join().await;
+                        owners.set(None);
+                        tracker.set_namespace_labels(None);
                     }
                     Err(crate::watch::WatchError::Disabled) => tracing::info!("watchers disabled"),
                     Err(err) => tracing::error!(error = %super::error_chain(&err), "cannot start watchers"),
@@ -269,6 +279,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     // One HTTP server.
     let mut alerts_state = AlertsState::new(cluster.name.clone(), config.alerts.clone(), signal_tx.clone());
     alerts_state.scope = Some(cluster.scope.clone());
+    alerts_state.owners = Some(owners.clone());
     let authenticator = Arc::new(Authenticator::new(&config.auth).await?);
     if !authenticator.is_configured() {
         tracing::warn!("no MCP tokens or OIDC configured: /mcp and the approvals API refuse every request");
@@ -276,7 +287,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     let api_options = HttpOptions { signing_secret, auth: Arc::new(api_tokens(&config)) };
     let app = Router::new()
         .merge(crate::telemetry::health::router(metrics.clone(), readiness.clone()))
-        .merge(alerts::router(alerts_state))
+        .merge(if config.alerts.enabled { alerts::router(alerts_state) } else { Router::new() })
         .merge(crate::approvals::http::router(approvals.clone(), api_options))
         .merge(crate::mcp::http::router(server, authenticator, &config.http, shutdown.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(config.http.max_body_bytes));

@@ -157,7 +157,7 @@ impl Config {
         self.alerts.validate().map_err(|e| invalid("alerts", e))?;
         self.agent.validate().map_err(|e| invalid("agent", e))?;
         self.policy.validate().map_err(|e| invalid("policy", e))?;
-        self.drift.validate().map_err(|e| invalid("drift", crate::app::error_chain(&e)))?;
+        self.drift.validate().map_err(|e| invalid("drift.schedule", crate::app::error_chain(&e)))?;
         if let Some(nats) = &self.nats {
             nats.validate().map_err(|e| invalid("nats", e))?;
         }

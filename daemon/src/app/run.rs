@@ -201,7 +201,12 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
         store: store.clone(),
         bus: bus.clone(),
         metrics: metrics.clone(),
-        notifier: None,
+        notifier: match &config.slack {
+            Some(slack) => {
+                Some(Arc::new(SlackClient::from_config(slack)?) as Arc<dyn crate::drift::job::DriftNotifier>)
+            }
+            None => None,
+        },
     };
     {
         let is_leader = is_leader.clone();

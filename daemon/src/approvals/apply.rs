@@ -221,9 +221,14 @@ pub async fn apply(cluster: &Cluster, p: &Proposal, sent: &AtomicU64) -> Result<
         return Ok(applied_from(&live, true));
     }
     let found = rv_of(&live);
-    if found != expected {
+    let live_generation = live.pointer("/metadata/generation").and_then(Value::as_i64);
+    let status_only = p.target.generation.is_some() && p.target.generation == live_generation;
+    if found != expected && !status_only {
         return Err(ApplyError::TargetChanged { expected, found });
     }
+    // Same spec generation: pin the precondition to the version just read, so a
+    // spec change between this read and the PATCH is still refused.
+    let expected = found;
     let req = match &p.action {
         Action::Patch { patch_type, body } => {
             let body = guarded_body(p, *patch_type, body, &live, &expected)?;

@@ -134,6 +134,7 @@ async fn wait_ready(cluster: &Cluster, kind: &str, name: &str, timeout: Duration
             namespace: NAMESPACE.into(),
             name: name.to_owned(),
             resource_version: None,
+            generation: None,
         },
         ..crate::store::contract::sample_proposal("demo-wait")
     };

@@ -23,6 +23,11 @@ pub struct TargetRef {
     /// resourceVersion the proposal was computed against; apply refuses if the
     /// object has changed since (precondition).
     pub resource_version: Option<String>,
+    /// metadata.generation at that version. A newer resourceVersion with the same
+    /// generation is a status-only write (controllers, kubelets): the spec the
+    /// proposal was computed against is unchanged, so apply re-pins to it.
+    #[serde(default)]
+    pub generation: Option<i64>,
 }
 
 /// How a patch body is interpreted by the apiserver.

@@ -45,6 +45,7 @@ pub fn sample_proposal(id: &str) -> Proposal {
             namespace: "shop".into(),
             name: "web".into(),
             resource_version: Some("42".into()),
+            generation: None,
         },
         action: Action::Patch {
             patch_type: PatchType::Merge,

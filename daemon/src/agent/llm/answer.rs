@@ -120,6 +120,7 @@ pub fn drafts(answer: &Answer, subject: &WorkloadRef) -> (Vec<ProposalDraft>, Ve
                 namespace: p.namespace.clone(),
                 name: p.name.clone(),
                 resource_version: None,
+                generation: None,
             },
             action: Action::Patch { patch_type: p.patch_type, body: p.patch.clone() },
             rationale: p.rationale.clone(),

@@ -185,6 +185,7 @@ pub async fn proposal(client: &Client, ns: &str, name: &str, patch_type: PatchTy
     p.target.namespace = ns.to_owned();
     p.target.name = name.to_owned();
     p.target.resource_version = live.resource_version();
+    p.target.generation = live.metadata.generation;
     p.action = Action::Patch { patch_type, body };
     p.approvers = vec![APPROVER.to_owned(), "alice".to_owned()];
     p.diff = format!("change to Deployment {ns}/{name}");

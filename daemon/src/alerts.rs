@@ -126,7 +126,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// The value for `alerts.bearer_token_sha256`: hex SHA-256 of the token.
 pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    crate::mcp::auth::token_hash(token)
 }
 
 fn authorized(expected_hex: &str, headers: &HeaderMap) -> bool {

@@ -17,7 +17,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::slack::{Secret, blocks, interaction, signature};
 use super::{ApprovalError, Approvals, ProposalState};
@@ -42,10 +41,8 @@ pub struct TokenTable {
     by_hash: HashMap<String, Caller>,
 }
 
-/// Hex SHA-256 of a token, as stored in configuration.
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
+/// Hex SHA-256 of a token, as stored in configuration (the same hash as `/mcp` tokens).
+pub use crate::mcp::auth::token_hash;
 
 impl TokenTable {
     /// `(sha256 hex, caller)` pairs.

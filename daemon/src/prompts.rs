@@ -455,7 +455,7 @@ mod tests {
 
     #[test]
     fn shipped_prompts_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../prompts");
+        let dir = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("../prompts");
         let catalog = Catalog::load(&dir).unwrap();
         for name in [
             "diagnose-workload",

@@ -357,7 +357,8 @@ mod tests {
 
     #[test]
     fn selects_the_shipped_scenarios() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios");
+        let dir =
+            Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("../tests/scenarios");
         let all = select(&dir, &[]).unwrap();
         assert!(all.iter().any(|(s, _)| s == "image-pull-bad-tag"));
         assert!(all.iter().all(|(s, _)| !s.starts_with("healthy-") && s != "node-not-ready"));

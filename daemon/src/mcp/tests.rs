@@ -62,8 +62,10 @@ struct Setup {
 async fn setup(role: Role, answer: Option<ElicitationAction>, new_protocol: bool) -> Setup {
     let api = shop_fixture();
     let (tools, sink) = tools(&api);
-    let prompts =
-        crate::prompts::Catalog::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../prompts")).unwrap();
+    let prompts = crate::prompts::Catalog::load(
+        &std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("../prompts"),
+    )
+    .unwrap();
     let server = KubemedicServer::new(tools, prompts, &[7u8; 32]).unwrap();
     let (server_io, client_io) = tokio::io::duplex(1 << 20);
     let s = server.with_caller(caller(role));

@@ -109,6 +109,7 @@ fn fresh_id() -> String {
 pub async fn run(store: &dyn Store) -> Result<(), ContractError> {
     proposals_cas(store).await?;
     incidents(store).await?;
+    list_while_writing(store).await?;
     drift(store).await?;
     Ok(())
 }
@@ -191,6 +192,39 @@ async fn incidents(store: &dyn Store) -> Result<(), ContractError> {
     ensure!(all.iter().filter(|x| x.id == id).count() == 1, "list must hold the incident once");
     ensure!(all.iter().all(|x| !x.id.is_empty()), "list returned a proposal or junk as incident");
     Ok(())
+}
+
+/// A listing taken while other tasks rewrite incidents holds every incident exactly once
+/// (the NATS store once repeated keys updated mid-listing and skipped others).
+async fn list_while_writing(store: &dyn Store) -> Result<(), ContractError> {
+    const N: usize = 20;
+    let mut mine: Vec<Incident> = (0..N).map(|_| sample_incident(&fresh_id())).collect();
+    for i in &mine {
+        store.put_incident(i).await.map_err(|e| unexpected("put", e))?;
+    }
+    let ids: Vec<String> = mine.iter().map(|i| i.id.clone()).collect();
+    let writer = async {
+        for round in 0..10u64 {
+            for i in &mut mine {
+                i.count = round + 2;
+                store.put_incident(i).await.map_err(|e| unexpected("rewrite", e))?;
+            }
+        }
+        Ok::<_, ContractError>(())
+    };
+    let lister = async {
+        for _ in 0..10 {
+            let all = store.list_incidents().await.map_err(|e| unexpected("list while writing", e))?;
+            for id in &ids {
+                let n = all.iter().filter(|x| &x.id == id).count();
+                ensure!(n == 1, "a listing taken during writes holds incident {id} {n} times");
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(())
+    };
+    let (w, l) = futures::join!(writer, lister);
+    w.and(l)
 }
 
 async fn drift(store: &dyn Store) -> Result<(), ContractError> {

@@ -75,22 +75,33 @@ impl NatsStore {
         Ok(Self { kv })
     }
 
+    /// Every live entry under `prefix`, sorted by key.
+    ///
+    /// The key set comes from the stream's subject index (one server-side snapshot), not from
+    /// `kv.keys()`: that walks an ordered consumer which, while other tasks write, repeats keys
+    /// updated mid-walk and can stop before reaching keys whose only message moved (seen in the
+    /// alert-storm test: one incident listed twice, another missing).
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Bytes)>, StoreError> {
-        let keys: Vec<String> = self
+        let filter = format!("{}{prefix}.>", self.kv.prefix);
+        let mut keys: Vec<String> = self
             .kv
-            .keys()
+            .stream
+            .info_with_subjects(&filter)
             .await
             .map_err(|e| backend("cannot list keys", e))?
+            .map_ok(|(subject, _)| subject)
             .try_collect()
             .await
             .map_err(|e| backend("cannot list keys", e))?;
-        let mut out = Vec::new();
-        for k in keys.into_iter().filter(|k| k.strip_prefix(prefix).is_some_and(|r| r.starts_with('.'))) {
-            if let Some(v) = self.kv.get(k.as_str()).await.map_err(|e| backend("cannot read key", e))? {
-                out.push((k, v));
+        keys.sort_unstable();
+        keys.dedup();
+        let mut out = Vec::with_capacity(keys.len());
+        for subject in keys {
+            let Some(k) = subject.strip_prefix(self.kv.prefix.as_str()) else { continue };
+            if let Some(v) = self.kv.get(k).await.map_err(|e| backend("cannot read key", e))? {
+                out.push((k.to_owned(), v));
             }
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 }

@@ -238,7 +238,8 @@ async fn rollout_status_reports_progress() {
 
 #[test]
 fn shipped_prompts_name_real_tools() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../prompts");
+    let dir =
+        std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("../prompts");
     let catalog = crate::prompts::Catalog::load(&dir).unwrap();
     catalog.check_tools(&tool_names()).unwrap();
 }

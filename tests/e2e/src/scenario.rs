@@ -63,7 +63,9 @@ pub enum Step {
 
 /// The path of scenario `name`.
 pub fn path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.yaml"))
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(format!("{name}.yaml"))
 }
 
 /// Reads and parses scenario `name` into its steps.

@@ -12,7 +12,7 @@ use kubemedic::cluster::{Cluster, Scope};
 use kubemedic::drift::{DesiredSource, DriftConfig, DriftReport};
 
 fn data(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/drift_data").join(path)
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("tests/drift_data").join(path)
 }
 
 fn helm_binary() -> String {

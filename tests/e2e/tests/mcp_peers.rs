@@ -19,7 +19,10 @@ const VIEWER_TOKEN: &str = "viewer-token-e2e-0123456789";
 const APPROVER_TOKEN: &str = "approver-token-e2e-0123456789";
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn kubemedic_bin() -> PathBuf {

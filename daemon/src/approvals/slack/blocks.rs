@@ -227,7 +227,11 @@ mod tests {
     use crate::approvals::ProposalEvent;
     use crate::signal::WorkloadRef;
 
-    const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/fixtures/slack_blocks.json");
+    fn golden() -> std::path::PathBuf {
+        // At run time: the build cache may be shared by clones at other paths.
+        std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"))
+            .join("../tests/python/fixtures/slack_blocks.json")
+    }
 
     fn fixed() -> (Proposal, Diagnosis) {
         let mut p = crate::store::contract::sample_proposal("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
@@ -299,9 +303,9 @@ mod tests {
     fn matches_the_golden_file_checked_by_slack_sdk() {
         let got = golden_set();
         if std::env::var_os("KUBEMEDIC_UPDATE_FIXTURES").is_some() {
-            std::fs::write(GOLDEN, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
+            std::fs::write(golden(), serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
         }
-        let want: Value = serde_json::from_str(&std::fs::read_to_string(GOLDEN).unwrap()).unwrap();
+        let want: Value = serde_json::from_str(&std::fs::read_to_string(golden()).unwrap()).unwrap();
         assert_eq!(got, want, "Block Kit output changed: rerun with KUBEMEDIC_UPDATE_FIXTURES=1 and run tests/python");
     }
 

@@ -20,7 +20,7 @@ use kubemedic::signal::WorkloadRef;
 
 /// The repository root (for prompts/ and the built binary).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 pub fn cluster(client: &Client) -> Cluster {

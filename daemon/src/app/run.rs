@@ -16,7 +16,7 @@ use tracing::Instrument as _;
 use super::AppError;
 use crate::agent::{self, Deps, Request};
 use crate::alerts::{self, AlertsState, SharedOwners};
-use crate::approvals::http::{Caller as ApiCaller, HttpOptions, TokenTable};
+use crate::approvals::http::HttpOptions;
 use crate::approvals::slack::SlackClient;
 use crate::approvals::{Approvals, Rediagnose};
 use crate::bus::{Bus, IncidentQueue};
@@ -26,7 +26,7 @@ use crate::drift::job::DriftJob;
 use crate::incident::tracker::Tracker;
 use crate::incident::{Incident, IncidentStatus};
 use crate::leader::{self, LeaderElector};
-use crate::mcp::auth::{Authenticator, Role};
+use crate::mcp::auth::Authenticator;
 use crate::prompts::Catalog;
 use crate::rules::{PromptSignature, RuleSet};
 use crate::store::Store;
@@ -42,6 +42,8 @@ const INCIDENT_QUEUE: usize = 1024;
 const AGENT_WORKERS: usize = 2;
 /// How long runs in flight may take to finish after SIGTERM.
 const GRACE: Duration = Duration::from_secs(20);
+/// How long releasing the leader Lease may add after the grace period.
+const LEASE_RELEASE: Duration = Duration::from_secs(5);
 
 /// Everything the workers share.
 struct Shared {
@@ -132,19 +134,54 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
         Ok(_) => {}
         Err(err) => tracing::warn!(error = %super::error_chain(&err), "cannot restore incidents"),
     }
-    tasks.spawn(tracker.clone().run(signal_rx, shutdown.clone()).instrument(tracing::info_span!("tracker")));
+    // The tracker holds the incident sender for as long as `run` holds the tracker, so the
+    // enqueue loop cannot wait for the channel to close: it stops once the tracker has
+    // drained its last signals after shutdown, and queues what that drain produced.
+    let tracker_done = CancellationToken::new();
+    {
+        let tracker = tracker.clone();
+        let shutdown = shutdown.clone();
+        let done = tracker_done.clone();
+        tasks.spawn(
+            async move {
+                tracker.run(signal_rx, shutdown).await;
+                done.cancel();
+            }
+            .instrument(tracing::info_span!("tracker")),
+        );
+    }
     let queue = Arc::new(queue);
     {
         let queue = queue.clone();
         let metrics = metrics.clone();
+        let done = tracker_done.clone();
         tasks.spawn(
             async move {
-                while let Some(incident) = incident_rx.recv().await {
-                    if let Err(err) = queue.enqueue(&incident).await {
-                        tracing::error!(incident = %incident.id, error = %super::error_chain(&err), "cannot queue incident");
+                let enqueue = |incident: Incident| {
+                    let queue = queue.clone();
+                    let metrics = metrics.clone();
+                    async move {
+                        if let Err(err) = queue.enqueue(&incident).await {
+                            tracing::error!(incident = %incident.id, error = %super::error_chain(&err), "cannot queue incident");
+                        }
+                        if let Ok(depth) = queue.depth().await {
+                            metrics.queue_depth(i64::try_from(depth).unwrap_or(i64::MAX));
+                        }
                     }
-                    if let Ok(depth) = queue.depth().await {
-                        metrics.queue_depth(i64::try_from(depth).unwrap_or(i64::MAX));
+                };
+                loop {
+                    tokio::select! {
+                        biased;
+                        incident = incident_rx.recv() => match incident {
+                            Some(incident) => enqueue(incident).await,
+                            None => return,
+                        },
+                        () = done.cancelled() => {
+                            while let Ok(incident) = incident_rx.try_recv() {
+                                enqueue(incident).await;
+                            }
+                            return;
+                        }
                     }
                 }
             }
@@ -155,6 +192,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     // Watchers, on the leader only. While they run, their stores resolve alert pods to
     // their owners and feed namespace labels to rules with a namespace selector.
     let owners = Arc::new(SharedOwners::default());
+    let watch_cache = server.tools().watch_cache().clone();
     {
         let cluster = cluster.clone();
         let watch_config = config.watch.clone();
@@ -163,6 +201,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
         let metrics = metrics.clone();
         let tracker = tracker.clone();
         let owners = owners.clone();
+        let watch_cache = watch_cache.clone();
         tasks.spawn(leader::while_leader(is_leader.clone(), shutdown.clone(), move |token| {
             let cluster = cluster.clone();
             let watch_config = watch_config.clone();
@@ -171,12 +210,14 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
             let metrics = metrics.clone();
             let tracker = tracker.clone();
             let owners = owners.clone();
+            let watch_cache = watch_cache.clone();
             async move {
                 metrics.set_leader(true);
                 match crate::watch::spawn(cluster, &watch_config, signals, token) {
                     Ok(handle) => {
                         handle.ready().await;
                         owners.set(Some(handle.owners()));
+                        watch_cache.set(Some(handle.cache().clone()));
                         if watch_config.namespace_labels {
                             tracker.set_namespace_labels(Some(handle.namespace_labels()));
                         }
@@ -184,6 +225,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
                         tracing::info!("watchers synced");
                         handle.join().await;
                         owners.set(None);
+                        watch_cache.set(None);
                         tracker.set_namespace_labels(None);
                     }
                     Err(crate::watch::WatchError::Disabled) => tracing::info!("watchers disabled"),
@@ -289,7 +331,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     if !authenticator.is_configured() {
         tracing::warn!("no MCP tokens or OIDC configured: /mcp and the approvals API refuse every request");
     }
-    let api_options = HttpOptions { signing_secret, auth: Arc::new(api_tokens(&config)) };
+    let api_options = HttpOptions { signing_secret, auth: authenticator.clone() };
     let app = Router::new()
         .merge(crate::telemetry::health::router(metrics.clone(), readiness.clone()))
         .merge(if config.alerts.enabled { alerts::router(alerts_state) } else { Router::new() })
@@ -308,19 +350,33 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     shutdown.cancelled().await;
     tracing::info!(grace_seconds = GRACE.as_secs(), "shutting down: intake stopped, finishing runs in flight");
     readiness.set("started", false);
-    let drained = tokio::time::timeout(GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    // One deadline for everything: an idle daemon is done in milliseconds, a busy one waits
+    // for its runs at most GRACE (plus a short bounded lease release and HTTP close).
+    let deadline = tokio::time::Instant::now() + GRACE;
+    let drained = tokio::time::timeout_at(deadline, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        tracing::warn!("grace period over; abandoning runs still in flight (their incidents are redelivered)");
+        tracing::warn!(
+            tasks = tasks.len(),
+            "grace period over; abandoning runs still in flight (their incidents are redelivered)"
+        );
         runs.cancel();
         tasks.abort_all();
     }
+    let at_least = |floor: Duration| deadline.max(tokio::time::Instant::now() + floor);
     if let Some(task) = leader_task {
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        // Releasing the Lease lets another replica take over at once instead of after its expiry.
+        let _ = tokio::time::timeout_at(at_least(Duration::from_secs(1)).min(deadline + LEASE_RELEASE), task).await;
     }
-    match http.await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::warn!(error = %err, "HTTP server stopped with an error"),
-        Err(err) => tracing::warn!(error = %err, "HTTP server task failed"),
+    // MCP sessions end with the shutdown token; a request still open past the deadline is cut.
+    let mut http = http;
+    match tokio::time::timeout_at(at_least(Duration::from_secs(1)), &mut http).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(err))) => tracing::warn!(error = %err, "HTTP server stopped with an error"),
+        Ok(Err(err)) => tracing::warn!(error = %err, "HTTP server task failed"),
+        Err(_) => {
+            tracing::warn!("HTTP connections still open after the grace period; closing them");
+            http.abort();
+        }
     }
     tracker.flush().await;
     Ok(ExitCode::SUCCESS)
@@ -396,17 +452,6 @@ fn signatures(prompts: &Catalog) -> BTreeMap<String, PromptSignature> {
             (p.name.clone(), sig)
         })
         .collect()
-}
-
-/// The approvals API accepts the same hashed tokens as `/mcp`; approver and admin roles may decide.
-fn api_tokens(config: &Config) -> TokenTable {
-    TokenTable::new(
-        config
-            .auth
-            .tokens
-            .iter()
-            .map(|t| (t.sha256.clone(), ApiCaller { name: t.name.clone(), approver: t.role >= Role::Approver })),
-    )
 }
 
 /// This replica's name in proposals' history: the pod name when in a cluster.

@@ -2,12 +2,12 @@
 //! - `POST /slack/interactions`: Slack button clicks, signed (v0) and fresh
 //!   (five minutes) or refused with 401 before anything is read;
 //! - `GET /api/proposals/{id}`, `POST /api/proposals/{id}/approve|reject`:
-//!   what `kubemedic approve|reject` calls, with a bearer token.
+//!   what `kubemedic approve|reject` calls, with a bearer token or OIDC JWT
+//!   checked by the same authenticator as `/mcp` (approver and admin decide).
 //!
 //! Slack wants an answer within three seconds, so an approval is recorded
 //! synchronously (the CAS decides who wins) and applied in the background.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -20,6 +20,7 @@ use serde_json::json;
 
 use super::slack::{Secret, blocks, interaction, signature};
 use super::{ApprovalError, Approvals, ProposalState};
+use crate::mcp::auth::{Authenticator, Role};
 
 /// Who is calling the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,42 +30,17 @@ pub struct Caller {
     pub approver: bool,
 }
 
-/// Bearer-token check for the API routes. The MCP server's authenticator
-/// can implement this so both surfaces share one token list.
-pub trait Authenticate: Send + Sync + 'static {
-    fn authenticate(&self, bearer_token: &str) -> Option<Caller>;
-}
-
-/// Tokens stored as SHA-256 hex digests (never in clear).
-#[derive(Debug, Clone, Default)]
-pub struct TokenTable {
-    by_hash: HashMap<String, Caller>,
-}
-
 /// Hex SHA-256 of a token, as stored in configuration (the same hash as `/mcp` tokens).
 pub use crate::mcp::auth::token_hash;
-
-impl TokenTable {
-    /// `(sha256 hex, caller)` pairs.
-    pub fn new(entries: impl IntoIterator<Item = (String, Caller)>) -> Self {
-        Self { by_hash: entries.into_iter().map(|(h, c)| (h.to_ascii_lowercase(), c)).collect() }
-    }
-}
-
-impl Authenticate for TokenTable {
-    fn authenticate(&self, bearer_token: &str) -> Option<Caller> {
-        let hash = token_hash(bearer_token);
-        // Lookup by digest: comparing digests does not leak the token's bytes through timing.
-        self.by_hash.get(&hash).cloned()
-    }
-}
 
 /// What the routes need besides the service.
 #[derive(Clone)]
 pub struct HttpOptions {
     /// Slack signing secret; without it `/slack/interactions` answers 503.
     pub signing_secret: Option<Secret>,
-    pub auth: Arc<dyn Authenticate>,
+    /// The same authenticator as `/mcp`: hashed bearer tokens and OIDC JWTs; the approver
+    /// and admin roles may decide.
+    pub auth: Arc<Authenticator>,
 }
 
 #[derive(Clone)]
@@ -144,17 +120,12 @@ async fn slack_interactions(State(s): State<AppState>, headers: HeaderMap, body:
     StatusCode::OK.into_response()
 }
 
-fn caller(s: &AppState, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
-    match token.and_then(|t| s.options.auth.authenticate(t)) {
-        Some(c) => Ok(c),
-        None => {
-            let mut resp = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+async fn caller(s: &AppState, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match s.options.auth.authenticate(authorization).await {
+        Ok(c) => Ok(Caller { approver: c.role >= Role::Approver, name: c.user }),
+        Err(e) => {
+            let mut resp = error(StatusCode::UNAUTHORIZED, &format!("a valid bearer token is required: {e}"));
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
             Err(Box::new(resp))
         }
@@ -162,7 +133,7 @@ fn caller(s: &AppState, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
 }
 
 async fn get_proposal(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(resp) = caller(&s, &headers) {
+    if let Err(resp) = caller(&s, &headers).await {
         return *resp;
     }
     match s.approvals.get(&id).await {
@@ -183,7 +154,7 @@ fn api_error(err: &ApprovalError) -> Response {
 }
 
 async fn decide(s: AppState, headers: HeaderMap, id: String, approve: bool) -> Response {
-    let who = match caller(&s, &headers) {
+    let who = match caller(&s, &headers).await {
         Ok(c) => c,
         Err(resp) => return *resp,
     };
@@ -228,4 +199,72 @@ pub async fn spawn(
         }
     });
     Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The API authenticates exactly like `/mcp`: hashed tokens and OIDC JWTs, with the
+    //! role deciding who may approve or reject.
+
+    use super::*;
+    use crate::approvals::ApprovalsConfig;
+    use crate::cluster::Cluster;
+    use crate::mcp::auth::jwt::tests::{TestIssuer, claims, config as oidc_config};
+    use crate::mcp::auth::{AuthConfig, TokenConfig, token_hash};
+    use crate::store::Store;
+    use crate::store::redb::RedbStore;
+
+    async fn serve(issuer: &TestIssuer, dir: &std::path::Path) -> (String, Arc<Approvals>) {
+        let jwks = dir.join("jwks.json");
+        std::fs::write(&jwks, issuer.jwks_json()).unwrap();
+        let mut oidc = oidc_config();
+        oidc.jwks_file = Some(jwks);
+        let auth = AuthConfig {
+            tokens: vec![TokenConfig { name: "ci".into(), sha256: token_hash("viewer-t0ken"), role: Role::Viewer }],
+            oidc: Some(oidc),
+            ..AuthConfig::default()
+        };
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.join("state")).unwrap());
+        let offline = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let cluster = Cluster {
+            name: "local".into(),
+            client: kube::Client::try_from(offline).unwrap(),
+            scope: Default::default(),
+        };
+        let approvals = Arc::new(Approvals::new(store, cluster, None, ApprovalsConfig::default()));
+        let options = HttpOptions { signing_secret: None, auth: Arc::new(Authenticator::new(&auth).await.unwrap()) };
+        let (addr, _task) = spawn(([127, 0, 0, 1], 0).into(), router(approvals.clone(), options)).await.unwrap();
+        (format!("http://{addr}"), approvals)
+    }
+
+    #[tokio::test]
+    async fn oidc_and_token_callers_are_checked_by_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = TestIssuer::new();
+        let (url, approvals) = serve(&issuer, dir.path()).await;
+        let mut p = crate::store::contract::sample_proposal("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
+        p.approvers.clear();
+        approvals.submit(p).await.unwrap();
+        let http = reqwest::Client::new();
+        let proposal = format!("{url}/api/proposals/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
+
+        let none = http.get(&proposal).send().await.unwrap();
+        assert_eq!(none.status(), 401);
+        let forged = format!("{}x", issuer.sign(&claims(&["sre"])));
+        assert_eq!(http.get(&proposal).bearer_auth(forged).send().await.unwrap().status(), 401);
+        let viewer = http.get(&proposal).bearer_auth("viewer-t0ken").send().await.unwrap();
+        assert_eq!(viewer.status(), 200, "a viewer token may read");
+        let dev = issuer.sign(&claims(&["dev"]));
+        let refused = http.post(format!("{proposal}/reject")).bearer_auth(&dev).send().await.unwrap();
+        assert_eq!(refused.status(), 403, "an OIDC viewer may not decide");
+        let refused = http.post(format!("{proposal}/reject")).bearer_auth("viewer-t0ken").send().await.unwrap();
+        assert_eq!(refused.status(), 403, "a viewer token may not decide");
+
+        let sre = issuer.sign(&claims(&["sre"]));
+        let decided = http.post(format!("{proposal}/reject")).bearer_auth(&sre).send().await.unwrap();
+        assert_eq!(decided.status(), 202);
+        let p = approvals.get("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b").await.unwrap();
+        assert_eq!(p.state, ProposalState::Rejected);
+        assert_eq!(p.decided_by(), Some("ana@example.com"), "the decision is tied to the OIDC user");
+    }
 }

@@ -116,8 +116,7 @@ async fn oidc_tokens_authenticate_with_group_roles() {
     let issuer = TestIssuer::new();
     let dir = tempfile::tempdir().unwrap();
     let jwks_path = dir.path().join("jwks.json");
-    let jwks = json!({"keys": issuer.jwks.keys.iter().map(|k| json!({"kty": k.kty, "kid": k.kid, "crv": k.crv, "x": k.x, "y": k.y})).collect::<Vec<_>>()});
-    std::fs::write(&jwks_path, jwks.to_string()).unwrap();
+    std::fs::write(&jwks_path, issuer.jwks_json()).unwrap();
     let mut oidc = oidc_config();
     oidc.jwks_file = Some(jwks_path);
     let (url, _d) = serve(AuthConfig { oidc: Some(oidc), ..AuthConfig::default() }).await;

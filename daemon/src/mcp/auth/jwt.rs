@@ -227,6 +227,17 @@ pub(crate) mod tests {
             Self { pair, jwks }
         }
 
+        /// The JWKS document an identity provider would serve.
+        pub(crate) fn jwks_json(&self) -> String {
+            let keys: Vec<Value> = self
+                .jwks
+                .keys
+                .iter()
+                .map(|k| json!({"kty": k.kty, "kid": k.kid, "crv": k.crv, "x": k.x, "y": k.y}))
+                .collect();
+            json!({ "keys": keys }).to_string()
+        }
+
         pub(crate) fn sign(&self, claims: &Value) -> String {
             let h = URL_SAFE_NO_PAD.encode(json!({"alg": "ES256", "kid": "k1", "typ": "JWT"}).to_string());
             let p = URL_SAFE_NO_PAD.encode(claims.to_string());

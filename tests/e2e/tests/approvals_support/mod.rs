@@ -11,12 +11,13 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
-use kubemedic::approvals::http::{Caller, HttpOptions, TokenTable, router, spawn, token_hash};
+use kubemedic::approvals::http::{HttpOptions, router, spawn, token_hash};
 use kubemedic::approvals::slack::standin::SlackStandin;
 use kubemedic::approvals::slack::{Retry, Secret, SlackClient, signature};
 use kubemedic::approvals::{Action, Approvals, ApprovalsConfig, PatchType, Proposal, ProposalState};
 use kubemedic::cluster::{Cluster, Scope};
 use kubemedic::config::ClusterConfig;
+use kubemedic::mcp::auth::{AuthConfig, Authenticator, Role, TokenConfig};
 use kubemedic::store::Store;
 use kubemedic::store::nats::NatsStore;
 use kubemedic::store::redb::RedbStore;
@@ -76,7 +77,11 @@ pub fn approvals(
 
 /// Serve the approval routes; returns `127.0.0.1:PORT`.
 pub async fn serve(approvals: Arc<Approvals>) -> String {
-    let auth = TokenTable::new([(token_hash(API_TOKEN), Caller { name: "alice".into(), approver: true })]);
+    let config = AuthConfig {
+        tokens: vec![TokenConfig { name: "alice".into(), sha256: token_hash(API_TOKEN), role: Role::Approver }],
+        ..AuthConfig::default()
+    };
+    let auth = Authenticator::new(&config).await.expect("authenticator");
     let options = HttpOptions { signing_secret: Some(Secret::new(SIGNING_SECRET)), auth: Arc::new(auth) };
     let (addr, _task) = spawn(([127, 0, 0, 1], 0).into(), router(approvals, options)).await.unwrap();
     addr.to_string()

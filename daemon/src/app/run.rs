@@ -42,8 +42,6 @@ const INCIDENT_QUEUE: usize = 1024;
 const AGENT_WORKERS: usize = 2;
 /// How long runs in flight may take to finish after SIGTERM.
 const GRACE: Duration = Duration::from_secs(20);
-/// How long releasing the leader Lease may add after the grace period.
-const LEASE_RELEASE: Duration = Duration::from_secs(5);
 
 /// Everything the workers share.
 struct Shared {
@@ -351,7 +349,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     tracing::info!(grace_seconds = GRACE.as_secs(), "shutting down: intake stopped, finishing runs in flight");
     readiness.set("started", false);
     // One deadline for everything: an idle daemon is done in milliseconds, a busy one waits
-    // for its runs at most GRACE (plus a short bounded lease release and HTTP close).
+    // for its runs at most GRACE (then at most a second each for the Lease release and HTTP close).
     let deadline = tokio::time::Instant::now() + GRACE;
     let drained = tokio::time::timeout_at(deadline, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
@@ -365,7 +363,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     let at_least = |floor: Duration| deadline.max(tokio::time::Instant::now() + floor);
     if let Some(task) = leader_task {
         // Releasing the Lease lets another replica take over at once instead of after its expiry.
-        let _ = tokio::time::timeout_at(at_least(Duration::from_secs(1)).min(deadline + LEASE_RELEASE), task).await;
+        let _ = tokio::time::timeout_at(at_least(Duration::from_secs(1)), task).await;
     }
     // MCP sessions end with the shutdown token; a request still open past the deadline is cut.
     let mut http = http;

@@ -201,3 +201,86 @@ async fn invalid_config_exits_64_before_binding() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown field `clustr`"), "{err}");
 }
+
+/// An idle daemon stops within 2 s of SIGTERM with exit 0, even while an MCP client holds a
+/// streamable-HTTP session open with its standalone SSE stream (the peer benchmark saw it hang
+/// for the whole 20 s grace period: the enqueue loop waited for a channel its own tracker kept open).
+#[tokio::test]
+async fn sigterm_with_an_open_mcp_session_exits_0_within_2s() {
+    e2e::install_crypto();
+    let client = e2e::client().await;
+    let ns = e2e::Namespace::create(&client, "daemon-term").await;
+    let token = "approver-token-term-0123456789";
+    let mut daemon = start_daemon(&ns.name, token, "viewer-token-term-0123456789").await;
+
+    // A real rmcp client session, left open.
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", daemon.url)).auth_header(token.to_owned());
+    let mcp = ().serve(StreamableHttpClientTransport::from_config(config)).await.expect("MCP session");
+    let tools = mcp.list_all_tools().await.expect("tools/list");
+    assert!(tools.iter().any(|t| t.name == "list_proposals"), "{tools:?}");
+
+    // A second session by hand, with its GET SSE stream held open.
+    let http = reqwest::Client::new();
+    let mcp_url = format!("{}/mcp", daemon.url);
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}});
+    let resp = http
+        .post(&mcp_url)
+        .bearer_auth(token)
+        .header("Accept", "application/json, text/event-stream")
+        .json(&init)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "initialize: {}", resp.status());
+    let session = resp.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let _ = resp.text().await.unwrap();
+    let initialized = http
+        .post(&mcp_url)
+        .bearer_auth(token)
+        .header("Accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("MCP-Protocol-Version", "2025-11-25")
+        .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(initialized.status().as_u16(), 202);
+    let mut sse = http
+        .get(&mcp_url)
+        .bearer_auth(token)
+        .header("Accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("MCP-Protocol-Version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status().as_u16(), 200, "SSE stream opened");
+    let first = tokio::time::timeout(Duration::from_secs(5), sse.chunk()).await.expect("SSE priming event").unwrap();
+    assert!(first.is_some(), "the SSE stream is open");
+
+    let pid = daemon.child.id().unwrap();
+    let sent = std::time::Instant::now();
+    let killed = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(2), daemon.child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("still running 2 s after SIGTERM (pid {pid})"))
+        .unwrap();
+    let took = sent.elapsed();
+    assert_eq!(status.code(), Some(0), "graceful shutdown exits 0: {status}");
+    eprintln!("exited {status} {} ms after SIGTERM", took.as_millis());
+    // The held stream was ended by the server, not left dangling.
+    let end = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match sse.chunk().await {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return,
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the SSE stream ends with the daemon");
+    drop(mcp);
+}

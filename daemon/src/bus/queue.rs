@@ -159,7 +159,6 @@ enum Inner {
         js: jetstream::Context,
         subject: String,
         consumer: consumer::PullConsumer,
-        messages: Mutex<Option<consumer::pull::Stream>>,
     },
 }
 
@@ -207,7 +206,7 @@ impl IncidentQueue {
             .await
             .map_err(|e| QueueError::Consumer { consumer: config.incident_consumer.clone(), source: Box::new(e) })?;
         let subject = config.incident_subject.clone();
-        Ok(Self { inner: Arc::new(Inner::Nats { js, subject, consumer, messages: Mutex::new(None) }) })
+        Ok(Self { inner: Arc::new(Inner::Nats { js, subject, consumer }) })
     }
 
     /// Queue an incident for diagnosis, once per fingerprint within the dedup window.
@@ -253,45 +252,34 @@ impl IncidentQueue {
                 let incident = rx.lock().await.recv().await.ok_or(QueueError::Closed)?;
                 Ok(Delivery { incident, attempt: 1, message: None })
             }
-            Inner::Nats { consumer, messages, .. } => {
-                let mut guard = messages.lock().await;
-                loop {
-                    if guard.is_none() {
-                        // One message per pull: an idle replica is not starved by a busy one
-                        // that buffered the backlog.
-                        let stream = consumer
-                            .stream()
-                            .max_messages_per_batch(1)
-                            .heartbeat(Duration::from_secs(5))
-                            .expires(Duration::from_secs(30))
-                            .messages()
-                            .await
-                            .map_err(|e| QueueError::Receive(Box::new(e)))?;
-                        *guard = Some(stream);
-                    }
-                    let Some(stream) = guard.as_mut() else { continue };
-                    let message = match stream.next().await {
-                        Some(Ok(m)) => m,
-                        Some(Err(e)) => {
-                            *guard = None;
-                            return Err(QueueError::Receive(Box::new(e)));
-                        }
-                        None => {
-                            *guard = None;
-                            continue;
-                        }
-                    };
-                    let attempt = message.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
-                    match serde_json::from_slice::<Incident>(&message.payload) {
-                        Ok(incident) => return Ok(Delivery { incident, attempt, message: Some(message) }),
-                        Err(err) => {
-                            // Poison message: never redeliver it.
-                            tracing::warn!(error = %err, "dropping undecodable message from the incident queue");
-                            let _ = message.ack_with(AckKind::Term).await;
-                        }
+            Inner::Nats { consumer, .. } => loop {
+                // One pull request for one message, issued only by a caller that is waiting:
+                // a long-lived pull stream asks for the next message as soon as it yields one,
+                // so a replica whose workers are all busy would hold an incident (until
+                // ack_wait) that an idle replica could diagnose now. If this future is
+                // cancelled mid-pull, a message already on its way is redelivered after ack_wait.
+                let mut batch = consumer
+                    .batch()
+                    .max_messages(1)
+                    .expires(Duration::from_secs(30))
+                    .messages()
+                    .await
+                    .map_err(|e| QueueError::Receive(Box::new(e)))?;
+                let message = match batch.next().await {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => return Err(QueueError::Receive(e)),
+                    None => continue, // expired with nothing to do
+                };
+                let attempt = message.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
+                match serde_json::from_slice::<Incident>(&message.payload) {
+                    Ok(incident) => return Ok(Delivery { incident, attempt, message: Some(message) }),
+                    Err(err) => {
+                        // Poison message: never redeliver it.
+                        tracing::warn!(error = %err, "dropping undecodable message from the incident queue");
+                        let _ = message.ack_with(AckKind::Term).await;
                     }
                 }
-            }
+            },
         }
     }
 

@@ -110,10 +110,13 @@ async fn each_incident_is_diagnosed_once_across_two_replicas() {
     assert_eq!(a.enqueue(&incident("crashy")).await.unwrap(), Enqueued::Queued);
     let taken = a.next().await.unwrap();
     assert_eq!(taken.incident.workload.name, "crashy");
+    let taken_attempt = taken.attempt;
+    assert_eq!(taken_attempt, 1);
     drop(taken); // replica a dies without acking
     let start = Instant::now();
     let redelivered = tokio::time::timeout(Duration::from_secs(10), b.next()).await.expect("redelivery").unwrap();
     assert_eq!(redelivered.incident.workload.name, "crashy");
+    assert_eq!(redelivered.attempt, taken_attempt + 1, "the second delivery counts as attempt 2");
     assert!(start.elapsed() < Duration::from_secs(5), "redelivered after {:?}", start.elapsed());
     redelivered.ack().await.unwrap();
 }

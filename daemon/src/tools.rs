@@ -8,6 +8,7 @@
 //! to the approvals service; only [`Tools::decide`], called after a human
 //! confirmed, approves (and so applies) one.
 
+pub mod cached;
 pub mod kinds;
 pub mod logs;
 pub mod mutate;
@@ -190,6 +191,8 @@ pub struct Tools {
     pub(crate) policy: crate::policy::PolicyConfig,
     pub(crate) proposal_ttl_seconds: u64,
     pub(crate) drift: crate::drift::DriftConfig,
+    /// The leader's watch stores, once synced; listings of the kinds they hold are served from them.
+    pub(crate) watch_cache: crate::watch::SharedCache,
 }
 
 impl Tools {
@@ -202,6 +205,7 @@ impl Tools {
             policy: crate::policy::PolicyConfig::default(),
             proposal_ttl_seconds: 3600,
             drift: crate::drift::DriftConfig::default(),
+            watch_cache: crate::watch::SharedCache::default(),
         }
     }
 

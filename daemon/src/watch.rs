@@ -19,6 +19,7 @@
 pub mod classify;
 mod handlers;
 pub mod owners;
+pub mod strip;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -43,7 +44,8 @@ use crate::alerts::OwnerLookup;
 use crate::cluster::{Cluster, Scope};
 use crate::incident::NamespaceLabels;
 use crate::signal::Signal;
-pub use owners::{Cache, Stores};
+pub use owners::{Cache, SharedCache, Stores};
+use strip::Strip;
 
 /// Watcher settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -147,7 +149,8 @@ pub(crate) struct Ctx {
 struct Pending<K: Resource<DynamicType = ()> + Clone + 'static> {
     api: Api<K>,
     config: watcher::Config,
-    writer: Writer<K>,
+    /// The store it feeds; `None` for a watch whose objects nobody looks up (events).
+    writer: Option<Writer<K>>,
 }
 
 /// Stores and pending watches for one kind: per namespace in the scope, or cluster-wide.
@@ -167,7 +170,11 @@ where
         for ns in scope.namespaces.iter().filter(|ns| scope.namespace_visible(ns)) {
             let (store, writer) = reflector::store();
             parts.push((Some(ns.clone()), store));
-            pending.push(Pending { api: Api::namespaced(client.clone(), ns), config: base_config(), writer });
+            pending.push(Pending {
+                api: Api::namespaced(client.clone(), ns),
+                config: base_config(),
+                writer: Some(writer),
+            });
         }
     } else {
         let (store, writer) = reflector::store();
@@ -177,7 +184,7 @@ where
         if !excluded.is_empty() {
             config = config.fields(&excluded.join(","));
         }
-        pending.push(Pending { api: Api::all(client.clone()), config, writer });
+        pending.push(Pending { api: Api::all(client.clone()), config, writer: Some(writer) });
     }
     (Stores { parts }, pending)
 }
@@ -189,7 +196,7 @@ where
     let (store, writer) = reflector::store();
     (
         Stores { parts: vec![(None, store)] },
-        vec![Pending { api: Api::all(client.clone()), config: base_config(), writer }],
+        vec![Pending { api: Api::all(client.clone()), config: base_config(), writer: Some(writer) }],
     )
 }
 
@@ -214,8 +221,12 @@ pub fn spawn(
     let client = cluster.client.clone();
     let scope = cluster.scope.clone();
     let (pods, pod_w) = plan::<Pod>(&client, &scope, true);
-    // Events need no store of their own (nobody looks them up), but the watch feeds one anyway.
-    let (_events, event_w) = plan::<Event>(&client, &scope, true);
+    // Events need no store (nobody looks them up; the `events` tool reads the apiserver): a cluster
+    // with thousands of pods has tens of thousands of events, and a store would hold them all.
+    let (_, mut event_w) = plan::<Event>(&client, &scope, true);
+    for p in &mut event_w {
+        p.writer = None;
+    }
     let (replicasets, rs_w) = plan::<ReplicaSet>(&client, &scope, true);
     let (deployments, deploy_w) = plan::<Deployment>(&client, &scope, true);
     let (statefulsets, sts_w) = plan::<StatefulSet>(&client, &scope, true);
@@ -270,7 +281,7 @@ fn run<K>(
     handle: fn(&Ctx, watcher::Event<K>) -> Vec<Signal>,
 ) -> JoinHandle<()>
 where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K: Resource<DynamicType = ()> + Strip + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
     let span = tracing::info_span!("watch", resource, cluster = %ctx.cluster);
     tokio::spawn(
@@ -285,8 +296,11 @@ where
                     _ = tokio::time::timeout(OWNER_STORES_WAIT, owners) => {}
                 }
             }
-            let stream = watcher(pending.api, pending.config).default_backoff().reflect(pending.writer);
-            let mut stream = std::pin::pin!(stream);
+            let stream = watcher(pending.api, pending.config).default_backoff().modify(|o: &mut K| o.strip());
+            let mut stream = match pending.writer {
+                Some(writer) => stream.reflect(writer).boxed(),
+                None => stream.boxed(),
+            };
             loop {
                 let item = tokio::select! {
                     _ = ctx.shutdown.cancelled() => break,

@@ -1,12 +1,14 @@
 //! Generic reads: list and get any visible kind, events with filters.
 
 use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DynamicObject, ListParams};
 use kube::{Api, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::cached::{Cursor, needs_scrub, page};
 use super::kinds::{self, Kind};
 use super::{Caller, ToolError, Tools};
 
@@ -22,9 +24,13 @@ pub struct ListInput {
     /// Label selector, e.g. `app=web,tier!=db`.
     #[serde(default)]
     pub label_selector: Option<String>,
-    /// Most items to return (1-500, default 100).
+    /// Most items to return (1-500, default 100). Items come sorted by namespace, then name.
     #[serde(default)]
     pub limit: Option<i64>,
+    /// The `continue` token of a truncated listing: returns the next page of the same listing
+    /// (pass the same kind, namespace and selector).
+    #[serde(default, rename = "continue")]
+    pub continue_token: Option<String>,
 }
 
 /// One object in a listing.
@@ -49,6 +55,9 @@ pub struct ListOutput {
     pub items: Vec<ItemSummary>,
     /// More items existed than `limit`.
     pub truncated: bool,
+    /// When truncated: pass it as `continue` for the next page.
+    #[serde(default, rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub continue_token: Option<String>,
 }
 
 /// Input of `get_resource`.
@@ -176,25 +185,55 @@ impl Tools {
         let kind = kinds::resolve(TOOL, scope, &input.kind)?;
         let ns = kinds::optional_namespace(TOOL, scope, input.namespace.as_deref())?;
         let limit = kinds::cap(TOOL, "limit", input.limit.unwrap_or(100), 1, 500)? as usize;
-        let mut lp = ListParams::default();
-        if let Some(sel) = input.label_selector.as_deref().filter(|s| !s.trim().is_empty()) {
-            if sel.len() > 1024 {
-                return Err(ToolError::invalid(TOOL, "label_selector is longer than 1024 characters"));
+        let after =
+            input.continue_token.as_deref().filter(|t| !t.is_empty()).map(|t| Cursor::parse(TOOL, t)).transpose()?;
+        let selector = input.label_selector.as_deref().filter(|s| !s.trim().is_empty());
+        if let Some(sel) = selector
+            && sel.len() > 1024
+        {
+            return Err(ToolError::invalid(TOOL, "label_selector is longer than 1024 characters"));
+        }
+        // Without a selector, the watch stores answer for the kinds they hold (selectors are the apiserver's job).
+        let cached = match selector {
+            None => self.list_cached(kind.kind, ns.filter(|_| kind.namespaced), after.as_ref(), limit)?,
+            Some(_) => None,
+        };
+        let (mut items, next) = match cached {
+            Some(page) => page,
+            None => {
+                let mut lp = ListParams::default();
+                if let Some(sel) = selector {
+                    lp = lp.labels(sel);
+                }
+                let mut objects = self.list_dynamic(&kind, ns, &lp).await?;
+                if kind.kind == "Namespace" {
+                    objects.retain(|o| scope.namespace_visible(&o.name_any()));
+                }
+                let (objects, next) = page(
+                    objects,
+                    |o| {
+                        (
+                            o.metadata.namespace.as_deref().unwrap_or_default(),
+                            o.metadata.name.as_deref().unwrap_or_default(),
+                        )
+                    },
+                    after.as_ref(),
+                    limit,
+                );
+                (objects.iter().map(|o| summarize_value(kind.kind, &o.metadata, &o.data)).collect(), next)
             }
-            lp = lp.labels(sel);
-        }
-        let mut objects = self.list_dynamic(&kind, ns, &lp).await?;
-        if kind.kind == "Namespace" {
-            objects.retain(|o| scope.namespace_visible(&o.name_any()));
-        }
-        objects.sort_by_key(|o| (o.namespace(), o.name_any()));
-        let truncated = objects.len() > limit;
-        let mut items: Vec<ItemSummary> = objects.iter().take(limit).map(|o| summarize(kind.kind, o)).collect();
-        let scrubber = self.scrubber(ns).await?;
+        };
         for item in &mut items {
-            item.status = scrubber.scrub(&crate::redact::redact_text(&item.status)).into_owned();
+            item.status = crate::redact::redact_text(&item.status).into_owned();
         }
-        Ok(ListOutput { kind: kind.kind.to_owned(), items, truncated })
+        // Secret values can only reach free text; skip listing the namespace's Secrets when there is none.
+        if !kinds_without_free_text(kind.kind) || needs_scrub(&items) {
+            let scrubber = self.scrubber(ns).await?;
+            for item in &mut items {
+                item.status = scrubber.scrub(&item.status).into_owned();
+            }
+        }
+        Ok(ListOutput { kind: kind.kind.to_owned(), items, truncated: next.is_some(), continue_token: next })
     }
 
     pub async fn get_resource(&self, _caller: &Caller, input: GetInput) -> Result<GetOutput, ToolError> {
@@ -359,8 +398,13 @@ pub fn sanitize_object(object: &mut Value) {
     }
 }
 
-fn summarize(kind: &str, o: &DynamicObject) -> ItemSummary {
-    let d = &o.data;
+/// Kinds whose summary is only counts, phases and condition states (plus a Pod's waiting reasons, see [`needs_scrub`]).
+fn kinds_without_free_text(kind: &str) -> bool {
+    matches!(kind, "Pod" | "Deployment" | "StatefulSet" | "ReplicaSet" | "DaemonSet" | "Job" | "Node" | "Namespace")
+}
+
+/// One listing line from an object's metadata and its JSON (status and spec are read from `d`).
+pub(crate) fn summarize_value(kind: &str, meta: &ObjectMeta, d: &Value) -> ItemSummary {
     let i = |path: &[&str]| {
         let mut v = d;
         for p in path {
@@ -422,10 +466,10 @@ fn summarize(kind: &str, o: &DynamicObject) -> ItemSummary {
     };
     ItemSummary {
         kind: kind.to_owned(),
-        namespace: o.namespace().unwrap_or_default(),
-        name: o.name_any(),
-        created: o.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()),
-        labels: o.labels().clone(),
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        created: meta.creation_timestamp.as_ref().map(|t| t.0.to_string()),
+        labels: meta.labels.clone().unwrap_or_default(),
         status,
     }
 }

@@ -131,3 +131,20 @@ impl OwnerLookup for Cache {
         self.owner_of_pod_name(namespace, pod)
     }
 }
+
+/// The leader's watch stores, for readers that outlive a leadership term
+/// (the tools): set when the watchers have synced, cleared when they stop.
+/// Readers that find it empty read the apiserver instead.
+#[derive(Clone, Default)]
+pub struct SharedCache(Arc<std::sync::RwLock<Option<Cache>>>);
+
+impl SharedCache {
+    pub fn set(&self, cache: Option<Cache>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = cache;
+    }
+
+    /// The synced stores, if the watchers run in this process.
+    pub fn get(&self) -> Option<Cache> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

@@ -1,0 +1,227 @@
+//! What the reflector stores keep of each object.
+//!
+//! The stores exist for owner resolution, signal derivation and cheap
+//! listings; none of them reads `managedFields`, the last-applied annotation
+//! (a second copy of the object) or pod templates, and those are most of an
+//! object's size. Every watch strips them before the object reaches its
+//! store or handler, so 3,000 pods cost a few MiB instead of tens.
+//! Whoever needs a whole object (`get_resource`, the agent) reads it from
+//! the apiserver, never from these stores.
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+/// The annotation `kubectl apply` writes: the whole applied object again.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drop what no reader of the watch stores uses.
+pub trait Strip {
+    fn strip(&mut self);
+}
+
+fn meta(m: &mut ObjectMeta) {
+    m.managed_fields = None;
+    if let Some(annotations) = m.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            m.annotations = None;
+        }
+    }
+}
+
+/// A pod template is only read from the apiserver (diagnosis, proposals).
+fn template(t: &mut PodTemplateSpec) {
+    *t = PodTemplateSpec::default();
+}
+
+impl Strip for Pod {
+    /// Status, labels and owner references drive the signals; of the spec
+    /// only the node is kept (a listing may want to say where a pod runs).
+    fn strip(&mut self) {
+        meta(&mut self.metadata);
+        if let Some(spec) = self.spec.as_mut() {
+            *spec = PodSpec { node_name: spec.node_name.take(), ..PodSpec::default() };
+        }
+    }
+}
+
+impl Strip for Deployment {
+    fn strip(&mut self) {
+        meta(&mut self.metadata);
+        if let Some(spec) = self.spec.as_mut() {
+            template(&mut spec.template);
+        }
+    }
+}
+
+impl Strip for ReplicaSet {
+    fn strip(&mut self) {
+        meta(&mut self.metadata);
+        if let Some(t) = self.spec.as_mut().and_then(|s| s.template.as_mut()) {
+            template(t);
+        }
+    }
+}
+
+impl Strip for StatefulSet {
+    fn strip(&mut self) {
+        meta(&mut self.metadata);
+        if let Some(spec) = self.spec.as_mut() {
+            template(&mut spec.template);
+            spec.volume_claim_templates = None;
+        }
+    }
+}
+
+impl Strip for DaemonSet {
+    fn strip(&mut self) {
+        meta(&mut self.metadata);
+        if let Some(spec) = self.spec.as_mut() {
+            template(&mut spec.template);
+        }
+    }
+}
+
+impl Strip for Job {
+    fn strip(&mut self) {
+        meta(&mut self.metadata);
+        if let Some(spec) = self.spec.as_mut() {
+            template(&mut spec.template);
+        }
+    }
+}
+
+impl Strip for Node {
+    /// The image list of a busy node runs to hundreds of entries; nothing reads it.
+    fn strip(&mut self) {
+        meta(&mut self.metadata);
+        if let Some(status) = self.status.as_mut() {
+            status.images = None;
+        }
+    }
+}
+
+impl Strip for Namespace {
+    fn strip(&mut self) {
+        meta(&mut self.metadata);
+    }
+}
+
+impl Strip for Event {
+    fn strip(&mut self) {
+        meta(&mut self.metadata);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watch::classify;
+
+    fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).expect("a valid object")
+    }
+
+    fn managed() -> serde_json::Value {
+        serde_json::json!([{"manager": "kubectl", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}])
+    }
+
+    #[test]
+    fn pod_keeps_what_signals_and_owners_read() {
+        let mut pod: Pod = from(serde_json::json!({
+            "metadata": {"name": "web-1", "namespace": "shop", "uid": "u1", "resourceVersion": "7",
+                "labels": {"app": "web", "pod-template-hash": "abc"},
+                "annotations": {LAST_APPLIED: "{\"big\":1}", "team": "a"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-abc", "uid": "r1", "controller": true}],
+                "managedFields": managed()},
+            "spec": {"nodeName": "sim-node-1", "containers": [{"name": "web", "image": "nginx:1.25",
+                "env": [{"name": "A", "value": "b"}]}], "volumes": [{"name": "v", "emptyDir": {}}]},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "web", "ready": false, "restartCount": 4,
+                "image": "nginx:1.25", "imageID": "", "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}}}]}
+        }));
+        let failures_before = classify::pod_failures(&pod);
+        let restarts_before = classify::pod_restarts(&pod);
+        pod.strip();
+        assert!(pod.metadata.managed_fields.is_none());
+        let annotations = pod.metadata.annotations.as_ref().expect("other annotations stay");
+        assert!(!annotations.contains_key(LAST_APPLIED));
+        assert_eq!(annotations.get("team").map(String::as_str), Some("a"));
+        let spec = pod.spec.as_ref().expect("a spec");
+        assert_eq!(spec.node_name.as_deref(), Some("sim-node-1"));
+        assert!(spec.containers.is_empty() && spec.volumes.is_none());
+        assert_eq!(pod.metadata.labels.as_ref().map(|l| l.len()), Some(2));
+        assert_eq!(pod.metadata.owner_references.as_ref().map(|o| o[0].name.as_str()), Some("web-abc"));
+        assert_eq!(pod.metadata.uid.as_deref(), Some("u1"));
+        assert_eq!(classify::pod_failures(&pod), failures_before);
+        assert!(!failures_before.is_empty());
+        assert_eq!(classify::pod_restarts(&pod), restarts_before);
+    }
+
+    #[test]
+    fn only_annotation_was_last_applied() {
+        let mut ns: Namespace = from(serde_json::json!({"metadata": {"name": "shop", "labels": {"team": "a"},
+            "annotations": {LAST_APPLIED: "{}"}, "managedFields": managed()}}));
+        ns.strip();
+        assert!(ns.metadata.annotations.is_none() && ns.metadata.managed_fields.is_none());
+        assert_eq!(ns.metadata.labels.as_ref().and_then(|l| l.get("team")).map(String::as_str), Some("a"));
+    }
+
+    #[test]
+    fn workloads_lose_their_template_not_their_health() {
+        let mut d: Deployment = from(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "shop", "generation": 2, "managedFields": managed()},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}},
+            "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2,
+                "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "too slow"}]}
+        }));
+        let healthy = classify::deployment_healthy(&d);
+        let failures = classify::deployment_failures(&d);
+        d.strip();
+        let spec = d.spec.as_ref().expect("a spec");
+        assert_eq!(spec.replicas, Some(2));
+        assert!(spec.template.spec.is_none() && spec.template.metadata.is_none());
+        assert_eq!(spec.selector.match_labels.as_ref().map(|l| l.len()), Some(1));
+        assert!(d.metadata.managed_fields.is_none());
+        assert_eq!(classify::deployment_healthy(&d), healthy);
+        assert_eq!(classify::deployment_failures(&d), failures);
+        assert!(!failures.is_empty());
+
+        let mut rs: ReplicaSet = from(serde_json::json!({
+            "metadata": {"name": "web-abc", "namespace": "shop", "managedFields": managed(),
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "d1", "controller": true}]},
+            "spec": {"replicas": 2, "selector": {}, "template": {"spec": {"containers": [{"name": "web"}]}}}
+        }));
+        rs.strip();
+        assert_eq!(rs.metadata.owner_references.as_ref().map(|o| o[0].name.as_str()), Some("web"));
+        assert!(rs.spec.as_ref().and_then(|s| s.template.as_ref()).is_some_and(|t| t.spec.is_none()));
+
+        let mut sts: StatefulSet = from(serde_json::json!({
+            "metadata": {"name": "db", "namespace": "shop"},
+            "spec": {"replicas": 2, "serviceName": "db", "selector": {}, "template": {"spec": {"containers": [{"name": "db"}]}},
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}
+        }));
+        sts.strip();
+        let spec = sts.spec.as_ref().expect("a spec");
+        assert!(spec.template.spec.is_none() && spec.volume_claim_templates.is_none());
+        assert_eq!(spec.replicas, Some(2));
+    }
+
+    #[test]
+    fn nodes_lose_their_image_list_not_their_conditions() {
+        let mut n: Node = from(serde_json::json!({
+            "metadata": {"name": "sim-node-1", "managedFields": managed()},
+            "spec": {"unschedulable": true},
+            "status": {"images": [{"names": ["nginx:1.25"], "sizeBytes": 1}],
+                "conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "down"}]}
+        }));
+        let failure = classify::node_failure(&n);
+        n.strip();
+        assert!(n.status.as_ref().is_some_and(|s| s.images.is_none() && s.conditions.is_some()));
+        assert_eq!(n.spec.as_ref().and_then(|s| s.unschedulable), Some(true));
+        assert_eq!(classify::node_failure(&n), failure);
+        assert!(failure.is_some());
+    }
+}

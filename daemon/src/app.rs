@@ -75,15 +75,25 @@ pub async fn mcp_stdio(config: Config) -> Result<ExitCode, AppError> {
     use rmcp::ServiceExt as _;
     let cluster = crate::cluster::Cluster::connect(&config.cluster).await?;
     let audit = crate::telemetry::audit::AuditLog::open(&config.state_dir)?;
-    // The embedded store is single-writer: when `kubemedic run` holds it, serve reads only.
-    let store: Option<std::sync::Arc<dyn crate::store::Store>> =
-        match crate::store::redb::RedbStore::open(&config.state_dir) {
+    // With NATS configured, the same JetStream KV store as `kubemedic run` (shared, so incidents
+    // and proposals made here are the daemon's too). The embedded store is single-writer: while
+    // `kubemedic run` holds it, this process has no store and serves cluster reads only.
+    let store: Option<std::sync::Arc<dyn crate::store::Store>> = match &config.nats {
+        Some(nats) => {
+            let client = crate::bus::connect(nats).await?;
+            let js = async_nats::jetstream::new(client);
+            Some(std::sync::Arc::new(
+                crate::store::nats::NatsStore::open(js, crate::store::nats::DEFAULT_BUCKET).await?,
+            ))
+        }
+        None => match crate::store::redb::RedbStore::open(&config.state_dir) {
             Ok(s) => Some(std::sync::Arc::new(s)),
             Err(err) => {
                 tracing::warn!(error = %err, "no state store: incidents, proposals and mutating tools are unavailable");
                 None
             }
-        };
+        },
+    };
     let approvals: Option<std::sync::Arc<dyn crate::tools::ProposalSink>> = store.clone().map(|store| {
         let a = crate::approvals::Approvals::new(store, cluster.clone(), None, config.approvals.clone())
             .with_audit(audit.clone())

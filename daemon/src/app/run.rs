@@ -74,9 +74,11 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
         match &config.nats {
             Some(nats) => {
                 let client = crate::bus::connect(nats).await?;
-                let store =
-                    crate::store::nats::NatsStore::open(async_nats::jetstream::new(client.clone()), "kubemedic")
-                        .await?;
+                let store = crate::store::nats::NatsStore::open(
+                    async_nats::jetstream::new(client.clone()),
+                    crate::store::nats::DEFAULT_BUCKET,
+                )
+                .await?;
                 let queue = IncidentQueue::nats(client.clone(), nats).await?;
                 (Bus::with_nats(client.clone()), Arc::new(store), queue, Some(client))
             }

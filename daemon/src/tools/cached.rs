@@ -50,6 +50,9 @@ impl Cursor {
     }
 }
 
+/// A page of summaries and the token of the next page, if any.
+pub type Page = (Vec<ItemSummary>, Option<String>);
+
 /// Sort by (namespace, name), skip to after `after`, keep `limit`; the token of the next page if more remain.
 pub fn page<T>(
     mut items: Vec<T>,
@@ -90,7 +93,7 @@ fn from_store<K>(
     scope: &Scope,
     after: Option<&Cursor>,
     limit: usize,
-) -> Result<(Vec<ItemSummary>, Option<String>), ToolError>
+) -> Result<Page, ToolError>
 where
     K: Resource<DynamicType = ()> + Clone + serde::Serialize + 'static,
 {
@@ -132,7 +135,7 @@ impl Tools {
         namespace: Option<&str>,
         after: Option<&Cursor>,
         limit: usize,
-    ) -> Result<Option<(Vec<ItemSummary>, Option<String>)>, ToolError> {
+    ) -> Result<Option<Page>, ToolError> {
         let Some(cache) = self.watch_cache.get() else { return Ok(None) };
         let scope = &self.cluster.scope;
         let Cache { pods, replicasets, deployments, statefulsets, daemonsets, jobs, nodes, namespaces } = &cache;

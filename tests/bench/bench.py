@@ -32,10 +32,16 @@ def is_error(result) -> bool:
 
 
 def calls_for(server: str, ns: str, pod: str) -> dict:
-    """The equivalent tool call of each server for each operation."""
-    if server == "kubemedic":
+    """The equivalent tool call of each server for each operation.
+
+    `list` is one call: kubemedic answers with its first page (100 items by default), the peers
+    with every pod. `list_all` gets every pod: kubemedic pages through with `limit: 500` and
+    `continue` (one measured sample = all its pages), the peers make their one call.
+    """
+    if server.startswith("kubemedic"):
         return {
             "list": ("list_resources", {"kind": "Pod", "namespace": ns}),
+            "list_all": ("list_resources", {"kind": "Pod", "namespace": ns, "limit": 500}),
             "get": ("get_resource", {"kind": "Pod", "namespace": ns, "name": pod}),
             "events": ("events", {"namespace": ns}),
             "logs": ("pod_logs", {"namespace": ns, "name": pod, "tail": 100}),
@@ -43,6 +49,7 @@ def calls_for(server: str, ns: str, pod: str) -> dict:
     if server == "kubernetes-mcp-server":
         return {
             "list": ("pods_list_in_namespace", {"namespace": ns}),
+            "list_all": ("pods_list_in_namespace", {"namespace": ns}),
             "get": ("pods_get", {"namespace": ns, "name": pod}),
             "events": ("events_list", {"namespace": ns}),
             "logs": ("pods_log", {"namespace": ns, "name": pod, "tail": 100}),
@@ -50,6 +57,7 @@ def calls_for(server: str, ns: str, pod: str) -> dict:
     if server == "mcp-server-kubernetes":
         return {
             "list": ("kubectl_get", {"resourceType": "pods", "namespace": ns, "output": "json"}),
+            "list_all": ("kubectl_get", {"resourceType": "pods", "namespace": ns, "output": "json"}),
             "get": ("kubectl_get", {"resourceType": "pods", "namespace": ns, "name": pod, "output": "json"}),
             "events": ("kubectl_get", {"resourceType": "events", "namespace": ns, "output": "json"}),
             "logs": ("kubectl_logs", {"resourceType": "pod", "namespace": ns, "name": pod, "tail": 100}),
@@ -79,6 +87,21 @@ class Worker:
         await self.stack.aclose()
 
 
+def structured(result) -> dict:
+    sc = getattr(result, "structured_content", None) or getattr(result, "structuredContent", None)
+    return sc if isinstance(sc, dict) else {}
+
+
+async def call(session, tool, args):
+    """One sample: a tool call, or every page of a kubemedic listing that has a `limit`."""
+    res = await session.call_tool(tool, args)
+    if tool != "list_resources" or "limit" not in args:
+        return res
+    while not is_error(res) and structured(res).get("continue"):
+        res = await session.call_tool(tool, {**args, "continue": structured(res)["continue"]})
+    return res
+
+
 async def run_cell(url, token, tool, args, concurrency, max_calls, max_seconds):
     workers = []
     try:
@@ -95,8 +118,9 @@ async def run_cell(url, token, tool, args, concurrency, max_calls, max_seconds):
 
 async def measure(workers, tool, args, max_calls, max_seconds):
     # One warm-up call per session (connection, caches); not measured.
-    first = await workers[0].session.call_tool(tool, args)
-    sample = "".join(getattr(c, "text", "") for c in first.content)[:300]
+    first = await call(workers[0].session, tool, args)
+    text = "".join(getattr(c, "text", "") for c in first.content)
+    sample = text[:300]
     if is_error(first):
         return {"error": f"{tool} failed: {sample}"}
     latencies, errors = [], 0
@@ -108,7 +132,7 @@ async def measure(workers, tool, args, max_calls, max_seconds):
         while budget["left"] > 0 and time.monotonic() < deadline:
             budget["left"] -= 1
             t0 = time.perf_counter()
-            res = await w.session.call_tool(tool, args)
+            res = await call(w.session, tool, args)
             latencies.append(time.perf_counter() - t0)
             if is_error(res):
                 errors += 1
@@ -125,7 +149,7 @@ async def measure(workers, tool, args, max_calls, max_seconds):
         "p50_ms": q(0.50),
         "p99_ms": q(0.99),
         "mean_ms": statistics.fmean(latencies) * 1000,
-        "bytes": len(sample),
+        "bytes": len(text),
     }
 
 

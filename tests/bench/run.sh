@@ -5,8 +5,10 @@
 #   bash tests/bench/run.sh            # results in $BENCH_DIR/results.md (default /tmp/kubemedic-bench)
 #
 # Env: BENCH_DIR, BENCH_CALLS (per cell, default 200), BENCH_SECONDS (per cell cap, default 10),
-# BENCH_PODS (bulk pods for the RSS-under-load figure, default 3000), BENCH_PROFILE (debug|release,
-# default debug), BENCH_NO_BUILD=1 (use the binaries already in target/), and the cluster ports ETCD_PORT PEER_PORT PORT CM_PORT SCHED_PORT (61xxx defaults).
+# BENCH_PODS (bulk pods for the RSS-under-load figure, default 3000), BENCH_INCIDENTS (alert-to-proposal
+# samples, default 20, at most 30: the alert rule's rate limit), BENCH_PROFILE (debug|release,
+# default debug), BENCH_BASELINE_BIN (another kubemedic binary measured alongside as `kubemedic-baseline`,
+# e.g. a build of the previous commit; BENCH_BASELINE_ENV: env assignments for it), BENCH_NO_BUILD=1 (use the binaries already in target/), and the cluster ports ETCD_PORT PEER_PORT PORT CM_PORT SCHED_PORT (61xxx defaults).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -15,6 +17,8 @@ CALLS=${BENCH_CALLS:-200}
 SECONDS_CAP=${BENCH_SECONDS:-10}
 PODS=${BENCH_PODS:-3000}
 PROFILE=${BENCH_PROFILE:-debug}
+INCIDENTS=${BENCH_INCIDENTS:-20}
+[ "$INCIDENTS" -ge 1 ] && [ "$INCIDENTS" -le 30 ] || { echo "BENCH_INCIDENTS must be 1-30 (the alert rule allows 30 incidents an hour)" >&2; exit 64; }
 export ETCD_PORT=${ETCD_PORT:-61379} PEER_PORT=${PEER_PORT:-61380} PORT=${PORT:-61443}
 export CM_PORT=${CM_PORT:-61257} SCHED_PORT=${SCHED_PORT:-61259}
 log() { echo "[bench] $(date -u +%T) $*" >&2; }
@@ -34,6 +38,9 @@ if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
 fi
 
 rm -rf "$DIR"; mkdir -p "$DIR"
+# The machine may be shared: the load average before and after goes into the results.
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+echo "{\"before\": \"$(load)\", \"cpus\": $(nproc)}" >"$DIR/load-before.json"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -61,8 +68,9 @@ free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)
 TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 SHA=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
 KM_PORT=$(free_port); GO_PORT=$(free_port); NODE_PORT=$(free_port)
+# Namespace alertbench belongs to the alert-to-proposal part (a second kubemedic, below): this one ignores it.
 cat >"$DIR/kubemedic.yaml" <<YAML
-cluster: { name: bench }
+cluster: { name: bench, exclude_namespaces: [kube-system, kube-public, kube-node-lease, alertbench] }
 rules_dir: $ROOT/rules
 prompts_dir: $ROOT/prompts
 state_dir: $DIR/km-state
@@ -81,20 +89,73 @@ GO_PID=$!; PIDS+=($GO_PID)
 PATH="$(dirname "$KUBECTL"):$PATH" ENABLE_UNSAFE_STREAMABLE_HTTP_TRANSPORT=1 HOST=127.0.0.1 PORT="$NODE_PORT" \
   ALLOW_ONLY_READONLY_TOOLS=true "$NODE" "$NODE_PEER" >"$DIR/mcp-server-kubernetes.log" 2>&1 &
 NODE_PID=$!; PIDS+=($NODE_PID)
+BASE_PID=""
+if [ -n "${BENCH_BASELINE_BIN:-}" ]; then
+  BASE_PORT=$(free_port)
+  sed -e "s/:$KM_PORT\"/:$BASE_PORT\"/" -e "s#km-state#km-baseline-state#" "$DIR/kubemedic.yaml" >"$DIR/kubemedic-baseline.yaml"
+  env RUST_LOG=warn ${BENCH_BASELINE_ENV:-} "$BENCH_BASELINE_BIN" run --config "$DIR/kubemedic-baseline.yaml" \
+    >"$DIR/kubemedic-baseline.log" 2>&1 &
+  BASE_PID=$!; PIDS+=($BASE_PID)
+  log "baseline kubemedic ($BENCH_BASELINE_BIN ${BENCH_BASELINE_ENV:-}) :$BASE_PORT"
+fi
 wait_port() { for _ in $(seq 120); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.5; done; echo "port $1 never opened" >&2; return 1; }
 wait_port "$KM_PORT"; wait_port "$GO_PORT"; wait_port "$NODE_PORT"
+[ -z "$BASE_PID" ] || wait_port "$BASE_PORT"
 for _ in $(seq 60); do curl -sf "http://127.0.0.1:$KM_PORT/readyz" >/dev/null && break; sleep 1; done
 sleep 5  # settle: initial watches and caches
 
 SERVERS=(--server "kubemedic=http://127.0.0.1:$KM_PORT/mcp=$KM_PID=$TOKEN"
          --server "kubernetes-mcp-server=http://127.0.0.1:$GO_PORT/mcp=$GO_PID"
          --server "mcp-server-kubernetes=http://127.0.0.1:$NODE_PORT/mcp=$NODE_PID")
+[ -z "$BASE_PID" ] || SERVERS+=(--server "kubemedic-baseline=http://127.0.0.1:$BASE_PORT/mcp=$BASE_PID=$TOKEN")
 rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
-echo "{\"kubemedic\": $(rss $KM_PID), \"kubernetes-mcp-server\": $(rss $GO_PID), \"mcp-server-kubernetes\": $(rss $NODE_PID)}" >"$DIR/rss-idle.json"
+rss_all() {  # JSON members: every server's RSS
+  printf '"kubemedic": %s, "kubernetes-mcp-server": %s, "mcp-server-kubernetes": %s' "$(rss $KM_PID)" "$(rss $GO_PID)" "$(rss $NODE_PID)"
+  [ -z "$BASE_PID" ] || printf ', "kubemedic-baseline": %s' "$(rss $BASE_PID)"
+}
+echo "{$(rss_all)}" >"$DIR/rss-idle.json"
 
 log "tool calls: $CALLS calls or ${SECONDS_CAP}s per cell"
 "$PY" tests/bench/bench.py "${SERVERS[@]}" --namespace bench --pod "$POD" --calls "$CALLS" \
   --seconds "$SECONDS_CAP" --out "$DIR/calls.json"
+
+log "alert to proposal: $INCIDENTS unschedulable Deployments in namespace alertbench"
+K create namespace alertbench >&2
+WORKLOADS=""
+for i in $(seq "$INCIDENTS"); do
+  sed "s/batch/batch-$i/g" tests/scenarios/unschedulable-requests.yaml | K -n alertbench apply -f - >/dev/null
+  WORKLOADS="$WORKLOADS${WORKLOADS:+,}batch-$i"
+done
+for _ in $(seq 120); do
+  unsched=$(K -n alertbench get pods -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="PodScheduled")].reason}{"\n"}{end}' | grep -c Unschedulable || true)
+  [ "$unsched" -ge "$INCIDENTS" ] && break; sleep 1
+done
+log "alert to proposal: $unsched pods Unschedulable"
+# A kubemedic of its own for this part, without watchers (they would see the Pending pods and propose
+# before any alert arrives): the webhook is the only trigger, the built-in runner diagnoses.
+AL_PORT=$(free_port)
+AL_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+AL_SHA=$(printf %s "$AL_TOKEN" | sha256sum | cut -d' ' -f1)
+cat >"$DIR/kubemedic-alerts.yaml" <<YAML
+cluster: { name: bench-alerts, namespaces: [alertbench] }
+rules_dir: $ROOT/rules
+prompts_dir: $ROOT/prompts
+state_dir: $DIR/km-alerts-state
+http: { listen: "127.0.0.1:$AL_PORT" }
+watch: { enabled: false }
+alerts: { bearer_token_sha256: "$AL_SHA" }
+agent: { runner: builtin }
+auth:
+  tokens:
+    - { name: bench, sha256: "$SHA", role: viewer }
+YAML
+RUST_LOG=warn "$BIN/kubemedic" run --config "$DIR/kubemedic-alerts.yaml" >"$DIR/kubemedic-alerts.log" 2>&1 &
+AL_PID=$!; PIDS+=($AL_PID)
+wait_port "$AL_PORT"
+for _ in $(seq 60); do curl -sf "http://127.0.0.1:$AL_PORT/readyz" >/dev/null && break; sleep 1; done
+"$PY" tests/bench/alerts.py --alerts-url "http://127.0.0.1:$AL_PORT/alerts/alertmanager" --alerts-token "$AL_TOKEN" \
+  --mcp "http://127.0.0.1:$AL_PORT/mcp=$TOKEN" --namespace alertbench --workloads "$WORKLOADS" --out "$DIR/alerts.json"
+kill "$AL_PID" 2>/dev/null || true
 
 log "bulk: $PODS pods in namespace bulk"
 K create namespace bulk >&2
@@ -104,10 +165,12 @@ for _ in $(seq 300); do
   [ "$running" -ge "$PODS" ] && break; sleep 2
 done
 log "bulk: $running pods Running"
-# One list of the bulk namespace through each server (kubemedic caps at 500 items per call), then RSS.
-"$PY" tests/bench/bench.py "${SERVERS[@]}" --namespace bulk --pod "$POD" --ops list --concurrency 1 \
+# Three lists of the bulk namespace through each server (kubemedic returns a page: 100 items by default,
+# at most 500, with a continue token), then RSS.
+"$PY" tests/bench/bench.py "${SERVERS[@]}" --namespace bulk --pod "$POD" --ops list,list_all --concurrency 1 \
   --calls 3 --seconds 60 --out "$DIR/calls-bulk.json"
 sleep 5
-echo "{\"kubemedic\": $(rss $KM_PID), \"kubernetes-mcp-server\": $(rss $GO_PID), \"mcp-server-kubernetes\": $(rss $NODE_PID), \"pods\": $running}" >"$DIR/rss-bulk.json"
+echo "{$(rss_all), \"pods\": $running}" >"$DIR/rss-bulk.json"
 
+echo "{\"after\": \"$(load)\"}" >"$DIR/load-after.json"
 "$PY" tests/bench/report.py "$DIR" "$PROFILE" | tee "$DIR/results.md"

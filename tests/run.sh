@@ -31,6 +31,11 @@ trap cleanup EXIT INT TERM
 
 echo "== build"
 cargo build --workspace --all-targets --quiet
+# A static build for the image test (scripts/image.sh puts it on scratch with buildah);
+# debug keeps CI time down, the release image is built the same way by scripts/image.sh.
+RUSTFLAGS="-C target-feature=+crt-static" \
+  cargo build --locked --quiet --target x86_64-unknown-linux-gnu -p kubemedic
+export KUBEMEDIC_STATIC_BIN=$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/debug/kubemedic
 
 echo "== control plane"
 bash tests/cluster/up.sh "$K8S_BIN" "$STATE"

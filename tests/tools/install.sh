@@ -14,7 +14,7 @@ mkdir -p "$CACHE/bin"
 log() { echo "[install] $*" >&2; }
 
 export DEBIAN_FRONTEND=noninteractive
-APT_PKGS=(etcd-server nats-server prometheus-alertmanager prometheus golang-go openssl curl unzip python3-venv ca-certificates)
+APT_PKGS=(etcd-server nats-server prometheus-alertmanager prometheus golang-go openssl curl unzip python3-venv ca-certificates buildah)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -194,3 +194,101 @@ async fn helm_install_brings_up_objects_with_least_privilege_rbac() {
     let gone = Api::<ClusterRole>::all(client.clone()).get_opt(&format!("{full}-read")).await.unwrap();
     assert!(gone.is_none(), "uninstall removes cluster-scoped RBAC");
 }
+
+/// The final stage of the Dockerfile and of packaging/Containerfile.prebuilt (what
+/// scripts/image.sh builds offline) must describe the same image.
+#[test]
+fn prebuilt_containerfile_matches_the_dockerfile_final_stage() {
+    let runtime = |path: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(root().join(path)).unwrap();
+        let stage = text.rsplit("FROM scratch").next().unwrap().to_owned();
+        stage
+            .lines()
+            .filter(|l| ["USER", "WORKDIR", "EXPOSE", "ENTRYPOINT", "CMD"].iter().any(|k| l.starts_with(k)))
+            .map(str::to_owned)
+            .collect()
+    };
+    let dockerfile = runtime("Dockerfile");
+    assert_eq!(dockerfile.len(), 5, "{dockerfile:?}");
+    assert_eq!(dockerfile, runtime("packaging/Containerfile.prebuilt"));
+}
+
+/// buildah on an image store of the test's own; panics unless it succeeds when `must`.
+async fn buildah(store: &std::path::Path, args: &[&str], must: bool) -> Output {
+    let out = tokio::process::Command::new("buildah")
+        .args(["--storage-driver", "vfs", "--root"])
+        .arg(store.join("storage"))
+        .arg("--runroot")
+        .arg(store.join("run"))
+        .args(args)
+        .output()
+        .await
+        .expect("run buildah (tests/run.sh installs it)");
+    assert!(
+        !must || out.status.success(),
+        "buildah {} failed ({}):\n{}\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `scripts/image.sh` builds the image with buildah, offline (FROM scratch, nothing pulled),
+/// from the static binary tests/run.sh built; the image then runs: the binary validates
+/// the rules and prompts shipped in it, and a bad config exits 64.
+#[tokio::test]
+async fn image_builds_offline_with_buildah_and_runs_from_scratch() {
+    let bin = std::env::var("KUBEMEDIC_STATIC_BIN")
+        .expect("KUBEMEDIC_STATIC_BIN: the static kubemedic binary (tests/run.sh builds it)");
+    let containerfile = root().join("packaging/Containerfile.prebuilt").to_string_lossy().into_owned();
+    let findings = ok(&tool("HADOLINT", "hadolint"), &[&containerfile]).await;
+    assert!(findings.trim().is_empty(), "hadolint findings on Containerfile.prebuilt:\n{findings}");
+
+    let dir = std::env::temp_dir().join(e2e::unique_name("km-image"));
+    let archive = dir.join("kubemedic.oci.tar");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tag = "localhost/kubemedic:e2e";
+    let built = tokio::process::Command::new("bash")
+        .arg(root().join("scripts/image.sh"))
+        .arg(tag)
+        .env("KUBEMEDIC_BIN", &bin)
+        .env("BUILDAH_ROOT", &dir)
+        .env("IMAGE_ARCHIVE", &archive)
+        .output()
+        .await
+        .expect("run scripts/image.sh");
+    assert!(
+        built.status.success(),
+        "scripts/image.sh failed:\n{}\n{}",
+        String::from_utf8_lossy(&built.stdout),
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let size = std::fs::metadata(&archive).expect("OCI archive written").len();
+    assert!(size > 1_000_000 && size < 150_000_000, "image archive of {size} bytes");
+
+    let inspect = buildah(&dir, &["inspect", "--type", "image", tag], true).await;
+    let inspect: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let config = &inspect["OCIv1"]["config"];
+    assert_eq!(config["User"], "65532:65532", "{config}");
+    assert_eq!(config["Entrypoint"], serde_json::json!(["/usr/local/bin/kubemedic"]));
+    let layers = inspect["OCIv1"]["rootfs"]["diff_ids"].as_array().map_or(0, Vec::len);
+    assert_eq!(layers, 1, "a scratch image of one layer: {}", inspect["OCIv1"]["rootfs"]);
+
+    let ctr = buildah(&dir, &["from", "--pull-never", tag], true).await;
+    let ctr = String::from_utf8_lossy(&ctr.stdout).trim().to_owned();
+    let run_in = ["run", "--isolation", "chroot", ctr.as_str(), "--", "/usr/local/bin/kubemedic"];
+    let validate =
+        [&run_in[..], &["validate", "--rules", "/etc/kubemedic/rules", "--prompts", "/etc/kubemedic/prompts"]];
+    let validated = buildah(&dir, &validate.concat(), true).await;
+    let validated = String::from_utf8_lossy(&validated.stdout);
+    assert!(validated.starts_with("ok: ") && validated.contains("6 prompts"), "{validated}");
+    let bad = buildah(&dir, &[&run_in[..], &["run", "--config", "/etc/kubemedic/missing.yaml"]].concat(), false).await;
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("status 64") && stderr.contains("cannot read config file"), "{stderr}");
+
+    buildah(&dir, &["rm", &ctr], false).await;
+    buildah(&dir, &["rmi", "--all", "--force"], false).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -122,6 +122,8 @@ pub struct Approvals {
     context: Mutex<HashMap<String, Diagnosis>>,
     crash: Mutex<Option<CrashPoint>>,
     mutations: std::sync::atomic::AtomicU64,
+    /// Proposals being posted to Slack (see [`slack::outbox`]).
+    outbox: slack::outbox::Outbox,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -151,6 +153,7 @@ impl Approvals {
             context: Mutex::new(HashMap::new()),
             crash: Mutex::new(None),
             mutations: std::sync::atomic::AtomicU64::new(0),
+            outbox: slack::outbox::Outbox::default(),
         }
     }
 
@@ -306,21 +309,8 @@ impl Approvals {
         let p = self.advance(id, ProposalEvent::Offer, &self.replica, None).await?;
         tracing::info!(proposal = %p.id, target = %blocks::target_display(&p), "proposal offered for approval");
         self.audit_event(&p, "offer", "pending", "");
-        let Some(slack) = &self.slack else { return Ok(p) };
-        let (text, blocks) = self.message(&p).await;
-        match slack.post_message(&text, Some(blocks), None).await {
-            Ok(at) => {
-                self.update(id, |q| {
-                    q.slack = Some(at.clone());
-                    Ok(())
-                })
-                .await
-            }
-            Err(err) => {
-                tracing::warn!(proposal = %p.id, error = %crate::app::error_chain(&err), "cannot post proposal to Slack; it stays pending for the CLI and MCP");
-                Ok(p)
-            }
-        }
+        // Not posted (Slack failing past the client's retries): the approvals timer posts it later.
+        Ok(self.post_proposal(id).await?.unwrap_or(p))
     }
 
     async fn message(&self, p: &Proposal) -> (String, serde_json::Value) {
@@ -700,7 +690,7 @@ impl Approvals {
     }
 
     /// Background duties until `cancel`: resume once, then expire open
-    /// proposals on a timer.
+    /// proposals and post those Slack has not got yet, on a timer.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         if let Err(err) = self.resume().await {
             tracing::error!(error = %crate::app::error_chain(&err), "cannot resume proposals after start-up");
@@ -712,6 +702,9 @@ impl Approvals {
                 _ = tick.tick() => {
                     if let Err(err) = self.expire_due().await {
                         tracing::warn!(error = %crate::app::error_chain(&err), "cannot expire proposals");
+                    }
+                    if let Err(err) = self.post_unposted().await {
+                        tracing::warn!(error = %crate::app::error_chain(&err), "cannot post proposals to Slack");
                     }
                 }
             }

@@ -8,6 +8,7 @@
 
 pub mod blocks;
 pub mod interaction;
+pub mod outbox;
 pub mod signature;
 pub mod standin;
 

@@ -2,6 +2,9 @@
 //! records every call, keeps the messages it was sent (with their updates
 //! and thread replies) and can be scripted to answer 429 or 5xx first.
 //!
+//! An outage ([`SlackStandin::outage`]) answers every call with failures, in
+//! turn, until [`SlackStandin::recover`].
+//!
 //! It checks what Slack checks and this client relies on: the bearer token,
 //! a channel, a `ts` for updates, `blocks` being an array.
 
@@ -34,6 +37,8 @@ pub struct Call {
     /// The `Authorization` header as sent.
     pub authorization: Option<String>,
     pub body: Value,
+    /// The HTTP status answered (200 also for `ok: false` API errors).
+    pub status: u16,
 }
 
 /// A message as it stands now.
@@ -53,6 +58,8 @@ pub struct Message {
 struct Inner {
     calls: Vec<Call>,
     script: VecDeque<Reply>,
+    outage: Vec<Reply>,
+    outage_next: usize,
     messages: BTreeMap<String, Message>,
     ephemerals: Vec<(String, String)>,
     next_ts: u64,
@@ -112,6 +119,19 @@ impl SlackStandin {
         lock(&self.inner).script.extend(replies);
     }
 
+    /// Answer every call with these replies, in turn, until [`SlackStandin::recover`]
+    /// (after any scripted replies). An empty list ends the outage.
+    pub fn outage(&self, replies: impl IntoIterator<Item = Reply>) {
+        let mut inner = lock(&self.inner);
+        inner.outage = replies.into_iter().collect();
+        inner.outage_next = 0;
+    }
+
+    /// End the outage: calls are handled normally again.
+    pub fn recover(&self) {
+        self.outage([]);
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         lock(&self.inner).calls.clone()
     }
@@ -151,8 +171,37 @@ async fn handle(
         .is_some_and(|v| v.starts_with("application/json"));
     let parsed: Value = if json_body { serde_json::from_str(&body).unwrap_or(Value::Null) } else { Value::Null };
     let mut inner = lock(&state.inner);
-    inner.calls.push(Call { method: method.clone(), authorization: authorization.clone(), body: parsed.clone() });
-    if let Some(reply) = inner.script.pop_front() {
+    inner.calls.push(Call {
+        method: method.clone(),
+        authorization: authorization.clone(),
+        body: parsed.clone(),
+        status: 0,
+    });
+    let response = answer(&mut inner, &state.token, &method, authorization, json_body, parsed);
+    if let Some(call) = inner.calls.last_mut() {
+        call.status = response.status().as_u16();
+    }
+    response
+}
+
+fn answer(
+    inner: &mut Inner,
+    token: &str,
+    method: &str,
+    authorization: Option<String>,
+    json_body: bool,
+    parsed: Value,
+) -> Response {
+    let scripted = match inner.script.pop_front() {
+        Some(reply) => Some(reply),
+        None if !inner.outage.is_empty() => {
+            let reply = inner.outage[inner.outage_next % inner.outage.len()].clone();
+            inner.outage_next += 1;
+            Some(reply)
+        }
+        None => None,
+    };
+    if let Some(reply) = scripted {
         return match reply {
             Reply::TooManyRequests { retry_after } => {
                 (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, retry_after.to_string())], "").into_response()
@@ -160,7 +209,7 @@ async fn handle(
             Reply::Status(s) => StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR).into_response(),
         };
     }
-    if authorization.as_deref() != Some(format!("Bearer {}", state.token).as_str()) {
+    if authorization.as_deref() != Some(format!("Bearer {token}").as_str()) {
         return api_error(if authorization.is_none() { "not_authed" } else { "invalid_auth" });
     }
     if !json_body || !parsed.is_object() {
@@ -174,7 +223,7 @@ async fn handle(
     }
     let text = parsed.get("text").and_then(Value::as_str).unwrap_or_default().to_owned();
     let blocks = parsed.get("blocks").cloned().unwrap_or(Value::Array(vec![]));
-    match method.as_str() {
+    match method {
         "chat.postMessage" => {
             let ts = format!("1700000000.{:06}", inner.next_ts);
             inner.next_ts += 1;

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod http;
 pub mod proposal;
 pub mod slack;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,8 +42,15 @@ use slack::blocks;
 pub struct ApprovalsConfig {
     /// Seconds a proposal stays open before it expires.
     pub ttl_seconds: u64,
-    /// Seconds to wait for a rollout to become healthy after a change.
+    /// Seconds verification may take in all: the rollout to complete, then the stability
+    /// window. A change not verified by then fails verification (and a rollback is proposed).
     pub verify_timeout_seconds: u64,
+    /// Seconds the workload's pods must stay Ready after the rollout completes, with no
+    /// container restarting or failing, before a change counts as verified: a fix that only
+    /// delays the failure (a memory limit still too low, a crash a few seconds after start)
+    /// fails verification instead. 0 verifies as soon as the rollout completes. Must be
+    /// less than `verify_timeout_seconds`.
+    pub verify_stable_seconds: u64,
     /// Seconds after which another replica may take over a proposal left in
     /// `applying` (a replica with the same name takes over at once).
     pub takeover_seconds: u64,
@@ -57,9 +65,35 @@ impl Default for ApprovalsConfig {
         Self {
             ttl_seconds: 3600,
             verify_timeout_seconds: 300,
+            verify_stable_seconds: 30,
             takeover_seconds: 120,
             expiry_interval_seconds: 30,
             rollback_on_failure: true,
+        }
+    }
+}
+
+impl ApprovalsConfig {
+    /// What serde cannot check.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.verify_timeout_seconds == 0 {
+            return Err("verify_timeout_seconds must be > 0".into());
+        }
+        if self.verify_stable_seconds >= self.verify_timeout_seconds {
+            return Err(format!(
+                "verify_stable_seconds ({}) must be less than verify_timeout_seconds ({}): the window \
+                 follows the rollout within the timeout",
+                self.verify_stable_seconds, self.verify_timeout_seconds
+            ));
+        }
+        Ok(())
+    }
+
+    /// The verification window.
+    pub fn verify_window(&self) -> verify::Window {
+        verify::Window {
+            stable: Duration::from_secs(self.verify_stable_seconds),
+            timeout: Duration::from_secs(self.verify_timeout_seconds),
         }
     }
 }
@@ -488,15 +522,18 @@ impl Approvals {
         self.audit_event(&p, "apply", "ok", note);
         self.tell_slack(
             &p,
-            Some(&format!(":gear: Applied to {}; watching the rollout…", blocks::escape(&blocks::target_display(&p)))),
+            Some(&format!(
+                ":gear: Applied to {}; watching the rollout, then the pods for {}s…",
+                blocks::escape(&blocks::target_display(&p)),
+                self.config.verify_stable_seconds
+            )),
         )
         .await;
         self.verify(p, applied).await
     }
 
     async fn verify(&self, p: Proposal, applied: apply::Applied) -> Result<Proposal, ApprovalError> {
-        let timeout = Duration::from_secs(self.config.verify_timeout_seconds);
-        let verdict = apply::verify(&self.cluster, &p, &applied, timeout).await;
+        let verdict = verify::verify(&self.cluster, &p, &applied, self.config.verify_window()).await;
         let done = match &verdict {
             Verdict::Healthy(msg) => {
                 self.advance(&p.id, ProposalEvent::Verified, &self.replica, Some(msg.clone())).await?

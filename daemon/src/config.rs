@@ -157,6 +157,7 @@ impl Config {
         self.alerts.validate().map_err(|e| invalid("alerts", e))?;
         self.agent.validate().map_err(|e| invalid("agent", e))?;
         self.policy.validate().map_err(|e| invalid("policy", e))?;
+        self.approvals.validate().map_err(|e| invalid("approvals", e))?;
         self.drift.validate().map_err(|e| invalid("drift.schedule", crate::app::error_chain(&e)))?;
         if let Some(nats) = &self.nats {
             nats.validate().map_err(|e| invalid("nats", e))?;

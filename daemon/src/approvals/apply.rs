@@ -7,7 +7,8 @@
 //! - The change also stamps `kubemedic.io/proposal: <id>` on the object, so
 //!   a restarted daemon that finds a proposal stuck in `applying` can tell
 //!   whether its patch landed ([`landing`]) and never applies it twice.
-//! - Verification watches the rollout until it is healthy, fails, or times out.
+//! - [`await_rollout`] watches a rollout until it is complete, fails, or times out; verifying
+//!   a change also needs its pods to stay healthy afterwards ([`super::verify`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -284,7 +285,7 @@ fn current(t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>, sin
     t.is_none_or(|t| t.0.as_second() > since.as_second())
 }
 
-fn deployment_state(d: &Deployment, generation: i64, since: jiff::Timestamp) -> Option<Verdict> {
+pub(super) fn deployment_state(d: &Deployment, generation: i64, since: jiff::Timestamp) -> Option<Verdict> {
     let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let st = d.status.as_ref()?;
     if st.observed_generation.unwrap_or(0) < generation {
@@ -306,7 +307,7 @@ fn deployment_state(d: &Deployment, generation: i64, since: jiff::Timestamp) -> 
         .then(|| Verdict::Healthy(format!("{updated}/{want} replicas updated and available")))
 }
 
-fn statefulset_state(s: &StatefulSet, generation: i64, _since: jiff::Timestamp) -> Option<Verdict> {
+pub(super) fn statefulset_state(s: &StatefulSet, generation: i64, _since: jiff::Timestamp) -> Option<Verdict> {
     let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let st = s.status.as_ref()?;
     if st.observed_generation.unwrap_or(0) < generation {
@@ -318,7 +319,7 @@ fn statefulset_state(s: &StatefulSet, generation: i64, _since: jiff::Timestamp) 
         .then(|| Verdict::Healthy(format!("{ready}/{want} replicas updated and ready")))
 }
 
-fn daemonset_state(d: &DaemonSet, generation: i64, _since: jiff::Timestamp) -> Option<Verdict> {
+pub(super) fn daemonset_state(d: &DaemonSet, generation: i64, _since: jiff::Timestamp) -> Option<Verdict> {
     let st = d.status.as_ref()?;
     if st.observed_generation.unwrap_or(0) < generation {
         return None;
@@ -330,9 +331,9 @@ fn daemonset_state(d: &DaemonSet, generation: i64, _since: jiff::Timestamp) -> O
         .then(|| Verdict::Healthy(format!("{available}/{want} pods updated and available")))
 }
 
-/// Watch the rollout the change started until it is healthy, definitely
-/// failed, or `timeout` passes.
-pub async fn verify(cluster: &Cluster, p: &Proposal, applied: &Applied, timeout: Duration) -> Verdict {
+/// Watch the rollout of `p.target` until it is complete, definitely failed, or `timeout`
+/// passes. Complete is not verified: a change is verified by [`super::verify::verify`].
+pub async fn await_rollout(cluster: &Cluster, p: &Proposal, applied: &Applied, timeout: Duration) -> Verdict {
     let t = &p.target;
     let generation = applied.generation.unwrap_or(0);
     let since = jiff::Timestamp::now();

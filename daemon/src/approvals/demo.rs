@@ -145,7 +145,7 @@ async fn wait_ready(cluster: &Cluster, kind: &str, name: &str, timeout: Duration
     );
     let generation = live.get(name).await.ok().and_then(|o| o.metadata.generation);
     let applied = super::apply::Applied { generation, resource_version: String::new(), already: false };
-    match super::apply::verify(cluster, &p, &applied, timeout).await {
+    match super::apply::await_rollout(cluster, &p, &applied, timeout).await {
         super::apply::Verdict::Healthy(_) => Ok(()),
         super::apply::Verdict::Unhealthy(why) => {
             Err(DemoError::Scenario { file: format!("{kind}/{name}"), reason: format!("WaitReady: {why}") })
@@ -301,13 +301,24 @@ pub async fn run(
         };
         let approve = yes || ask("Apply this change?").await;
         row.decision = if approve { "approved".into() } else { "rejected".into() };
+        if approve {
+            println!(
+                "applying; verifying: the rollout, then its pods must stay Ready without a restart for {}s",
+                config.approvals.verify_stable_seconds
+            );
+        }
         match approvals.decide(&submitted.id, &user, approve).await {
             Ok(p) => {
                 row.outcome = match p.state {
-                    ProposalState::Verified => format!("verified: {}", p.outcome.unwrap_or_default()),
+                    ProposalState::Verified => format!("verified: {}", p.outcome.clone().unwrap_or_default()),
                     ProposalState::Rejected => "nothing changed".into(),
-                    s => format!("{}: {}", s.as_str(), p.outcome.unwrap_or_default()),
+                    s => format!("{}: {}", s.as_str(), p.outcome.clone().unwrap_or_default()),
                 };
+                if p.state == ProposalState::Failed
+                    && let Some(rollback) = rollback_of(&approvals, &p.id).await
+                {
+                    row.outcome.push_str(&format!("; rollback proposed ({}, not applied)", rollback.state.as_str()));
+                }
             }
             Err(e) => row.outcome = format!("error: {e}"),
         }
@@ -315,6 +326,12 @@ pub async fn run(
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// The rollback proposed after `failed` did not verify, if any.
+async fn rollback_of(approvals: &Approvals, failed: &str) -> Option<super::Proposal> {
+    let all = approvals.store().list_proposals().await.ok()?;
+    all.into_iter().find(|q| q.requested_by.contains(failed) && q.id != failed)
 }
 
 /// The result table, as plain text.

@@ -178,3 +178,70 @@ async fn failed_verification_proposes_a_rollback() {
     assert_state(&back, ProposalState::Verified);
     assert_eq!(image_of(&get_deployment(&client, &ns.name, "api").await), "nginx:1.27");
 }
+
+fn memory_limit_patch(limit: &str) -> serde_json::Value {
+    serde_json::json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "cache", "resources": {"limits": {"memory": limit}}}
+    ]}}}})
+}
+
+/// tests/scenarios/oom-killed.yaml: the cache needs 200Mi (nodesim's memory-need) under a 64Mi
+/// limit. Raising the limit to 128Mi rolls out and the new pod is Ready at once, then it is
+/// OOM-killed a second later: that must not be verified. 256Mi stays up: verified, but only
+/// after the stability window.
+#[tokio::test]
+async fn verification_waits_out_the_stability_window() {
+    let client = e2e::client().await;
+    let ns = e2e::Namespace::create(&client, "appr-oom").await;
+    e2e::scenario::apply(&client, &ns.name, "oom-killed").await;
+    e2e::wait::until(Duration::from_secs(60), "the cache is OOM-killed", || async {
+        let pods = e2e::pods::of_deployment(&client, &ns.name, "cache").await;
+        pods.iter().any(|p| e2e::pods::last_terminated_reasons(p).iter().any(|r| r == "OOMKilled")).then_some(())
+    })
+    .await;
+    let store = nats_store().await;
+    let window = 5;
+    let config =
+        kubemedic::approvals::ApprovalsConfig { verify_timeout_seconds: 90, verify_stable_seconds: window, ..config() };
+    let approvals =
+        kubemedic::approvals::Approvals::new(store.clone(), cluster(&client), None, config).with_replica("kubemedic-0");
+
+    // Not enough memory: the rollout completes, then the new pod is OOM-killed inside the window.
+    let low = approvals
+        .submit(proposal(&client, &ns.name, "cache", PatchType::Strategic, memory_limit_patch("128Mi")).await)
+        .await
+        .unwrap();
+    let done = approvals.decide(&low.id, APPROVER, true).await.unwrap();
+    assert_state(&done, ProposalState::Failed);
+    let outcome = done.outcome.clone().unwrap_or_default();
+    assert!(outcome.starts_with("verification failed: pod cache-"), "{outcome}");
+    // Seen either while the container lies OOM-killed or once it has restarted.
+    assert!(outcome.contains("container cache ") && outcome.contains("OOMKilled, exit code 137"), "{outcome}");
+    assert_eq!(approvals.mutations_sent(), 1);
+    let d = get_deployment(&client, &ns.name, "cache").await;
+    let limits = |d: &k8s_openapi::api::apps::v1::Deployment| {
+        let c = &d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+        c.resources.as_ref().and_then(|r| r.limits.as_ref()).and_then(|l| l.get("memory")).map(|q| q.0.clone())
+    };
+    assert_eq!(limits(&d).as_deref(), Some("128Mi"), "the change itself was applied");
+    // The failure takes the existing path: a rollback is offered for approval.
+    let rollback = store.list_proposals().await.unwrap().into_iter().find(|q| q.requested_by.contains(&low.id));
+    assert_state(&rollback.expect("a rollback proposal"), ProposalState::Pending);
+
+    // Enough memory: verified, and not before the pods were stable for the window.
+    let high = approvals
+        .submit(proposal(&client, &ns.name, "cache", PatchType::Strategic, memory_limit_patch("256Mi")).await)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let done = approvals.decide(&high.id, APPROVER, true).await.unwrap();
+    let took = started.elapsed();
+    assert_state(&done, ProposalState::Verified);
+    let outcome = done.outcome.clone().unwrap_or_default();
+    assert!(outcome.contains(&format!("Ready with no restarts for {window}s")), "{outcome}");
+    assert!(took >= Duration::from_secs(window), "verified after {took:?}, before the {window}s window");
+    eprintln!("verified in {} ms: {outcome}", took.as_millis());
+    let pods = e2e::pods::of_newest_replicaset(&client, &ns.name, "cache").await;
+    assert!(!pods.is_empty());
+    assert!(pods.iter().all(|p| e2e::pods::restart_count(p) == 0), "the verified pods never restarted");
+}

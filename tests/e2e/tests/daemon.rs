@@ -59,6 +59,7 @@ async fn start_daemon(ns: &str, approver_token: &str, viewer_token: &str) -> Dae
         "prompts_dir": root().join("prompts"),
         "state_dir": dir.join("state"),
         "http": { "listen": format!("127.0.0.1:{port}") },
+        "approvals": { "verify_stable_seconds": 5 },
         "auth": { "tokens": [
             { "name": "alice", "sha256": hash(approver_token), "role": "approver" },
             { "name": "victor", "sha256": hash(viewer_token), "role": "viewer" }

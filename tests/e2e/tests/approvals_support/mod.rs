@@ -58,7 +58,8 @@ pub fn redb_store() -> Arc<dyn Store> {
 }
 
 pub fn config() -> ApprovalsConfig {
-    ApprovalsConfig { verify_timeout_seconds: 90, ..ApprovalsConfig::default() }
+    // A short stability window: nodesim's failures show within a second or two of a start.
+    ApprovalsConfig { verify_timeout_seconds: 90, verify_stable_seconds: 5, ..ApprovalsConfig::default() }
 }
 
 pub fn slack_client(slack: &SlackStandin) -> SlackClient {

@@ -80,9 +80,12 @@ fn percent_decode(s: &[u8]) -> Result<String, PayloadError> {
         match s[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = s.get(i + 1..i + 3).ok_or(PayloadError::Encoding)?;
-                let hex = std::str::from_utf8(hex).map_err(|_| PayloadError::Encoding)?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| PayloadError::Encoding)?);
+                // Exactly two hex digits: `u8::from_str_radix` would also take a sign (`%+1`).
+                let digit = |at: usize| s.get(at).and_then(|b| char::from(*b).to_digit(16));
+                let (Some(high), Some(low)) = (digit(i + 1), digit(i + 2)) else {
+                    return Err(PayloadError::Encoding);
+                };
+                out.push((high * 16 + low) as u8);
                 i += 2;
             }
             b => out.push(b),
@@ -150,6 +153,17 @@ mod tests {
         );
     }
 
+    /// A sign after `%` was read as part of the number, so `%+1` decoded to U+0001 where every
+    /// other decoder keeps it literal; fuzz/fuzz_targets/slack_interaction.rs checks the decoder
+    /// against `form_urlencoded`.
+    #[test]
+    fn percent_escapes_are_two_hex_digits() {
+        assert_eq!(form_field(b"payload=%+1", "payload"), Err(PayloadError::Encoding));
+        assert_eq!(form_field(b"payload=%-1", "payload"), Err(PayloadError::Encoding));
+        assert_eq!(form_field(b"%+0payload=x", "payload"), Err(PayloadError::Encoding));
+        assert_eq!(form_field(b"payload=%7b%7D+%C3%BC", "payload"), Ok(Some("{} \u{fc}".to_owned())));
+    }
+
     #[test]
     fn ignores_other_types_and_refuses_junk() {
         let body = format!("payload={}", encode(r#"{"type":"view_submission","user":{"id":"U1"}}"#));
@@ -157,6 +171,9 @@ mod tests {
         assert_eq!(parse(b"foo=bar").unwrap_err(), PayloadError::NoPayload);
         assert_eq!(parse(b"payload=%ZZ").unwrap_err(), PayloadError::Encoding);
         assert!(matches!(parse(b"payload=%7Bnope").unwrap_err(), PayloadError::Json(_)));
+        for truncated in ["payload=%", "payload=%7", "payload=a%4"] {
+            assert_eq!(parse(truncated.as_bytes()).unwrap_err(), PayloadError::Encoding, "{truncated}");
+        }
         let other = format!(
             "payload={}",
             encode(r#"{"type":"block_actions","user":{"id":"U1"},"actions":[{"action_id":"x","value":"p"}]}"#)

@@ -20,12 +20,14 @@
 //! - [`nodes`]: the simulated nodes (heartbeat on/off).
 //! - [`kubectl`]: running the real kubectl against the test cluster.
 //! - [`daemon`]: the real `kubemedic run` binary as a child process (start, SIGKILL, restart).
+//! - [`controlplane`]: etcd and apiservers of a test's own, to kill and restart.
 //! - [`apiproxy`]: an HTTP proxy between a daemon and the apiserver that can hold one request or its answer.
 //!
 //! Tests run in parallel (nextest gives each its own process): never rely on another test's
 //! objects, and do not assume `sim-node-2` is Ready (the node-not-ready test stops it for a while).
 
 pub mod apiproxy;
+pub mod controlplane;
 pub mod daemon;
 pub mod events;
 pub mod kubectl;

@@ -281,7 +281,7 @@ async fn observe(
             );
             let rollout = rollout_of(apply::deployment_state(&d, generation, since), describe);
             let selector = d.spec.as_ref().map(|s| s.selector.clone());
-            let current = newest_replicasets(cluster, &d, selector.as_ref()).await?;
+            let current = newest_replicasets(cluster, &d, generation, selector.as_ref()).await?;
             (rollout, want, selector, current)
         }
         "StatefulSet" => {
@@ -295,7 +295,11 @@ async fn observe(
                 st.ready_replicas.unwrap_or(0),
                 st.updated_replicas.unwrap_or(0)
             );
-            let current = st.update_revision.clone().map_or(Current::Any, Current::RevisionHash);
+            let current = if st.observed_generation.unwrap_or(0) < generation {
+                Current::Owners(Vec::new())
+            } else {
+                st.update_revision.clone().map_or(Current::Any, Current::RevisionHash)
+            };
             let rollout = rollout_of(apply::statefulset_state(&s, generation, since), describe);
             (rollout, want, s.spec.map(|s| s.selector), current)
         }
@@ -326,12 +330,18 @@ fn list_params(selector: LabelSelector) -> Result<ListParams, kube::core::ParseE
     Ok(ListParams::default().labels_from(&kube::core::Selector::try_from(selector)?))
 }
 
-/// The ReplicaSets of `d`'s current revision (`deployment.kubernetes.io/revision`).
+/// The ReplicaSets of `d`'s current revision (`deployment.kubernetes.io/revision`). Until
+/// the controller has observed `generation` its revision annotation is the previous one, and
+/// no pod is the change's own yet.
 async fn newest_replicasets(
     cluster: &Cluster,
     d: &Deployment,
+    generation: i64,
     selector: Option<&LabelSelector>,
 ) -> Result<Current, kube::Error> {
+    if d.status.as_ref().and_then(|s| s.observed_generation).unwrap_or(0) < generation {
+        return Ok(Current::Owners(Vec::new()));
+    }
     use k8s_openapi::api::apps::v1::ReplicaSet;
     const REVISION: &str = "deployment.kubernetes.io/revision";
     let revision = |m: &kube::api::ObjectMeta| m.annotations.as_ref().and_then(|a| a.get(REVISION)).cloned();

@@ -13,6 +13,7 @@
 pub mod apply;
 pub mod demo;
 pub mod http;
+pub mod precondition;
 pub mod proposal;
 pub mod slack;
 pub mod verify;
@@ -491,7 +492,7 @@ impl Approvals {
 
     async fn fail_apply(&self, p: &Proposal, err: apply::ApplyError) -> Result<Proposal, ApprovalError> {
         let rediagnose = err.needs_rediagnosis();
-        let reason = if rediagnose { apply::TARGET_CHANGED.to_owned() } else { crate::app::error_chain(&err) };
+        let reason = if rediagnose { err.to_string() } else { crate::app::error_chain(&err) };
         tracing::warn!(proposal = %p.id, error = %crate::app::error_chain(&err), "change not applied");
         let failed = self
             .advance(&p.id, ProposalEvent::Fail { reason: reason.clone() }, &self.replica, Some(reason.clone()))
@@ -679,9 +680,10 @@ impl Approvals {
                 match apply::landing(&self.cluster, &claimed).await {
                     Ok(Landing::Landed(applied)) => self.after_apply(&claimed.id, applied).await.map(Some),
                     Ok(Landing::NotLanded) => self.apply_claimed(claimed).await.map(Some),
-                    Ok(Landing::Changed { found }) => {
+                    Ok(Landing::Changed { found, what }) => {
                         let expected = claimed.target.resource_version.clone().unwrap_or_default();
-                        self.fail_apply(&claimed, apply::ApplyError::TargetChanged { expected, found }).await.map(Some)
+                        let err = apply::ApplyError::TargetChanged { expected, found, what };
+                        self.fail_apply(&claimed, err).await.map(Some)
                     }
                     Err(err) => self.fail_apply(&claimed, err).await.map(Some),
                 }

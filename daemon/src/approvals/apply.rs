@@ -3,7 +3,9 @@
 //! - The change carries its own precondition: `metadata.resourceVersion` in
 //!   a merge/strategic patch, a leading `test` op in a JSON patch, a
 //!   `preconditions.resourceVersion` on delete. An object changed since the
-//!   proposal is never patched ([`ApplyError::TargetChanged`]).
+//!   proposal is never patched ([`ApplyError::TargetChanged`]): a newer
+//!   resourceVersion is accepted (and pinned) only when the object's
+//!   [`super::precondition`] fingerprint is the proposal's (a status write).
 //! - The change also stamps `kubemedic.io/proposal: <id>` on the object, so
 //!   a restarted daemon that finds a proposal stuck in `applying` can tell
 //!   whether its patch landed ([`landing`]) and never applies it twice.
@@ -27,14 +29,14 @@ use crate::cluster::Cluster;
 pub const PROPOSAL_ANNOTATION: &str = "kubemedic.io/proposal";
 /// Field manager of every change kubemedic makes.
 pub const FIELD_MANAGER: &str = "kubemedic";
-/// Reason recorded when the precondition fails.
+/// How the reason recorded when the precondition fails begins.
 pub const TARGET_CHANGED: &str = "target changed; diagnose again";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// The object changed (or vanished) since the proposal was made.
-    #[error("target changed; diagnose again (expected resourceVersion {expected}, found {found})")]
-    TargetChanged { expected: String, found: String },
+    #[error("target changed; diagnose again ({what}; resourceVersion {expected}, now {found})")]
+    TargetChanged { expected: String, found: String, what: String },
     #[error("proposal has no resourceVersion to pin the change to; diagnose again")]
     NoPrecondition,
     #[error("cannot resolve {api_version} {kind}")]
@@ -80,8 +82,8 @@ pub enum Landing {
     Landed(Applied),
     /// Unchanged since the proposal: safe to apply now.
     NotLanded,
-    /// Changed by someone else.
-    Changed { found: String },
+    /// Changed by someone else (`what`: which part).
+    Changed { found: String, what: String },
 }
 
 /// Where the target lives.
@@ -200,75 +202,112 @@ pub async fn landing(cluster: &Cluster, p: &Proposal) -> Result<Landing, ApplyEr
         (None, Action::Delete) => {
             Landing::Landed(Applied { generation: None, resource_version: String::new(), already: true })
         }
-        (None, _) => Landing::Changed { found: "deleted".into() },
+        (None, _) => Landing::Changed { found: "deleted".into(), what: "the object was deleted".into() },
         (Some(obj), _) if stamped_by(&obj) == Some(p.id.as_str()) => Landing::Landed(applied_from(&obj, true)),
-        (Some(obj), _) if rv_of(&obj) == expected => Landing::NotLanded,
-        (Some(obj), _) => Landing::Changed { found: rv_of(&obj) },
+        (Some(obj), _) => match changed_since(p, &expected, &obj) {
+            None => Landing::NotLanded,
+            Some(what) => Landing::Changed { found: rv_of(&obj), what },
+        },
     })
 }
 
-/// Apply the proposal's action once, guarded by the resourceVersion precondition.
+/// What changed in `live` since the proposal, if anything it was computed from did.
+fn changed_since(p: &Proposal, expected: &str, live: &Value) -> Option<String> {
+    if rv_of(live) == expected {
+        return None;
+    }
+    match &p.target.content_digest {
+        Some(pinned) => {
+            let parts = super::precondition::changed(pinned, live);
+            (!parts.is_empty()).then(|| format!("{} changed since the proposal", parts.join(", ")))
+        }
+        // Cannot tell a status write from an edit: refuse.
+        None => Some("the object changed and the proposal has no fingerprint to compare".into()),
+    }
+}
+
+/// A refusal that a write landing between our read and our PATCH causes (409 for a failed
+/// resourceVersion precondition; a failed JSON-patch `test` is 422, or 500 on older apiservers).
+fn is_precondition_failure(err: &kube::Error) -> bool {
+    api_status(err).is_some_and(|(code, _)| matches!(code, 409 | 422 | 500))
+}
+
+/// Attempts when status writes keep landing between our read and our PATCH.
+const ATTEMPTS: u32 = 3;
+
+/// Apply the proposal's action once, guarded by the resourceVersion precondition (re-pinned
+/// to a newer version only when nothing the proposal was computed from changed).
 /// `sent` counts the mutating requests actually sent (exactly-once evidence and a metric).
 pub async fn apply(cluster: &Cluster, p: &Proposal, sent: &AtomicU64) -> Result<Applied, ApplyError> {
     let expected = p.target.resource_version.clone().ok_or(ApplyError::NoPrecondition)?;
     let loc = locate(cluster, &p.target).await?;
-    let Some(live) = get(cluster, &loc).await? else {
-        if matches!(p.action, Action::Delete) {
-            return Ok(Applied { generation: None, resource_version: String::new(), already: true });
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let Some(live) = get(cluster, &loc).await? else {
+            if matches!(p.action, Action::Delete) {
+                return Ok(Applied { generation: None, resource_version: String::new(), already: true });
+            }
+            let what = "the object was deleted".into();
+            return Err(ApplyError::TargetChanged { expected, found: "deleted".into(), what });
+        };
+        if stamped_by(&live) == Some(p.id.as_str()) {
+            return Ok(applied_from(&live, true));
         }
-        return Err(ApplyError::TargetChanged { expected, found: "deleted".into() });
-    };
-    if stamped_by(&live) == Some(p.id.as_str()) {
-        return Ok(applied_from(&live, true));
+        let found = rv_of(&live);
+        if let Some(what) = changed_since(p, &expected, &live) {
+            return Err(ApplyError::TargetChanged { expected, found, what });
+        }
+        // Only status moved: pin the precondition to the version just read, so any write
+        // between this read and the PATCH is still refused.
+        let req = request(p, &loc, &live, &found)?;
+        sent.fetch_add(1, Ordering::SeqCst);
+        match cluster.client.request::<Value>(req).await {
+            Ok(obj) if matches!(p.action, Action::Delete) => {
+                return Ok(Applied { generation: None, resource_version: rv_of(&obj), already: false });
+            }
+            Ok(obj) => return Ok(applied_from(&obj, false)),
+            Err(err) => {
+                // Someone may have applied this very proposal meanwhile (a resumed replica): look.
+                match landing(cluster, p).await? {
+                    Landing::Landed(applied) => return Ok(applied),
+                    Landing::Changed { found, what } => {
+                        return Err(ApplyError::TargetChanged { expected, found, what });
+                    }
+                    Landing::NotLanded if attempt < ATTEMPTS && is_precondition_failure(&err) => {
+                        tracing::debug!(proposal = %p.id, attempt, "the object moved under the PATCH (status only); again");
+                    }
+                    Landing::NotLanded => {
+                        let message = match api_status(&err) {
+                            Some((code, msg)) => format!("{msg} ({code})"),
+                            None => crate::app::error_chain(&err),
+                        };
+                        return Err(ApplyError::Refused { target: loc.display, message });
+                    }
+                }
+            }
+        }
     }
-    let found = rv_of(&live);
-    let live_generation = live.pointer("/metadata/generation").and_then(Value::as_i64);
-    let status_only = p.target.generation.is_some() && p.target.generation == live_generation;
-    if found != expected && !status_only {
-        return Err(ApplyError::TargetChanged { expected, found });
-    }
-    // Same spec generation: pin the precondition to the version just read, so a
-    // spec change between this read and the PATCH is still refused.
-    let expected = found;
-    let req = match &p.action {
+}
+
+/// The guarded PATCH or DELETE request, pinned to `rv`.
+fn request(p: &Proposal, loc: &Location, live: &Value, rv: &str) -> Result<http::Request<Vec<u8>>, ApplyError> {
+    match &p.action {
         Action::Patch { patch_type, body } => {
-            let body = guarded_body(p, *patch_type, body, &live, &expected)?;
+            let body = guarded_body(p, *patch_type, body, live, rv)?;
             let bytes = serde_json::to_vec(&body).map_err(|e| ApplyError::Body(e.to_string()))?;
             http::Request::patch(format!("{}?fieldManager={FIELD_MANAGER}", loc.path))
                 .header(http::header::CONTENT_TYPE, content_type(*patch_type))
                 .body(bytes)
         }
         Action::Delete => {
-            let body =
-                json!({"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"resourceVersion": expected}});
+            let body = json!({"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"resourceVersion": rv}});
             http::Request::delete(&loc.path)
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .body(serde_json::to_vec(&body).map_err(|e| ApplyError::Body(e.to_string()))?)
         }
     }
-    .map_err(|e| ApplyError::Body(e.to_string()))?;
-    sent.fetch_add(1, Ordering::SeqCst);
-    match cluster.client.request::<Value>(req).await {
-        Ok(obj) if matches!(p.action, Action::Delete) => {
-            Ok(Applied { generation: None, resource_version: rv_of(&obj), already: false })
-        }
-        Ok(obj) => Ok(applied_from(&obj, false)),
-        Err(err) => {
-            // A failed precondition is 409 (merge/strategic/delete) or 422/500 (JSON patch `test`).
-            // Someone may have applied this very proposal meanwhile (a resumed replica): look.
-            match landing(cluster, p).await? {
-                Landing::Landed(applied) => Ok(applied),
-                Landing::Changed { found } => Err(ApplyError::TargetChanged { expected, found }),
-                Landing::NotLanded => {
-                    let message = match api_status(&err) {
-                        Some((code, msg)) => format!("{msg} ({code})"),
-                        None => crate::app::error_chain(&err),
-                    };
-                    Err(ApplyError::Refused { target: loc.display, message })
-                }
-            }
-        }
-    }
+    .map_err(|e| ApplyError::Body(e.to_string()))
 }
 
 /// What verification found.

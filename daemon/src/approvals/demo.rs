@@ -135,6 +135,7 @@ async fn wait_ready(cluster: &Cluster, kind: &str, name: &str, timeout: Duration
             name: name.to_owned(),
             resource_version: None,
             generation: None,
+            content_digest: None,
         },
         ..crate::store::contract::sample_proposal("demo-wait")
     };

@@ -23,11 +23,16 @@ pub struct TargetRef {
     /// resourceVersion the proposal was computed against; apply refuses if the
     /// object has changed since (precondition).
     pub resource_version: Option<String>,
-    /// metadata.generation at that version. A newer resourceVersion with the same
-    /// generation is a status-only write (controllers, kubelets): the spec the
-    /// proposal was computed against is unchanged, so apply re-pins to it.
+    /// metadata.generation at that version (informational: labels and annotations
+    /// change without bumping it, so apply does not rely on it).
     #[serde(default)]
     pub generation: Option<i64>,
+    /// Fingerprint of what the proposal was computed from (labels, annotations, spec; not
+    /// status), see [`super::precondition`]. A newer resourceVersion with the same
+    /// fingerprint is a status-only write and apply re-pins to it; without a fingerprint
+    /// any newer resourceVersion is refused.
+    #[serde(default)]
+    pub content_digest: Option<String>,
 }
 
 /// How a patch body is interpreted by the apiserver.

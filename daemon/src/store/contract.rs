@@ -46,6 +46,7 @@ pub fn sample_proposal(id: &str) -> Proposal {
             name: "web".into(),
             resource_version: Some("42".into()),
             generation: None,
+            content_digest: None,
         },
         action: Action::Patch {
             patch_type: PatchType::Merge,

@@ -115,7 +115,8 @@ async fn object_changed_after_proposal_is_not_applied() {
     assert_eq!(status, 202, "{body}");
     let done = settled(&approvals, &p.id, Duration::from_secs(60)).await;
     assert_state(&done, ProposalState::Failed);
-    assert_eq!(done.outcome.as_deref(), Some("target changed; diagnose again"));
+    let outcome = done.outcome.clone().unwrap_or_default();
+    assert!(outcome.starts_with("target changed; diagnose again (spec changed since the proposal"), "{outcome}");
     assert_eq!(done.decided_by(), Some("alice"));
     assert_eq!(approvals.mutations_sent(), 0, "no PATCH was sent");
     let again = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
@@ -244,4 +245,72 @@ async fn verification_waits_out_the_stability_window() {
     let pods = e2e::pods::of_newest_replicaset(&client, &ns.name, "cache").await;
     assert!(!pods.is_empty());
     assert!(pods.iter().all(|p| e2e::pods::restart_count(p) == 0), "the verified pods never restarted");
+}
+
+/// A write to `status` only (what controllers and kubelets do all the time) between the
+/// proposal and its approval does not stop the change: apply re-pins to the newer version.
+#[tokio::test]
+async fn status_only_write_still_applies() {
+    let client = e2e::client().await;
+    let ns = e2e::Namespace::create(&client, "appr-status").await;
+    deployment(&client, &ns.name, "api").await;
+    let approvals = approvals(nats_store().await, &client, None, "kubemedic-0");
+    let p = approvals
+        .submit(proposal(&client, &ns.name, "api", PatchType::Strategic, image_patch("nginx:1.25.3")).await)
+        .await
+        .unwrap();
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let status = serde_json::json!({"status": {"collisionCount": 7}});
+    api.patch_status("api", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    let moved = get_deployment(&client, &ns.name, "api").await;
+    assert_ne!(moved.resource_version(), p.target.resource_version, "the status write made a new resourceVersion");
+    assert_eq!(moved.metadata.generation, p.target.generation);
+
+    let done = approvals.decide(&p.id, APPROVER, true).await.unwrap();
+    assert_state(&done, ProposalState::Verified);
+    assert_eq!(approvals.mutations_sent(), 1);
+    let d = get_deployment(&client, &ns.name, "api").await;
+    assert_eq!(image_of(&d), "nginx:1.25.3");
+    assert_eq!(stamp_of(&d).as_deref(), Some(p.id.as_str()));
+}
+
+/// A label-only edit by someone else does not bump metadata.generation, but the proposal was
+/// computed from the labels it saw: apply refuses, says why, and audits the refusal.
+#[tokio::test]
+async fn label_edit_after_proposal_is_refused() {
+    let client = e2e::client().await;
+    let ns = e2e::Namespace::create(&client, "appr-label").await;
+    deployment(&client, &ns.name, "api").await;
+    let audit = kubemedic::telemetry::audit::AuditLog::in_memory();
+    let approvals = kubemedic::approvals::Approvals::new(nats_store().await, cluster(&client), None, config())
+        .with_replica("kubemedic-0")
+        .with_audit(audit.clone());
+    let p = approvals
+        .submit(proposal(&client, &ns.name, "api", PatchType::Strategic, image_patch("nginx:1.25.3")).await)
+        .await
+        .unwrap();
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let edit = serde_json::json!({"metadata": {"labels": {"team": "payments"}}});
+    api.patch("api", &PatchParams::default(), &Patch::Merge(&edit)).await.unwrap();
+    let edited = get_deployment(&client, &ns.name, "api").await;
+    assert_eq!(edited.metadata.generation, p.target.generation, "a label edit does not bump the generation");
+
+    let done = approvals.decide(&p.id, APPROVER, true).await.unwrap();
+    assert_state(&done, ProposalState::Failed);
+    let outcome = done.outcome.clone().unwrap_or_default();
+    assert!(
+        outcome.starts_with("target changed; diagnose again (metadata.labels changed since the proposal"),
+        "{outcome}"
+    );
+    assert_eq!(approvals.mutations_sent(), 0, "no PATCH was sent");
+    let now = get_deployment(&client, &ns.name, "api").await;
+    assert_eq!(image_of(&now), "nginx:1.27");
+    assert_eq!(stamp_of(&now), None);
+    let refusal = audit
+        .recent(100)
+        .into_iter()
+        .find(|r| r.target.as_deref() == Some(p.id.as_str()) && r.action == "apply")
+        .expect("the refused apply is audited");
+    assert_eq!(refusal.outcome, "failed");
+    assert!(refusal.detail.contains("metadata.labels changed"), "{}", refusal.detail);
 }

@@ -121,6 +121,7 @@ pub fn drafts(answer: &Answer, subject: &WorkloadRef) -> (Vec<ProposalDraft>, Ve
                 name: p.name.clone(),
                 resource_version: None,
                 generation: None,
+                content_digest: None,
             },
             action: Action::Patch { patch_type: p.patch_type, body: p.patch.clone() },
             rationale: p.rationale.clone(),

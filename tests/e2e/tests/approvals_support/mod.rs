@@ -192,6 +192,11 @@ pub async fn proposal(client: &Client, ns: &str, name: &str, patch_type: PatchTy
     p.target.name = name.to_owned();
     p.target.resource_version = live.resource_version();
     p.target.generation = live.metadata.generation;
+    // What policy::prepare records: the fingerprint of the object as the apiserver returns it.
+    let raw: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &kube::api::ApiResource::erase::<Deployment>(&()));
+    let raw = serde_json::to_value(raw.get(name).await.unwrap()).unwrap();
+    p.target.content_digest = Some(kubemedic::approvals::precondition::fingerprint(&raw));
     p.action = Action::Patch { patch_type, body };
     p.approvers = vec![APPROVER.to_owned(), "alice".to_owned()];
     p.diff = format!("change to Deployment {ns}/{name}");

@@ -42,6 +42,9 @@ const INCIDENT_QUEUE: usize = 1024;
 const AGENT_WORKERS: usize = 2;
 /// How long runs in flight may take to finish after SIGTERM.
 const GRACE: Duration = Duration::from_secs(20);
+/// Waits before diagnosing again when a run could not read the cluster (apiserver down or
+/// unreachable): an incident is not closed on a diagnosis made blind.
+const DIAGNOSIS_RETRIES: [Duration; 3] = [Duration::from_secs(2), Duration::from_secs(5), Duration::from_secs(10)];
 
 /// Everything the workers share.
 struct Shared {
@@ -277,9 +280,20 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
                     match delivery {
                         Ok(delivery) => {
                             // A run in flight finishes after SIGTERM (until the grace period ends).
-                            tokio::select! {
-                                () = runs.cancelled() => return,
-                                () = diagnose_incident(&shared, delivery.incident.clone()) => {}
+                            // Held in this worker while it retries: the embedded queue has no
+                            // redelivery, and NATS is told the run is still in progress.
+                            for (attempt, wait) in DIAGNOSIS_RETRIES.iter().map(Some).chain([None]).enumerate() {
+                                let outcome = tokio::select! {
+                                    () = runs.cancelled() => return,
+                                    o = diagnose_incident(&shared, delivery.incident.clone(), wait.is_none()) => o,
+                                };
+                                let (Outcome::Retry(why), Some(wait)) = (outcome, wait) else { break };
+                                tracing::warn!(incident = %delivery.incident.id, attempt = attempt + 1, retry_in = ?wait, "diagnosis incomplete, retrying: {why}");
+                                let _ = delivery.in_progress().await;
+                                tokio::select! {
+                                    () = runs.cancelled() => return,
+                                    () = tokio::time::sleep(*wait) => {}
+                                }
                             }
                             if let Err(err) = delivery.ack().await {
                                 tracing::warn!(error = %super::error_chain(&err), "cannot ack incident");
@@ -314,7 +328,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
                 match shared.store.get_incident(id).await {
                     Ok(Some(incident)) => {
                         tracing::info!(incident = id, reason = %request.reason, "diagnosing again");
-                        diagnose_incident(&shared, incident).await;
+                        diagnose_incident(&shared, incident, true).await;
                     }
                     Ok(None) => {}
                     Err(err) => tracing::warn!(error = %super::error_chain(&err), "cannot load incident"),
@@ -382,8 +396,33 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How one diagnosis attempt ended.
+enum Outcome {
+    Done,
+    /// The cluster could not be read; worth another attempt (the reason).
+    Retry(String),
+}
+
+/// Whether a run that ended like this should be tried again before the incident is closed:
+/// reads of the cluster failed (apiserver restarting, network) and nothing could be concluded.
+fn retryable(result: &Result<agent::Diagnosis, agent::AgentError>) -> Option<String> {
+    match result {
+        Err(err @ (agent::AgentError::Read { .. } | agent::AgentError::Timeout(..))) => Some(super::error_chain(err)),
+        Err(_) => None,
+        Ok(d) if d.proposals.is_empty() && d.advice.is_empty() => d
+            .notes
+            .iter()
+            .filter_map(|n| n.strip_prefix("not gathered: "))
+            .find(|gap| !gap.contains("outside the configured scope"))
+            .map(|gap| format!("not gathered: {gap}")),
+        Ok(_) => None,
+    }
+}
+
 /// Run the incident's workflow, store the outcome, hand proposals to approvals.
-async fn diagnose_incident(shared: &Shared, mut incident: Incident) {
+/// Unless `last_try`, a run that could not read the cluster leaves the incident open and
+/// asks for another attempt.
+async fn diagnose_incident(shared: &Shared, mut incident: Incident, last_try: bool) -> Outcome {
     let span = crate::telemetry::otel::agent_span(
         &incident.prompt,
         &incident.id,
@@ -396,14 +435,21 @@ async fn diagnose_incident(shared: &Shared, mut incident: Incident) {
             tracing::warn!(error = %super::error_chain(&err), "cannot store incident");
         }
         let request = Request::from(&incident);
-        let diagnosis = match agent::run(&shared.deps, &request).await {
+        let result = agent::run(&shared.deps, &request).await;
+        if let (false, Some(why)) = (last_try, retryable(&result)) {
+            incident.status = IncidentStatus::Open;
+            incident.summary = Some(format!("diagnosis incomplete, will retry: {why}"));
+            let _ = shared.store.put_incident(&incident).await;
+            return Outcome::Retry(why);
+        }
+        let diagnosis = match result {
             Ok(d) => d,
             Err(err) => {
                 tracing::error!(incident = %incident.id, error = %super::error_chain(&err), "diagnosis failed");
                 incident.status = IncidentStatus::Open;
                 incident.summary = Some(format!("diagnosis failed: {}", super::error_chain(&err)));
                 let _ = shared.store.put_incident(&incident).await;
-                return;
+                return Outcome::Done;
             }
         };
         // The agent acts for the rule that opened the incident.
@@ -435,9 +481,10 @@ async fn diagnose_incident(shared: &Shared, mut incident: Incident) {
             "diagnosed: {}",
             crate::redact::redact_text(&diagnosis.root_cause)
         );
+        Outcome::Done
     }
     .instrument(span)
-    .await;
+    .await
 }
 
 /// What each prompt accepts, for checking rule workflows at start-up.
@@ -484,4 +531,42 @@ fn spawn_signal_handler(token: CancellationToken) {
         tracing::warn!("second signal: exiting now");
         std::process::exit(130);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::WorkloadRef;
+
+    fn diagnosis(notes: &[&str], advice: &[&str]) -> agent::Diagnosis {
+        agent::Diagnosis {
+            incident_id: None,
+            workload: WorkloadRef::new("Deployment", "shop", "api"),
+            summary: "not determined by the built-in analyzers".into(),
+            root_cause: String::new(),
+            evidence: Vec::new(),
+            confidence: 0.1,
+            mermaid: String::new(),
+            proposals: Vec::new(),
+            refused: Vec::new(),
+            advice: advice.iter().map(|a| (*a).to_owned()).collect(),
+            runner: "builtin".into(),
+            notes: notes.iter().map(|n| (*n).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn blind_diagnoses_are_retried_and_conclusive_ones_are_not() {
+        let blind = diagnosis(&["workflow x: steps a", "not gathered: events: connection refused"], &[]);
+        assert_eq!(retryable(&Ok(blind)).as_deref(), Some("not gathered: events: connection refused"));
+        let scoped = diagnosis(&["not gathered: secrets are outside the configured scope"], &[]);
+        assert_eq!(retryable(&Ok(scoped)), None, "a scope gap does not go away by waiting");
+        let advised = diagnosis(&["not gathered: events: connection refused"], &["create the Secret"]);
+        assert_eq!(retryable(&Ok(advised)), None, "a conclusion was reached");
+        let clean = diagnosis(&["workflow x: steps a"], &[]);
+        assert_eq!(retryable(&Ok(clean)), None);
+        assert!(retryable(&Err(agent::AgentError::Timeout("shop/Deployment/api".into(), 60))).is_some());
+        assert_eq!(retryable(&Err(agent::AgentError::NotFound("shop/Deployment/api".into()))), None);
+        assert_eq!(retryable(&Err(agent::AgentError::OutOfScope("x".into()))), None);
+    }
 }

@@ -233,7 +233,7 @@ impl RuleSet {
             let file: RuleFile = match serde_yaml_ng::from_str(text) {
                 Ok(f) => f,
                 Err(err) => {
-                    let line = err.location().map_or(0, |l| l.line());
+                    let line = err.location().map_or(0, |l| l.line()).min(line_count(text).max(1));
                     problems.push(RuleProblem { file: path.clone(), line, reason: yaml_reason(&err) });
                     continue;
                 }
@@ -300,6 +300,15 @@ impl RuleSet {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+}
+
+/// Lines as editors and YAML count them (`\r\n`, `\n`, `\r`, NEL, LS, PS end a line). libyaml
+/// puts the end of a stream without a final line break on the line after the last one, which
+/// must not reach an operator as `file:line`.
+fn line_count(text: &str) -> usize {
+    let is_break = |c: char| matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}');
+    let breaks = text.chars().filter(|c| is_break(*c)).count() - text.matches("\r\n").count();
+    breaks + usize::from(text.chars().next_back().is_some_and(|c| !is_break(c)))
 }
 
 /// serde_yaml_ng puts "at line N column M" into the message; the line is already in front.

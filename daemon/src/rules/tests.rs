@@ -109,7 +109,19 @@ fn unknown_fields_are_refused_with_line() {
     let p = problems(load("rules:\n  - name: a\n    match: {reasonz: [X]}\n").unwrap_err());
     assert!(p[0].contains("unknown field `reasonz`"), "{p:?}");
     let p = problems(load("rules: [").unwrap_err());
-    assert!(p[0].starts_with("rules/test.yaml:2: ") && p[0].contains("did not find expected node"), "{p:?}");
+    assert!(p[0].starts_with("rules/test.yaml:1: ") && p[0].contains("did not find expected node"), "{p:?}");
+}
+
+/// Found by fuzz/fuzz_targets/rule_files.rs (artifact crash-38c51329): an unterminated flow
+/// sequence in a file without a final newline was reported on line 6 of a 5-line file.
+#[test]
+fn syntax_errors_at_the_end_point_at_the_last_line() {
+    let text = "rules:\n  - name: one\n    match:\n      reasons: [Xrules:work\n  -flo ";
+    let p = problems(load(text).unwrap_err());
+    assert!(p[0].starts_with("rules/test.yaml:5: ") && p[0].contains("did not find expected"), "{p:?}");
+    for (text, lines) in [("", 0), ("a", 1), ("a\n", 1), ("a\r\nb", 2), ("a\rb\r", 2), ("a\u{2028}b", 2)] {
+        assert_eq!(line_count(text), lines, "{text:?}");
+    }
 }
 
 #[test]

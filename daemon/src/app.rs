@@ -131,7 +131,7 @@ pub async fn demo(config: Config, options: DemoOptions) -> Result<ExitCode, AppE
     );
     let rows = demo::run(&config, cluster, approvals, files, options.yes).await?;
     println!("\n{}", demo::table(&rows));
-    let failed = rows.iter().any(|r| r.decision == "approved" && !r.outcome.starts_with("verified"));
+    let failed = rows.iter().any(|r| r.decision == "approved" && !r.verified);
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 

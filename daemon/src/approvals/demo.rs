@@ -219,6 +219,8 @@ pub struct Row {
     pub root_cause: String,
     pub decision: String,
     pub outcome: String,
+    /// The last change applied in this scenario was verified.
+    pub verified: bool,
 }
 
 async fn ask(question: &str) -> bool {
@@ -229,6 +231,10 @@ async fn ask(question: &str) -> bool {
 }
 
 /// Run the demo; returns the rows of the result table.
+/// Diagnose-approve-verify rounds per scenario at most (a change that does not fix the
+/// failure is followed by another diagnosis, as a new incident would be in the daemon).
+const ROUNDS: usize = 3;
+
 pub async fn run(
     config: &Config,
     cluster: Cluster,
@@ -272,56 +278,73 @@ pub async fn run(
             root_cause: String::new(),
             decision: "-".into(),
             outcome: "-".into(),
+            verified: false,
         };
-        let diagnosis = match crate::agent::run(&deps, &request).await {
-            Ok(d) => d,
-            Err(e) => {
-                row.outcome = format!("diagnosis failed: {}", crate::app::error_chain(&e));
-                rows.push(row);
-                continue;
+        // What the daemon does when a verified-failed change leaves the failure in place: a new
+        // incident is diagnosed again with the current state (e.g. memory doubled once more).
+        let mut earlier: Vec<String> = Vec::new();
+        for round in 1..=ROUNDS {
+            if round > 1 {
+                println!("the failure is still there: diagnosing again (round {round} of {ROUNDS})");
             }
-        };
-        print!("{}", diagnosis.render_text());
-        row.root_cause = diagnosis.root_cause.clone();
-        let Some(proposal) = diagnosis.proposals.first().cloned() else {
-            row.outcome = if diagnosis.advice.is_empty() {
-                "no safe patch".into()
-            } else {
-                format!("advice: {}", diagnosis.advice.join("; "))
-            };
-            rows.push(row);
-            continue;
-        };
-        let submitted = match approvals.submit_with(proposal, Some(diagnosis.clone())).await {
-            Ok(p) => p,
-            Err(e) => {
-                row.outcome = format!("not offered: {e}");
-                rows.push(row);
-                continue;
-            }
-        };
-        let approve = yes || ask("Apply this change?").await;
-        row.decision = if approve { "approved".into() } else { "rejected".into() };
-        if approve {
-            println!(
-                "applying; verifying: the rollout, then its pods must stay Ready without a restart for {}s",
-                config.approvals.verify_stable_seconds
-            );
-        }
-        match approvals.decide(&submitted.id, &user, approve).await {
-            Ok(p) => {
-                row.outcome = match p.state {
-                    ProposalState::Verified => format!("verified: {}", p.outcome.clone().unwrap_or_default()),
-                    ProposalState::Rejected => "nothing changed".into(),
-                    s => format!("{}: {}", s.as_str(), p.outcome.clone().unwrap_or_default()),
-                };
-                if p.state == ProposalState::Failed
-                    && let Some(rollback) = rollback_of(&approvals, &p.id).await
-                {
-                    row.outcome.push_str(&format!("; rollback proposed ({}, not applied)", rollback.state.as_str()));
+            let diagnosis = match crate::agent::run(&deps, &request).await {
+                Ok(d) => d,
+                Err(e) => {
+                    row.outcome = format!("diagnosis failed: {}", crate::app::error_chain(&e));
+                    break;
                 }
+            };
+            print!("{}", diagnosis.render_text());
+            row.root_cause = diagnosis.root_cause.clone();
+            let Some(proposal) = diagnosis.proposals.first().cloned() else {
+                row.outcome = if diagnosis.advice.is_empty() {
+                    "no safe patch".into()
+                } else {
+                    format!("advice: {}", diagnosis.advice.join("; "))
+                };
+                break;
+            };
+            let submitted = match approvals.submit_with(proposal, Some(diagnosis.clone())).await {
+                Ok(p) => p,
+                Err(e) => {
+                    row.outcome = format!("not offered: {e}");
+                    break;
+                }
+            };
+            let approve = yes || ask("Apply this change?").await;
+            row.decision = if approve { "approved".into() } else { "rejected".into() };
+            if approve {
+                println!(
+                    "applying; verifying: the rollout, then its pods must stay Ready without a restart for {}s",
+                    config.approvals.verify_stable_seconds
+                );
             }
-            Err(e) => row.outcome = format!("error: {e}"),
+            match approvals.decide(&submitted.id, &user, approve).await {
+                Ok(p) => {
+                    row.verified = p.state == ProposalState::Verified;
+                    row.outcome = match p.state {
+                        ProposalState::Verified => format!("verified: {}", p.outcome.clone().unwrap_or_default()),
+                        ProposalState::Rejected => "nothing changed".into(),
+                        s => format!("{}: {}", s.as_str(), p.outcome.clone().unwrap_or_default()),
+                    };
+                    if p.state == ProposalState::Failed
+                        && let Some(rollback) = rollback_of(&approvals, &p.id).await
+                    {
+                        row.outcome
+                            .push_str(&format!("; rollback proposed ({}, not applied)", rollback.state.as_str()));
+                    }
+                }
+                Err(e) => row.outcome = format!("error: {e}"),
+            }
+            let retry = approve && row.outcome.starts_with("failed: verification failed");
+            if !retry || round == ROUNDS {
+                break;
+            }
+            println!("-> {}", row.outcome);
+            earlier.push(std::mem::take(&mut row.outcome));
+        }
+        if !earlier.is_empty() {
+            row.outcome = format!("{}; then {}", earlier.join("; then "), row.outcome);
         }
         println!("-> {}", row.outcome);
         rows.push(row);

@@ -728,6 +728,28 @@ impl Approvals {
         }
     }
 
+    /// On the timer: finish `applying`/`applied` proposals another replica left behind (it died
+    /// and a replica under another name took its place, so its own start-up resume never
+    /// comes). Only another replica's, only once nothing was recorded for longer than both
+    /// `takeover_seconds` and a whole verification, so a live replica still verifying keeps
+    /// its work; the claim itself is a CAS (see [`Approvals::take_over`]).
+    pub async fn take_over_abandoned(&self) -> Result<Vec<Proposal>, ApprovalError> {
+        let quiet = self.config.takeover_seconds.max(self.config.verify_timeout_seconds.saturating_add(30));
+        let quiet = jiff::SignedDuration::from_secs(i64::try_from(quiet).unwrap_or(i64::MAX / 2));
+        let now = Timestamp::now();
+        let mut out = Vec::new();
+        for p in self.store.list_proposals().await? {
+            let abandoned = matches!(p.state, ProposalState::Applying | ProposalState::Applied)
+                && p.history
+                    .last()
+                    .is_some_and(|t| t.by != self.replica && t.at.checked_add(quiet).is_ok_and(|d| d <= now));
+            if abandoned && let Some(done) = self.resume_one(p).await? {
+                out.push(done);
+            }
+        }
+        Ok(out)
+    }
+
     /// Background duties until `cancel`: resume once, then expire open
     /// proposals and post those Slack has not got yet, on a timer.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
@@ -744,6 +766,9 @@ impl Approvals {
                     }
                     if let Err(err) = self.post_unposted().await {
                         tracing::warn!(error = %crate::app::error_chain(&err), "cannot post proposals to Slack");
+                    }
+                    if let Err(err) = self.take_over_abandoned().await {
+                        tracing::warn!(error = %crate::app::error_chain(&err), "cannot take over abandoned proposals");
                     }
                 }
             }

@@ -136,3 +136,41 @@ async fn crash_after_decision_leaves_approved_for_resume() {
     assert!(matches!(err, ApprovalError::Crashed(CrashPoint::AfterDecision)));
     assert_eq!(f.approvals.get(&p.id).await.unwrap().state, ProposalState::Approved);
 }
+
+/// A replica that died mid-apply is replaced by one with another name: its `applying`
+/// proposal is taken over on the timer once it has been quiet for longer than a whole
+/// verification, while a recent one (a live replica at work) is left alone.
+#[tokio::test]
+async fn abandoned_applying_proposals_are_taken_over_on_the_timer() {
+    let f = fixture().await;
+    let store = f.approvals.store();
+    let applying = |id: &str, ago: SignedDuration| {
+        let mut p = proposal();
+        p.id = id.to_owned();
+        p.state = ProposalState::Applying;
+        p.history.push(proposal::Transition {
+            from: ProposalState::Approved,
+            to: ProposalState::Applying,
+            at: Timestamp::now() - ago,
+            by: "kubemedic-old-pod".into(),
+            note: String::new(),
+        });
+        p
+    };
+    store.create_proposal(&applying("abandoned", SignedDuration::from_hours(1))).await.unwrap();
+    store.create_proposal(&applying("busy", SignedDuration::from_secs(5))).await.unwrap();
+
+    let taken = f.approvals.take_over_abandoned().await.unwrap();
+    assert_eq!(taken.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["abandoned"]);
+    let abandoned = f.approvals.get("abandoned").await.unwrap();
+    assert!(
+        abandoned.history.iter().any(|t| t.by == "test-0" && t.note == "resumed after a restart"),
+        "claimed by this replica: {:?}",
+        abandoned.history
+    );
+    // This offline test cluster cannot be read, so the claimed apply ends failed, not stuck.
+    assert_ne!(abandoned.state, ProposalState::Applying);
+    let busy = f.approvals.get("busy").await.unwrap();
+    assert_eq!(busy.state, ProposalState::Applying);
+    assert_eq!(busy.history.len(), 1, "a live replica's work is not touched");
+}

@@ -67,9 +67,10 @@ pub struct Incident {
 /// Fingerprint of (cluster, namespace, workload, reason).
 pub fn fingerprint(cluster: &str, workload: &WorkloadRef, reason: &str) -> String {
     let mut h = Sha256::new();
+    // Length-prefixed: a separator byte could be forged by an alert label containing it.
     for part in [cluster, &workload.namespace, &workload.kind, &workload.name, reason] {
+        h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
-        h.update([0u8]);
     }
     hex::encode(h.finalize())
 }
@@ -77,6 +78,15 @@ pub fn fingerprint(cluster: &str, workload: &WorkloadRef, reason: &str) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprint_cannot_be_forged_with_a_separator_byte() {
+        let a = fingerprint("c", &WorkloadRef::new("Deployment", "ns", "web"), "X");
+        let forged = fingerprint("c", &WorkloadRef::new("Deployment", "ns\0Deployment", "web"), "X");
+        assert_ne!(a, forged);
+        let b = fingerprint("c", &WorkloadRef::new("Deployment", "ns", "web\0X"), "");
+        assert_ne!(fingerprint("c", &WorkloadRef::new("Deployment", "ns", "web"), "X\0"), b);
+    }
 
     #[test]
     fn fingerprint_separates_fields() {

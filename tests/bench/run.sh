@@ -32,8 +32,9 @@ NODE_PEER="$NM/mcp-server-kubernetes/dist/index.js"
 [ -x "$GO_PEER" ] || { echo "missing $GO_PEER (tests/tools/install.sh)" >&2; exit 1; }
 [ -f "$NODE_PEER" ] || { echo "missing $NODE_PEER (tests/tools/install.sh)" >&2; exit 1; }
 
-# Cargo's target directory: CARGO_TARGET_DIR when set (a shared build cache), else ./target.
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+# Cargo's target directory: the same shared build cache as tests/run.sh and scripts/demo.sh.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$KUBEMEDIC_CACHE/target}
+TARGET=$CARGO_TARGET_DIR
 BIN=$TARGET/debug; [ "$PROFILE" = release ] && BIN=$TARGET/release
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
   if [ "$PROFILE" = release ]; then cargo build --release -p kubemedic -p nodesim >&2; else cargo build -p kubemedic -p nodesim >&2; fi

@@ -2,25 +2,13 @@
 //! store: an incident `kubemedic run` stored (written here through the same
 //! store type) is listed over stdio, and the embedded store is not opened.
 
-use std::path::PathBuf;
-
+use e2e::daemon::{bin, repo_root};
 use kubemedic::store::Store;
 use kubemedic::store::nats::{DEFAULT_BUCKET, NatsStore};
 use rmcp::ServiceExt as _;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::TokioChildProcess;
 use serde_json::json;
-
-fn root() -> PathBuf {
-    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn kubemedic_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("kubemedic");
-    assert!(bin.exists(), "{} not built: run `cargo build --workspace` (tests/run.sh does)", bin.display());
-    bin
-}
 
 #[tokio::test]
 async fn stdio_lists_incidents_from_the_shared_nats_store() {
@@ -41,8 +29,8 @@ async fn stdio_lists_incidents_from_the_shared_nats_store() {
     let dir = tempfile::tempdir().unwrap();
     let config = json!({
         "cluster": {"name": "local", "namespaces": [ns.name], "kubeconfig": e2e::kubeconfig_path()},
-        "prompts_dir": root().join("prompts"),
-        "rules_dir": root().join("rules"),
+        "prompts_dir": repo_root().join("prompts"),
+        "rules_dir": repo_root().join("rules"),
         // Never opened: with NATS configured the embedded store is not used.
         "state_dir": dir.path().join("state"),
         "auth": {"stdio_user": "e2e-user", "stdio_role": "viewer"},
@@ -51,7 +39,7 @@ async fn stdio_lists_incidents_from_the_shared_nats_store() {
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
 
-    let mut cmd = tokio::process::Command::new(kubemedic_bin());
+    let mut cmd = tokio::process::Command::new(bin());
     cmd.args(["mcp", "--config"]).arg(&path).env("RUST_LOG", "warn");
     let mcp = ().serve(TokioChildProcess::new(cmd).expect("spawn kubemedic mcp")).await.expect("initialize");
     let params = CallToolRequestParams::new("list_incidents")

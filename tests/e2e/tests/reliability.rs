@@ -5,41 +5,18 @@
 //! answers as Alertmanager does. Nothing may be lost: every distinct fingerprint
 //! becomes exactly one incident; the daemon stays up (healthz) with bounded memory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rmcp::ServiceExt as _;
-use rmcp::model::CallToolRequestParams;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use e2e::daemon::{APPROVER_TOKEN, Daemon, free_port, repo_root, token_entry};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 const NATS_SERVER: &str = "/usr/sbin/nats-server";
 const TOTAL_ALERTS: usize = 10_000;
 const BATCH: usize = 100;
 const FINGERPRINTS: usize = 40;
 const SENDERS: usize = 4;
-const TOKEN: &str = "reliability-viewer-token-0123456789";
-
-fn root() -> PathBuf {
-    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn kubemedic_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("kubemedic");
-    assert!(bin.exists(), "{} not built: run `cargo build --workspace` (tests/run.sh does)", bin.display());
-    bin
-}
 
 /// A child process killed (SIGKILL) and reaped on drop.
 struct Proc(Child);
@@ -78,20 +55,6 @@ fn start_nats(port: u16, dir: &Path) -> Proc {
         std::thread::sleep(Duration::from_millis(50));
     }
     Proc(child)
-}
-
-async fn mcp_call(url: &str, tool: &str, args: Value) -> Result<Value, String> {
-    let config = StreamableHttpClientTransportConfig::with_uri(format!("{url}/mcp")).auth_header(TOKEN.to_owned());
-    let client = ().serve(StreamableHttpClientTransport::from_config(config)).await.map_err(|e| e.to_string())?;
-    let params =
-        CallToolRequestParams::new(tool.to_owned()).with_arguments(args.as_object().cloned().unwrap_or_default());
-    let result = client.call_tool(params).await.map_err(|e| e.to_string());
-    let _ = client.cancel().await;
-    let result = result?;
-    if result.is_error == Some(true) {
-        return Err(format!("{result:?}"));
-    }
-    result.structured_content.ok_or_else(|| "no structured content".to_owned())
 }
 
 /// One Alertmanager webhook body with alerts `first..first+BATCH`, all firing.
@@ -159,10 +122,10 @@ async fn alert_storm_with_nats_restart_loses_nothing_and_the_daemon_stays_up() {
     let config = json!({
         "cluster": { "name": "storm", "namespaces": [ns.name] },
         "rules_dir": dir.join("rules"),
-        "prompts_dir": root().join("prompts"),
+        "prompts_dir": repo_root().join("prompts"),
         "state_dir": dir.join("state"),
         "http": { "listen": format!("127.0.0.1:{port}") },
-        "auth": { "tokens": [{ "name": "viewer", "sha256": hex::encode(Sha256::digest(TOKEN)), "role": "viewer" }] },
+        "auth": { "tokens": [token_entry("approver", APPROVER_TOKEN, "approver")] },
         "nats": {
             "url": format!("nats://127.0.0.1:{nats_port}"),
             "incident_stream": "STORM_INCIDENTS",
@@ -171,25 +134,10 @@ async fn alert_storm_with_nats_restart_loses_nothing_and_the_daemon_stays_up() {
             "leader_election": { "lease_name": ns.name, "lease_namespace": ns.name },
         },
     });
-    std::fs::write(dir.join("config.yaml"), serde_yaml_ng::to_string(&config).unwrap()).unwrap();
-    let daemon = Proc(
-        Command::new(kubemedic_bin())
-            .args(["run", "--config"])
-            .arg(dir.join("config.yaml"))
-            .env("RUST_LOG", "info,rmcp=warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
-            .spawn()
-            .expect("start kubemedic run"),
-    );
-    let pid = daemon.0.id();
-    let url = format!("http://127.0.0.1:{port}");
+    let mut daemon = Daemon::start(&dir.join("daemon"), &config, &[("RUST_LOG", "info,rmcp=warn")]).await;
+    let pid = daemon.pid().expect("daemon pid");
+    let url = daemon.url.clone();
     let http = reqwest::Client::new();
-    e2e::wait::until(Duration::from_secs(60), "kubemedic /readyz", || {
-        let (http, url) = (http.clone(), url.clone());
-        async move { http.get(format!("{url}/readyz")).send().await.ok().filter(|r| r.status().is_success()) }
-    })
-    .await;
     let rss_before = rss_mib(pid);
 
     // The storm: SENDERS concurrent senders, each retrying a batch on any non-2xx or
@@ -253,13 +201,8 @@ async fn alert_storm_with_nats_restart_loses_nothing_and_the_daemon_stays_up() {
     assert!(restarted, "nats-server was restarted mid-storm");
 
     // Every distinct fingerprint becomes exactly one incident.
-    let incidents = e2e::wait::until(Duration::from_secs(60), "one incident per storm workload", || {
-        let (url, ns) = (url.clone(), ns.name.clone());
-        async move {
-            let out = mcp_call(&url, "list_incidents", json!({ "namespace": ns, "limit": 200 })).await.ok()?;
-            let list = out["incidents"].as_array()?.clone();
-            (list.len() >= FINGERPRINTS).then_some(list)
-        }
+    let incidents = e2e::wait::until(Duration::from_secs(60), "one incident per storm workload", || async {
+        daemon.incidents(&ns.name).await.filter(|list| list.len() >= FINGERPRINTS)
     })
     .await;
     let mut names: Vec<String> =
@@ -278,8 +221,7 @@ async fn alert_storm_with_nats_restart_loses_nothing_and_the_daemon_stays_up() {
     assert_eq!(fingerprints.len(), FINGERPRINTS, "distinct fingerprints: {incidents:#?}");
 
     // Still up, memory bounded.
-    let mut daemon = daemon;
-    assert!(daemon.0.try_wait().unwrap().is_none(), "kubemedic run exited during the storm");
+    assert!(daemon.running(), "kubemedic run exited during the storm");
     let health = http.get(format!("{url}/healthz")).send().await.expect("healthz after the storm");
     assert!(health.status().is_success(), "healthz after the storm: {}", health.status());
     let rss_after = rss_mib(pid);

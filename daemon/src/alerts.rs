@@ -48,13 +48,17 @@ pub struct AlertsConfig {
     /// Largest webhook body accepted, in bytes (larger gets 413).
     pub max_body_bytes: usize,
     /// Hex SHA-256 of the bearer token Alertmanager must send
-    /// (`printf %s "$TOKEN" | sha256sum`); absent = no authentication.
+    /// (`printf %s "$TOKEN" | sha256sum`); absent = no authentication, which
+    /// `kubemedic run` accepts only on a loopback listener or with `allow_unauthenticated`.
     pub bearer_token_sha256: Option<String>,
+    /// Serve the webhook without a token on a non-loopback listener (anyone who can reach
+    /// the port can then open incidents and feed text to the diagnosis).
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for AlertsConfig {
     fn default() -> Self {
-        Self { enabled: true, max_body_bytes: 1 << 20, bearer_token_sha256: None }
+        Self { enabled: true, max_body_bytes: 1 << 20, bearer_token_sha256: None, allow_unauthenticated: false }
     }
 }
 
@@ -68,6 +72,22 @@ impl AlertsConfig {
             && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
         {
             return Err("alerts.bearer_token_sha256 must be 64 hex characters (a SHA-256)".into());
+        }
+        Ok(())
+    }
+
+    /// Refuses an unauthenticated webhook on a listener other hosts can reach.
+    pub fn check_listener(&self, listen: std::net::SocketAddr) -> Result<(), String> {
+        if self.enabled
+            && self.bearer_token_sha256.is_none()
+            && !self.allow_unauthenticated
+            && !listen.ip().is_loopback()
+        {
+            return Err(format!(
+                "the Alertmanager webhook would accept anyone on {listen}: set alerts.bearer_token_sha256 \
+                 (and Alertmanager's http_config.authorization), listen on loopback, or set \
+                 alerts.allow_unauthenticated: true"
+            ));
         }
         Ok(())
     }
@@ -117,7 +137,9 @@ pub async fn serve(
     state: AlertsState,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    let max_body = state.config.max_body_bytes;
+    let limits = crate::listener::ListenerLimits::default();
+    crate::listener::serve(listener, router(state), &limits, max_body, shutdown).await
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -86,15 +86,37 @@ pub struct HttpConfig {
     pub allowed_origins: Vec<String>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Most connections open at once; at the cap new clients wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Seconds a client has to send the request line and headers; also how long a
+    /// keep-alive connection may sit idle between requests.
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a client has to send the whole request body.
+    pub body_read_timeout_seconds: u64,
+}
+
+impl HttpConfig {
+    /// What one client may hold on the listener.
+    pub fn limits(&self) -> crate::listener::ListenerLimits {
+        crate::listener::ListenerLimits {
+            max_connections: self.max_connections,
+            header_read_timeout_seconds: self.header_read_timeout_seconds,
+            body_read_timeout_seconds: self.body_read_timeout_seconds,
+        }
+    }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
+        let defaults = crate::listener::ListenerLimits::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             max_body_bytes: 1 << 20,
+            max_connections: defaults.max_connections,
+            header_read_timeout_seconds: defaults.header_read_timeout_seconds,
+            body_read_timeout_seconds: defaults.body_read_timeout_seconds,
         }
     }
 }
@@ -151,10 +173,12 @@ impl Config {
         if self.http.max_body_bytes == 0 {
             return Err(ConfigError::Invalid("http.max_body_bytes must be > 0".into()));
         }
+        self.http.limits().validate().map_err(|e| ConfigError::Invalid(format!("http.{e}")))?;
         // Each section checks what serde cannot; the first problem stops start-up (exit 64).
         let invalid = |section: &str, e: String| ConfigError::Invalid(format!("{section}: {e}"));
         self.auth.validate().map_err(|e| invalid("auth", crate::app::error_chain(&e)))?;
         self.alerts.validate().map_err(|e| invalid("alerts", e))?;
+        self.alerts.check_listener(self.http.listen).map_err(|e| invalid("alerts", e))?;
         self.agent.validate().map_err(|e| invalid("agent", e))?;
         self.policy.validate().map_err(|e| invalid("policy", e))?;
         self.approvals.validate().map_err(|e| invalid("approvals", e))?;
@@ -174,6 +198,33 @@ mod tests {
     fn unknown_field_is_refused() {
         let err = serde_yaml_ng::from_str::<Config>("clustr: {}\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `clustr`"), "{err}");
+    }
+
+    #[test]
+    fn an_unauthenticated_webhook_is_refused_on_a_non_loopback_listener() {
+        let parse = |yaml: &str| serde_yaml_ng::from_str::<Config>(yaml).unwrap().validate();
+        for listen in ["0.0.0.0:8080", "10.1.2.3:8080", "[::]:8080"] {
+            let err = parse(&format!("http: {{listen: \"{listen}\"}}\n")).unwrap_err().to_string();
+            assert!(err.contains("alerts.bearer_token_sha256") && err.contains("allow_unauthenticated"), "{err}");
+        }
+        parse("http: {listen: \"127.0.0.1:8080\"}\n").unwrap();
+        parse("http: {listen: \"[::1]:8080\"}\n").unwrap();
+        parse("http: {listen: \"0.0.0.0:8080\"}\nalerts: {allow_unauthenticated: true}\n").unwrap();
+        parse("http: {listen: \"0.0.0.0:8080\"}\nalerts: {enabled: false}\n").unwrap();
+        let hashed =
+            format!("http: {{listen: \"0.0.0.0:8080\"}}\nalerts: {{bearer_token_sha256: \"{}\"}}\n", "a".repeat(64));
+        parse(&hashed).unwrap();
+    }
+
+    #[test]
+    fn listener_limits_are_configurable_and_zero_is_refused() {
+        let c: Config =
+            serde_yaml_ng::from_str("http: {max_connections: 7, header_read_timeout_seconds: 3}\n").unwrap();
+        assert_eq!(c.http.limits().max_connections, 7);
+        assert_eq!(c.http.limits().header_read_timeout_seconds, 3);
+        assert_eq!(c.http.limits().body_read_timeout_seconds, 30);
+        let zero: Config = serde_yaml_ng::from_str("http: {body_read_timeout_seconds: 0}\n").unwrap();
+        assert!(zero.validate().unwrap_err().to_string().contains("http.body_read_timeout_seconds"));
     }
 
     #[test]

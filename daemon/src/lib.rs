@@ -18,6 +18,7 @@
 //! - [`mcp`]: the MCP server (stdio and streamable HTTP) and its auth.
 //! - [`store`]: durable state (embedded or NATS KV); [`bus`]: `kubemedic.>` events.
 //! - [`drift`]: nightly drift reports; [`telemetry`]: spans, metrics, audit trail.
+//! - [`listener`]: serving HTTP with connection, header and body bounds.
 //! - [`app`]: the one place that wires them together.
 
 pub mod agent;
@@ -30,6 +31,7 @@ pub mod config;
 pub mod drift;
 pub mod incident;
 pub mod leader;
+pub mod listener;
 pub mod mcp;
 pub mod policy;
 pub mod prompts;

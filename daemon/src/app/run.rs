@@ -356,10 +356,10 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     tracing::info!(listen = %listener.local_addr()?, cluster = %cluster.name, "kubemedic running");
     readiness.set("started", true);
     let http_stop = shutdown.clone();
-    let http =
-        tokio::spawn(
-            async move { axum::serve(listener, app).with_graceful_shutdown(http_stop.cancelled_owned()).await },
-        );
+    let limits = config.http.limits();
+    // The buffered body is bounded by the larger of the two limits; each route keeps its own below it.
+    let max_body = config.http.max_body_bytes.max(if config.alerts.enabled { config.alerts.max_body_bytes } else { 0 });
+    let http = tokio::spawn(async move { crate::listener::serve(listener, app, &limits, max_body, http_stop).await });
 
     shutdown.cancelled().await;
     tracing::info!(grace_seconds = GRACE.as_secs(), "shutting down: intake stopped, finishing runs in flight");

@@ -194,7 +194,9 @@ pub async fn spawn(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, app).await {
+        let limits = crate::listener::ListenerLimits::default();
+        let forever = tokio_util::sync::CancellationToken::new();
+        if let Err(err) = crate::listener::serve(listener, app, &limits, 1 << 20, forever).await {
             tracing::warn!(error = %err, "approval routes stopped");
         }
     });

@@ -68,7 +68,8 @@ pub async fn serve(
     readiness: Readiness,
     cancel: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics, readiness)).with_graceful_shutdown(cancel.cancelled_owned()).await
+    let limits = crate::listener::ListenerLimits::default();
+    crate::listener::serve(listener, router(metrics, readiness), &limits, 64 << 10, cancel).await
 }
 
 async fn metrics_handler(State(state): State<HealthState>, headers: HeaderMap) -> impl IntoResponse {

@@ -224,7 +224,8 @@ fn an_unauthenticated_webhook_on_a_non_loopback_listener_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let path = dir.path().join("config.yaml");
-    std::fs::write(&path, format!("http:\n  listen: \"0.0.0.0:{port}\"\n")).unwrap();
+    let state = dir.path().join("state");
+    std::fs::write(&path, format!("state_dir: {}\nhttp:\n  listen: \"0.0.0.0:{port}\"\n", state.display())).unwrap();
     let out = std::process::Command::new(bin())
         .args(["run", "--config"])
         .arg(&path)
@@ -234,6 +235,7 @@ fn an_unauthenticated_webhook_on_a_non_loopback_listener_refuses_to_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("alerts.bearer_token_sha256") && stderr.contains("allow_unauthenticated"), "{stderr}");
-    // Nothing listens: the refusal comes before any port is bound.
+    // The refusal comes before any port is bound or any state is written.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    assert!(!state.exists(), "state written before the config was refused");
 }

@@ -56,13 +56,33 @@ pub fn init_telemetry(_stdio: bool) -> Telemetry {
     let otel = provider.as_ref().map(crate::telemetry::otel::layer);
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(tracing_subscriber::fmt::layer().with_writer(crate::telemetry::logs::Gated(std::io::stderr)))
         .with(otel)
         .try_init();
     Telemetry { provider }
 }
 
 mod run;
+
+/// How long a command waits for the first listing of the Secrets in scope before it
+/// produces output (the gate scrubs values it learns later from then on).
+const SECRET_WATCH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Start the watch that keeps the redaction gate's known Secret values current, and wait
+/// (bounded) for its first listing, so the first output already knows them.
+pub async fn watch_secrets(
+    cluster: &crate::cluster::Cluster,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> crate::redact::watch::SecretWatch {
+    let watch = crate::redact::watch::secrets(&cluster.client, &cluster.scope, crate::redact::gate(), shutdown);
+    if !watch.settled(SECRET_WATCH_WAIT).await {
+        tracing::warn!(
+            wait_seconds = SECRET_WATCH_WAIT.as_secs(),
+            "Secret values not listed yet; their values are scrubbed from when they arrive"
+        );
+    }
+    watch
+}
 
 /// `kubemedic run`: see [`run::run`].
 pub async fn run(config: Config) -> Result<ExitCode, AppError> {
@@ -74,6 +94,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
 pub async fn mcp_stdio(config: Config) -> Result<ExitCode, AppError> {
     use rmcp::ServiceExt as _;
     let cluster = crate::cluster::Cluster::connect(&config.cluster).await?;
+    watch_secrets(&cluster, tokio_util::sync::CancellationToken::new()).await;
     let audit = crate::telemetry::audit::AuditLog::open(&config.state_dir)?;
     // With NATS configured, the same JetStream KV store as `kubemedic run` (shared, so incidents
     // and proposals made here are the daemon's too). The embedded store is single-writer: while
@@ -121,6 +142,7 @@ pub async fn demo(config: Config, options: DemoOptions) -> Result<ExitCode, AppE
     use crate::approvals::{Approvals, demo};
     let files = demo::select(&options.scenarios, &options.only)?;
     let cluster = crate::cluster::Cluster::connect(&config.cluster).await?;
+    watch_secrets(&cluster, tokio_util::sync::CancellationToken::new()).await;
     let store: std::sync::Arc<dyn crate::store::Store> =
         std::sync::Arc::new(crate::store::redb::RedbStore::open(&config.state_dir.join("demo"))?);
     let audit = crate::telemetry::audit::AuditLog::open(&config.state_dir)?;
@@ -139,6 +161,7 @@ pub async fn demo(config: Config, options: DemoOptions) -> Result<ExitCode, AppE
 pub async fn diagnose(config: Config, target: &str, json: bool) -> Result<ExitCode, AppError> {
     let workload = crate::agent::parse_target(target)?;
     let cluster = crate::cluster::Cluster::connect(&config.cluster).await?;
+    watch_secrets(&cluster, tokio_util::sync::CancellationToken::new()).await;
     let mut deps = crate::agent::Deps::from_config(cluster.clone(), &config)?;
     if config.agent.runner == crate::agent::RunnerKind::Llm {
         let audit = crate::telemetry::audit::AuditLog::open(&config.state_dir)?;
@@ -148,7 +171,8 @@ pub async fn diagnose(config: Config, target: &str, json: bool) -> Result<ExitCo
     }
     let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
     let request = crate::agent::Request::workload(workload, &format!("cli:{user}"));
-    let diagnosis = crate::agent::run(&deps, &request).await?;
+    // The sink: what this command prints leaves through the redaction gate.
+    let diagnosis = crate::redact::gate().typed(crate::agent::run(&deps, &request).await?);
     if json {
         println!("{}", serde_json::to_string_pretty(&diagnosis)?);
     } else {
@@ -162,9 +186,10 @@ pub async fn diagnose(config: Config, target: &str, json: bool) -> Result<ExitCo
 pub async fn drift(config: Config, json: bool) -> Result<ExitCode, AppError> {
     config.drift.validate()?;
     let cluster = crate::cluster::Cluster::connect(&config.cluster).await?;
+    watch_secrets(&cluster, tokio_util::sync::CancellationToken::new()).await;
     let report = crate::drift::report(&cluster, &config.drift).await?;
     let out = if json { serde_json::to_string_pretty(&report)? } else { report.to_markdown() };
-    println!("{out}");
+    println!("{}", crate::redact::gate().text(&out));
     Ok(ExitCode::SUCCESS)
 }
 

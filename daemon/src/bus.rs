@@ -226,7 +226,10 @@ impl Bus {
     /// `proposal.approved`, `drift.report`, `audit`).
     pub async fn publish(&self, subject_suffix: &str, payload: &impl Serialize) -> Result<(), BusError> {
         let subject = Self::subject(subject_suffix)?;
-        let payload = serde_json::to_vec(payload)
+        // The sink: every event leaves through the redaction gate.
+        let payload = crate::redact::gate()
+            .json(payload)
+            .and_then(|v| serde_json::to_vec(&v))
             .map(Bytes::from)
             .map_err(|source| BusError::Encode { subject: subject.clone(), source })?;
         if let Some(client) = &self.nats {

@@ -122,7 +122,8 @@ fn main() -> ExitCode {
         match result {
             Ok(code) => code,
             Err(err) => {
-                eprintln!("kubemedic: {}", app::error_chain(err.as_ref()));
+                // An error chain can carry cluster text: it leaves through the gate too.
+                eprintln!("kubemedic: {}", kubemedic::redact::gate().text(&app::error_chain(err.as_ref())));
                 ExitCode::FAILURE
             }
         }

@@ -25,6 +25,8 @@ pub enum McpSetupError {
     Prompts(#[source] crate::prompts::PromptError),
     #[error("cannot open the audit log")]
     Audit(#[source] crate::telemetry::audit::AuditError),
+    #[error("cannot load the fingerprint key")]
+    Fingerprint(#[source] crate::redact::fingerprint::FingerprintError),
     #[error("{0}")]
     Server(String),
 }
@@ -47,7 +49,10 @@ pub fn build_server(
     audit: crate::telemetry::audit::AuditLog,
 ) -> Result<KubemedicServer, McpSetupError> {
     let prompts = crate::prompts::Catalog::load(&config.prompts_dir).map_err(McpSetupError::Prompts)?;
+    let key = crate::redact::fingerprint::FingerprintKey::load_or_create(&config.state_dir)
+        .map_err(McpSetupError::Fingerprint)?;
     let mut tools = Tools::new(cluster, store, audit)
+        .with_fingerprint_key(key)
         .with_policy(config.policy.clone(), config.approvals.ttl_seconds)
         .with_drift(config.drift.clone());
     if let Some(a) = approvals {

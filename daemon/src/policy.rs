@@ -322,7 +322,9 @@ pub async fn prepare(cluster: &Cluster, policy: &PolicyConfig, draft: ProposalDr
         let changes = diff::changes(&before, &proposed);
         check::changes(policy, &changes).map_err(|r| refuse(RefusalStage::Policy, r))?;
         check::caps(policy, &before, &proposed).map_err(|r| refuse(RefusalStage::Policy, r))?;
-        let text = diff::unified(&before, &proposed, &label);
+        // Humans see the diff of the redacted objects: context lines around a change
+        // (an env literal next to an image) must not carry a secret.
+        let text = diff::unified(&redacted(&before), &redacted(&proposed), &label);
         (changes, text)
     };
     let computed = check::risk(info.kind, delete, &changes);
@@ -356,6 +358,13 @@ pub async fn prepare(cluster: &Cluster, policy: &PolicyConfig, draft: ProposalDr
         outcome: None,
         slack: None,
     })
+}
+
+/// A copy of `object` through the redaction gate.
+fn redacted(object: &Value) -> Value {
+    let mut v = object.clone();
+    crate::redact::gate().value(&mut v);
+    v
 }
 
 #[cfg(test)]

@@ -1,18 +1,27 @@
-//! Secret redaction, used by every module that lets cluster text leave the
-//! process (tool results, logs, spans, audit records, Slack messages).
+//! The redaction gate: everything that leaves the process (Slack, MCP
+//! results, the approvals API, the NATS bus, the LLM request, OTel spans,
+//! logs, the audit trail, command output) passes [`gate`] at its sink, so
+//! no producer can forget it.
 //!
-//! Two layers: [`redact_text`] removes what *looks* like a secret (a
-//! `password=...` pair, a bearer token, a JWT, a private key block, a
-//! URL with credentials, well-known token formats); a [`Scrubber`] removes
-//! what *is* a secret: the actual values of the Secrets in scope, in plain
-//! and base64 form, wherever they appear.
+//! Two layers: the rules ([`redact_text`], [`redact_value`]) remove what
+//! *looks* like a secret (a `password=...` pair, an env var or ConfigMap key
+//! named like a secret, a bearer/basic token, a JWT, a private key block, a
+//! URL with credentials, well-known token formats); the [`Scrubber`] removes
+//! what *is* a secret: the values of the Secrets in scope, which
+//! [`watch::secrets`] keeps current from a watch (no listing per call).
+
+pub mod fingerprint;
+pub mod known;
+pub mod watch;
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
-use base64::Engine as _;
 use regex::Regex;
+use serde::Serialize;
 use serde_json::Value;
+
+pub use known::Scrubber;
 
 /// What replaces a redacted value.
 pub const REDACTED: &str = "[REDACTED]";
@@ -53,9 +62,14 @@ pub fn redact_text(text: &str) -> Cow<'_, str> {
     out
 }
 
-/// Whether a field or variable name says its value is secret.
+/// Whether a field or variable name says its value is secret. Names that
+/// *refer* to a secret (`secretName`, `secretKeyRef`, `tokenSecrets`) are not.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
+    const REFERS: &[&str] = &["name", "names", "ref", "refs", "secrets", "kind", "type"];
+    if REFERS.iter().any(|s| k.ends_with(s)) && !k.ends_with("password") {
+        return false;
+    }
     ["password", "passwd", "secret", "token", "apikey", "api_key", "api-key", "private_key", "privatekey", "credential"]
         .iter()
         .any(|w| k.contains(w))
@@ -89,83 +103,125 @@ pub fn redact_value(v: &mut Value) {
     }
 }
 
-/// Removes known secret values (and their base64 forms) from text.
-#[derive(Debug, Clone, Default)]
-pub struct Scrubber {
-    needles: Vec<String>,
+/// The one gate. Cheap to call: the known values sit behind an `Arc` that
+/// the Secret watch swaps when a Secret changes.
+#[derive(Debug, Default)]
+pub struct Gate {
+    known: RwLock<Arc<Scrubber>>,
 }
 
-/// Values shorter than this are not scrubbed: they would match everywhere.
-const MIN_SECRET_LEN: usize = 4;
+static GATE: LazyLock<Gate> = LazyLock::new(Gate::default);
 
-impl Scrubber {
-    pub fn new() -> Self {
-        Self::default()
+/// The process's gate (a global because the log writer needs it before
+/// anything else is built, and every sink must see the same known values).
+pub fn gate() -> &'static Gate {
+    &GATE
+}
+
+impl Gate {
+    /// Replace the known secret values.
+    pub fn set_known(&self, scrubber: Scrubber) {
+        *self.known.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(scrubber);
     }
 
-    /// Add one secret value.
-    pub fn add(&mut self, value: &[u8]) {
-        let Ok(text) = std::str::from_utf8(value) else {
-            // Binary values can still appear base64-encoded.
-            self.push(base64::engine::general_purpose::STANDARD.encode(value));
-            return;
-        };
-        let text = text.trim();
-        if text.len() < MIN_SECRET_LEN {
-            return;
-        }
-        self.push(text.to_owned());
-        self.push(base64::engine::general_purpose::STANDARD.encode(text.as_bytes()));
-        // Multi-line values (certificates, files): each substantial line on its own.
-        for line in text.lines().map(str::trim).filter(|l| l.len() >= 16) {
-            self.push(line.to_owned());
-        }
+    /// The known secret values as of now.
+    pub fn known(&self) -> Arc<Scrubber> {
+        self.known.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    fn push(&mut self, s: String) {
-        if s.len() >= MIN_SECRET_LEN && !self.needles.contains(&s) {
-            self.needles.push(s);
-            // Longest first, so a value containing another is removed whole.
-            self.needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    /// `text` fit to leave the process.
+    pub fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let known = self.known();
+        match known.scrub(text) {
+            Cow::Borrowed(t) => redact_text(t),
+            Cow::Owned(t) => Cow::Owned(redact_text(&t).into_owned()),
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.needles.is_empty()
+    /// Bytes fit to leave the process (a log line); non-UTF-8 input is scrubbed lossily.
+    pub fn bytes<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+        let text = String::from_utf8_lossy(bytes);
+        match self.text(&text) {
+            Cow::Borrowed(_) if matches!(text, Cow::Borrowed(_)) => Cow::Borrowed(bytes),
+            other => Cow::Owned(other.into_owned().into_bytes()),
+        }
     }
 
-    /// `text` without any known secret value.
-    pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let mut out = Cow::Borrowed(text);
-        for n in &self.needles {
-            if out.contains(n.as_str()) {
-                out = Cow::Owned(out.replace(n.as_str(), REDACTED));
-            }
-        }
-        out
+    /// Redact a JSON value in place: the key rules, the patterns, the known
+    /// values, also inside strings that hold JSON (a last-applied annotation,
+    /// a tool result's text block). Returns whether anything changed.
+    pub fn value(&self, v: &mut Value) -> bool {
+        let known = self.known();
+        gate_value(&known, v)
     }
 
-    /// Scrub every string (and object key) of a JSON value in place.
-    pub fn scrub_value(&self, v: &mut Value) {
-        if self.is_empty() {
-            return;
+    /// `item` serialized and redacted.
+    pub fn json<T: Serialize + ?Sized>(&self, item: &T) -> Result<Value, serde_json::Error> {
+        let mut v = serde_json::to_value(item)?;
+        self.value(&mut v);
+        Ok(v)
+    }
+
+    /// `item` serialized, redacted, and read back as its own type (for sinks
+    /// that take typed values, like an MCP result).
+    pub fn typed<T: Serialize + serde::de::DeserializeOwned>(&self, item: T) -> T {
+        let Ok(mut v) = serde_json::to_value(&item) else { return item };
+        if !self.value(&mut v) {
+            return item;
         }
-        match v {
-            Value::String(s) => {
-                if let Cow::Owned(r) = self.scrub(s) {
-                    *s = r;
+        serde_json::from_value(v).unwrap_or(item)
+    }
+}
+
+fn gate_text(known: &Scrubber, s: &mut String) -> bool {
+    let t = s.trim_start();
+    if (t.starts_with('{') || t.starts_with('['))
+        && let Ok(mut inner) = serde_json::from_str::<Value>(s)
+    {
+        if !gate_value(known, &mut inner) {
+            return false;
+        }
+        let pretty = s.contains("\n ");
+        let out = if pretty { serde_json::to_string_pretty(&inner) } else { serde_json::to_string(&inner) };
+        if let Ok(out) = out {
+            *s = out;
+            return true;
+        }
+    }
+    let scrubbed = match known.scrub(s) {
+        Cow::Borrowed(t) => match redact_text(t) {
+            Cow::Borrowed(_) => return false,
+            Cow::Owned(r) => r,
+        },
+        Cow::Owned(t) => redact_text(&t).into_owned(),
+    };
+    *s = scrubbed;
+    true
+}
+
+fn gate_value(known: &Scrubber, v: &mut Value) -> bool {
+    match v {
+        Value::String(s) => gate_text(known, s),
+        Value::Array(items) => items.iter_mut().fold(false, |changed, i| gate_value(known, i) | changed),
+        Value::Object(map) => {
+            // Kubernetes env entries: {"name": "DB_PASSWORD", "value": "..."}.
+            let env_secret = map.get("name").and_then(Value::as_str).is_some_and(is_secret_key);
+            let mut changed = false;
+            for (k, mut item) in std::mem::take(map) {
+                let secret_field = is_secret_key(&k) || (env_secret && k == "value");
+                if secret_field && (item.is_string() || item.is_number()) {
+                    changed |= item.as_str() != Some(REDACTED);
+                    item = Value::String(REDACTED.into());
+                } else {
+                    changed |= gate_value(known, &mut item);
                 }
+                let mut key = k;
+                changed |= gate_text(known, &mut key);
+                map.insert(key, item);
             }
-            Value::Array(items) => items.iter_mut().for_each(|i| self.scrub_value(i)),
-            Value::Object(map) => {
-                let old = std::mem::take(map);
-                for (k, mut item) in old {
-                    self.scrub_value(&mut item);
-                    map.insert(self.scrub(&k).into_owned(), item);
-                }
-            }
-            _ => {}
+            changed
         }
+        _ => false,
     }
 }
 
@@ -207,16 +263,70 @@ mod tests {
         assert_eq!(v["msg"], "password=[REDACTED]");
     }
 
+    fn canary_gate() -> Gate {
+        let g = Gate::default();
+        g.set_known(Scrubber::new(["Zq9-canary-Value-77"]));
+        g
+    }
+
     #[test]
-    fn scrubber_removes_known_values_and_base64() {
-        let mut s = Scrubber::new();
-        s.add(b"correct-horse-battery");
-        s.add(b"ab"); // too short, ignored
-        let b64 = base64::engine::general_purpose::STANDARD.encode("correct-horse-battery");
-        let text = format!("got correct-horse-battery and {b64} ab");
-        assert_eq!(s.scrub(&text), "got [REDACTED] and [REDACTED] ab");
-        let mut v = serde_json::json!({"a": ["x correct-horse-battery y"], "correct-horse-battery": 1});
-        s.scrub_value(&mut v);
-        assert!(!v.to_string().contains("correct-horse"), "{v}");
+    fn gate_scrubs_known_values_patterns_and_json_in_strings() {
+        let g = canary_gate();
+        assert_eq!(g.text("log: Zq9-canary-Value-77 and token=abc"), "log: [REDACTED] and token=[REDACTED]");
+        let last_applied = serde_json::json!({"spec": {"containers": [{"env": [
+            {"name": "MODE", "value": "Zq9-canary-Value-77"}, {"name": "API_TOKEN", "value": "other-literal"}]}]}});
+        let mut v = serde_json::json!({
+            "metadata": {"annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": last_applied.to_string(),
+                "kubernetes.io/change-cause": "kubectl set env MODE=Zq9-canary-Value-77",
+            }},
+            "data": {"db_password": "plain-literal", "mode": "fine"},
+            "volumes": [{"secret": {"secretName": "db-creds"}}],
+            "Zq9-canary-Value-77": 1,
+        });
+        assert!(g.value(&mut v));
+        let out = v.to_string();
+        for leaked in ["Zq9-canary", "other-literal", "plain-literal"] {
+            assert!(!out.contains(leaked), "{leaked} in {out}");
+        }
+        assert_eq!(v["volumes"][0]["secret"]["secretName"], "db-creds", "a reference to a Secret is not a secret");
+        assert_eq!(v["data"]["mode"], "fine");
+        let annotation =
+            v["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].as_str().unwrap();
+        let inner: Value = serde_json::from_str(annotation).expect("still JSON");
+        assert_eq!(inner["spec"]["containers"][0]["env"][1]["value"], REDACTED);
+    }
+
+    #[test]
+    fn gate_leaves_clean_values_alone() {
+        let g = canary_gate();
+        let mut v = serde_json::json!({"summary": "3 of 3 replicas ready", "text": "{\"a\": 1}"});
+        let before = v.clone();
+        assert!(!g.value(&mut v));
+        assert_eq!(v, before);
+        assert!(matches!(g.bytes(b"plain line\n"), Cow::Borrowed(_)));
+        assert_eq!(&*g.bytes(b"x Zq9-canary-Value-77\n"), b"x [REDACTED]\n");
+    }
+
+    #[test]
+    fn typed_values_round_trip() {
+        #[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Out {
+            message: String,
+            count: u32,
+        }
+        let g = canary_gate();
+        let out = g.typed(Out { message: "exec probe said Zq9-canary-Value-77".into(), count: 2 });
+        assert_eq!(out, Out { message: "exec probe said [REDACTED]".into(), count: 2 });
+    }
+
+    #[test]
+    fn references_to_secrets_are_not_secret_keys() {
+        for k in ["secretName", "secretKeyRef", "imagePullSecrets", "tokenSecretRef", "secret_type"] {
+            assert!(!is_secret_key(k), "{k}");
+        }
+        for k in ["DB_PASSWORD", "apiToken", "client_secret", "AWS_SECRET_ACCESS_KEY", "credentials"] {
+            assert!(is_secret_key(k), "{k}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod health;
+pub mod logs;
 pub mod metrics;
 pub mod otel;
 

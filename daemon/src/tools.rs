@@ -193,6 +193,8 @@ pub struct Tools {
     pub(crate) drift: crate::drift::DriftConfig,
     /// The leader's watch stores, once synced; listings of the kinds they hold are served from them.
     pub(crate) watch_cache: crate::watch::SharedCache,
+    /// Keys `decode_secret` fingerprints (per installation; random per process unless set).
+    pub(crate) fingerprint_key: crate::redact::fingerprint::FingerprintKey,
 }
 
 impl Tools {
@@ -206,7 +208,14 @@ impl Tools {
             proposal_ttl_seconds: 3600,
             drift: crate::drift::DriftConfig::default(),
             watch_cache: crate::watch::SharedCache::default(),
+            fingerprint_key: crate::redact::fingerprint::FingerprintKey::random(),
         }
+    }
+
+    /// The installation's key for `decode_secret` fingerprints.
+    pub fn with_fingerprint_key(mut self, key: crate::redact::fingerprint::FingerprintKey) -> Self {
+        self.fingerprint_key = key;
+        self
     }
 
     /// Where mutating tools hand their proposals.

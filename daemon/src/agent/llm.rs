@@ -331,12 +331,10 @@ impl Llm {
             return Err(format!("time budget of {}s spent", c.max_seconds));
         }
         let url = format!("{}{}", c.base_url(), conv.path());
-        let mut req = self.http.post(&url).timeout(remaining).json(&conv.body(
-            &c.model,
-            tools,
-            c.max_output_tokens,
-            c.temperature,
-        ));
+        // The sink: the whole request (prompt, incident text, tool results) leaves through the gate.
+        let mut body = conv.body(&c.model, tools, c.max_output_tokens, c.temperature);
+        crate::redact::gate().value(&mut body);
+        let mut req = self.http.post(&url).timeout(remaining).json(&body);
         match (c.api, key) {
             (Api::Openai, Some(k)) => req = req.bearer_auth(k),
             (Api::Anthropic, Some(k)) => req = req.header("x-api-key", k),

@@ -62,6 +62,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
 
     config.alerts.validate()?;
     let cluster = Cluster::connect(&config.cluster).await?;
+    let _secrets = super::watch_secrets(&cluster, shutdown.clone()).await;
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::new();
     readiness.set("started", false);

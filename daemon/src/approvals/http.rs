@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::slack::{Secret, blocks, interaction, signature};
 use super::{ApprovalError, Approvals, ProposalState};
@@ -56,7 +56,40 @@ pub fn router(approvals: Arc<Approvals>, options: HttpOptions) -> Router {
         .route("/api/proposals/{id}", get(get_proposal))
         .route("/api/proposals/{id}/approve", post(approve))
         .route("/api/proposals/{id}/reject", post(reject))
+        .layer(axum::middleware::map_response(gate_response))
         .with_state(AppState { approvals, options })
+}
+
+/// Largest answer the gate reads whole (a proposal with its diff is far smaller).
+const GATE_BODY_LIMIT: usize = 16 << 20;
+
+/// The approvals API's sink: every JSON answer leaves through the redaction gate.
+async fn gate_response(response: Response) -> Response {
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let (mut parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, GATE_BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "answer too large to send"),
+    };
+    let out = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(mut v) if json => {
+            if !crate::redact::gate().value(&mut v) {
+                bytes
+            } else {
+                Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+            }
+        }
+        _ => match crate::redact::gate().bytes(&bytes) {
+            std::borrow::Cow::Borrowed(_) => bytes,
+            std::borrow::Cow::Owned(b) => Bytes::from(b),
+        },
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(out))
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

@@ -261,6 +261,10 @@ impl SlackClient {
     /// `ok: false` for API errors; those are not retried.
     async fn call(&self, method: &str, body: &Value) -> Result<Value, SlackError> {
         let url = format!("{}/{method}", self.base_url);
+        // The sink: every message, card and reply leaves through the redaction gate.
+        let mut gated = body.clone();
+        crate::redact::gate().value(&mut gated);
+        let body = &gated;
         let mut attempt = 0;
         loop {
             let sent = self.http.post(&url).bearer_auth(self.token.expose()).json(body).send().await;

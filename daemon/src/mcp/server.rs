@@ -192,7 +192,7 @@ impl KubemedicServer {
             ));
             return Ok(CallToolResult::structured(out).into());
         }
-        let question = confirmation_text(&proposal);
+        let question = crate::redact::gate().text(&confirmation_text(&proposal)).into_owned();
         if legacy {
             return match ctx.peer.elicit::<Confirm>(question).await {
                 Ok(Some(Confirm { approve })) => self.finish(caller, &proposal.id, approve).await,
@@ -274,7 +274,8 @@ impl KubemedicServer {
                 Some(t) => format!("{message} ({done}/{t} ready)"),
                 None => message,
             };
-            let p = ProgressNotificationParam::new(token.clone(), step).with_message(text);
+            let p = ProgressNotificationParam::new(token.clone(), step)
+                .with_message(crate::redact::gate().text(&text).into_owned());
             let peer = peer.clone();
             tokio::spawn(async move {
                 if let Err(e) = peer.notify_progress(p).await {
@@ -320,12 +321,28 @@ impl ServerHandler for KubemedicServer {
             return Err(McpError::invalid_params(format!("unknown tool `{name}`"), None));
         };
         if !spec.read_only {
-            return self.mutate(&caller, &name, args, &ctx, request.request_state, request.input_responses).await;
+            let response =
+                self.mutate(&caller, &name, args, &ctx, request.request_state, request.input_responses).await;
+            return match response {
+                Ok(CallToolResponse::Complete(result)) => {
+                    Ok(CallToolResponse::Complete(crate::redact::gate().typed(result)))
+                }
+                // Elicitation: its question is gated where it is written; the sealed state must stay as is.
+                Ok(other) => Ok(other),
+                Err(e) => Err(crate::redact::gate().typed(e)),
+            };
         }
         let progress = Self::progress(&ctx);
         match self.shared.tools.call_with_progress(&caller, &name, args, progress).await {
-            Ok(v) => Ok(CallToolResult::structured(v).into()),
-            Err(e) => tool_error(&e).map(Into::into),
+            // The one exception to the gate: values an admin asked to see (the tool checked the role).
+            Ok(v) if name == "decode_secret" && v.get("revealed") == Some(&Value::Bool(true)) => {
+                Ok(CallToolResult::structured(v).into())
+            }
+            Ok(mut v) => {
+                crate::redact::gate().value(&mut v);
+                Ok(CallToolResult::structured(v).into())
+            }
+            Err(e) => gated(tool_error(&e)).map(Into::into),
         }
     }
 
@@ -387,9 +404,9 @@ impl ServerHandler for KubemedicServer {
                 text.push_str(&format!("{}. `{}` {} — {}\n", i + 1, s.tool, Value::Object(s.args.clone()), s.purpose));
             }
         }
-        Ok(GetPromptResult::new(vec![PromptMessage::new_text(McpRole::User, text)])
-            .with_description(&prompt.description)
-            .into())
+        let result = GetPromptResult::new(vec![PromptMessage::new_text(McpRole::User, text)])
+            .with_description(&prompt.description);
+        Ok(crate::redact::gate().typed(result).into())
     }
 
     async fn list_resources(
@@ -423,6 +440,14 @@ impl ServerHandler for KubemedicServer {
             Err(_) => "error",
         };
         self.audit_simple(AuditKind::ResourceRead, &caller, "read_resource", &request.uri, outcome, started);
-        result.map(Into::into)
+        gated(result).map(Into::into)
+    }
+}
+
+/// The MCP sink: a result or an error leaves through the redaction gate.
+fn gated<T: serde::Serialize + serde::de::DeserializeOwned>(result: Result<T, McpError>) -> Result<T, McpError> {
+    match result {
+        Ok(v) => Ok(crate::redact::gate().typed(v)),
+        Err(e) => Err(crate::redact::gate().typed(e)),
     }
 }

@@ -62,6 +62,7 @@ struct Setup {
 async fn setup(role: Role, answer: Option<ElicitationAction>, new_protocol: bool) -> Setup {
     let api = shop_fixture();
     let (tools, sink) = tools(&api);
+    crate::tools::testing::learn_fixture_secrets();
     let prompts = crate::prompts::Catalog::load(
         &std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("../prompts"),
     )

@@ -166,6 +166,8 @@ impl AuditLog {
     /// Append one record. A write failure is logged, never fatal: the call
     /// it records has already happened.
     pub fn record(&self, record: AuditRecord) {
+        // The sink: whatever a caller put in, the file and `recent` get it through the gate.
+        let record = crate::redact::gate().typed(record);
         let mut line = match serde_json::to_string(&record) {
             Ok(l) => l,
             Err(err) => {

@@ -97,8 +97,70 @@ pub fn provider_from(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<SdkT
     };
     let resource =
         Resource::builder().with_service_name(var(get, "OTEL_SERVICE_NAME").unwrap_or_else(|| "kubemedic".into()));
-    let provider = SdkTracerProvider::builder().with_resource(resource.build()).with_batch_exporter(exporter).build();
+    let provider =
+        SdkTracerProvider::builder().with_resource(resource.build()).with_batch_exporter(Gated(exporter)).build();
     Ok(Some(provider))
+}
+
+/// An exporter that passes every span through the redaction gate before
+/// it leaves: name, attributes, events and status text. The sink for spans,
+/// so a field recorded anywhere (an error chain, a message) cannot leak.
+#[derive(Debug)]
+pub struct Gated<E>(pub E);
+
+fn gate_otel_value(v: &mut opentelemetry::Value) {
+    use opentelemetry::{Array, StringValue, Value as V};
+    let gate = |s: &mut StringValue| {
+        if let std::borrow::Cow::Owned(r) = crate::redact::gate().text(s.as_str()) {
+            *s = StringValue::from(r);
+        }
+    };
+    match v {
+        V::String(s) => gate(s),
+        V::Array(Array::String(items)) => items.iter_mut().for_each(gate),
+        _ => {}
+    }
+}
+
+fn gate_cow(s: &mut std::borrow::Cow<'static, str>) {
+    if let std::borrow::Cow::Owned(r) = crate::redact::gate().text(s) {
+        *s = std::borrow::Cow::Owned(r);
+    }
+}
+
+/// Redact one span in place.
+pub fn gate_span(span: &mut opentelemetry_sdk::trace::SpanData) {
+    gate_cow(&mut span.name);
+    span.attributes.iter_mut().for_each(|kv| gate_otel_value(&mut kv.value));
+    for event in &mut span.events.events {
+        gate_cow(&mut event.name);
+        event.attributes.iter_mut().for_each(|kv| gate_otel_value(&mut kv.value));
+    }
+    if let opentelemetry::trace::Status::Error { description } = &mut span.status {
+        gate_cow(description);
+    }
+}
+
+impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter for Gated<E> {
+    fn export(
+        &self,
+        mut batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
+        batch.iter_mut().for_each(gate_span);
+        self.0.export(batch)
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource)
+    }
 }
 
 /// The tracing layer that turns `tracing` spans into OpenTelemetry spans.
@@ -217,5 +279,44 @@ mod tests {
         assert_eq!(r["nested"][0]["port"], 80);
         assert_eq!(r["manifest"]["data"], crate::redact::REDACTED);
         assert_eq!(r["manifest"]["metadata"]["name"], "s");
+    }
+
+    #[test]
+    fn spans_pass_the_gate_before_export() {
+        use opentelemetry::KeyValue;
+        use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
+        let canary = "Sp4n-canary-value-91";
+        crate::redact::gate().set_known(crate::redact::Scrubber::new([canary]));
+        let mut events = opentelemetry_sdk::trace::SpanEvents::default();
+        events.events.push(opentelemetry::trace::Event::new(
+            format!("log line {canary}"),
+            std::time::SystemTime::now(),
+            vec![KeyValue::new("message", format!("probe said {canary}"))],
+            0,
+        ));
+        let mut span = opentelemetry_sdk::trace::SpanData {
+            span_context: SpanContext::empty_context(),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: format!("tool {canary}").into(),
+            start_time: std::time::SystemTime::now(),
+            end_time: std::time::SystemTime::now(),
+            attributes: vec![
+                KeyValue::new("outcome", format!("error: {canary}")),
+                KeyValue::new("auth", "Bearer abcdefghijklmnop"),
+                KeyValue::new("count", 3),
+            ],
+            dropped_attributes_count: 0,
+            events,
+            links: Default::default(),
+            status: Status::error(format!("failed with {canary}")),
+            instrumentation_scope: Default::default(),
+        };
+        gate_span(&mut span);
+        let text = format!("{span:?}");
+        assert!(!text.contains(canary), "{text}");
+        assert!(!text.contains("abcdefghijklmnop"), "{text}");
+        assert_eq!(span.attributes[2].value, opentelemetry::Value::I64(3));
     }
 }

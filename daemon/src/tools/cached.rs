@@ -156,13 +156,6 @@ impl Tools {
     }
 }
 
-/// Whether a summary carries free text that could hold a Secret value (a
-/// container's waiting reason is set by the kubelet); the counts, phases and
-/// condition states of the other summaries cannot.
-pub(crate) fn needs_scrub(items: &[ItemSummary]) -> bool {
-    items.iter().any(|i| i.status.contains("waiting:"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,23 +205,6 @@ mod tests {
             let err = Cursor::parse("list_resources", bad).unwrap_err().to_string();
             assert!(err.contains("continue must be a token"), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn only_waiting_reasons_need_the_secret_scrubber() {
-        let item = |status: &str| ItemSummary {
-            kind: "Pod".into(),
-            namespace: "a".into(),
-            name: "p".into(),
-            created: None,
-            labels: Default::default(),
-            status: status.into(),
-        };
-        assert!(!needs_scrub(&[item("Running, 1/1 ready, 0 restarts")]));
-        assert!(needs_scrub(&[
-            item("Running, 1/1 ready, 0 restarts"),
-            item("Pending, 0/1 ready, 0 restarts, waiting: X")
-        ]));
     }
 
     /// Stores as the watchers leave them after their first list: `pods` in the pod store, the others empty.

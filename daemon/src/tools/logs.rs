@@ -96,7 +96,6 @@ impl Tools {
         });
         pods.truncate(max_pods);
         let api: Api<Pod> = Api::namespaced(self.cluster.client.clone(), ns);
-        let scrubber = self.scrubber(Some(ns)).await?;
         let mut logs = Vec::new();
         for pod in &pods {
             let containers: Vec<String> = match &input.container {
@@ -116,12 +115,12 @@ impl Tools {
                     Ok(text) => (
                         text.lines()
                             .filter(|l| grep.as_ref().is_none_or(|g| g.is_match(l)))
-                            .map(|l| scrubber.scrub(&crate::redact::redact_text(l)).into_owned())
+                            .map(|l| crate::redact::redact_text(l).into_owned())
                             .collect(),
                         None,
                     ),
                     Err(kube::Error::Api(e)) if e.code == 400 || e.code == 404 => {
-                        (Vec::new(), Some(scrubber.scrub(&crate::redact::redact_text(&e.message)).into_owned()))
+                        (Vec::new(), Some(crate::redact::redact_text(&e.message).into_owned()))
                     }
                     Err(e) => return Err(ToolError::kube(format!("logs of {ns}/{}", pod.name_any()), e)),
                 };

@@ -209,7 +209,6 @@ impl Tools {
         };
         let mut v = serde_json::to_value(&out).unwrap_or_default();
         crate::redact::redact_value(&mut v);
-        self.scrubber(ns).await?.scrub_value(&mut v);
         if let Ok(clean) = serde_json::from_value(v) {
             out = clean;
         }

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::cached::{Cursor, needs_scrub, page};
+use super::cached::{Cursor, page};
 use super::kinds::{self, Kind};
 use super::{Caller, ToolError, Tools};
 
@@ -226,13 +226,6 @@ impl Tools {
         for item in &mut items {
             item.status = crate::redact::redact_text(&item.status).into_owned();
         }
-        // Secret values can only reach free text; skip listing the namespace's Secrets when there is none.
-        if !kinds_without_free_text(kind.kind) || needs_scrub(&items) {
-            let scrubber = self.scrubber(ns).await?;
-            for item in &mut items {
-                item.status = scrubber.scrub(&item.status).into_owned();
-            }
-        }
         Ok(ListOutput { kind: kind.kind.to_owned(), items, truncated: next.is_some(), continue_token: next })
     }
 
@@ -261,7 +254,6 @@ impl Tools {
             .map_err(|e| ToolError::Unavailable { what: "object encoding", why: e.to_string() })?;
         sanitize_object(&mut object);
         crate::redact::redact_value(&mut object);
-        self.scrubber(ns).await?.scrub_value(&mut object);
         Ok(GetOutput { kind: kind.kind.to_owned(), object })
     }
 
@@ -318,11 +310,7 @@ impl Tools {
             .collect();
         events.sort_by_key(|e| std::cmp::Reverse(e.0));
         let truncated = events.len() > limit;
-        let mut events: Vec<EventSummary> = events.into_iter().take(limit).map(|(_, e)| e).collect();
-        let scrubber = self.scrubber(ns).await?;
-        for e in &mut events {
-            e.message = scrubber.scrub(&e.message).into_owned();
-        }
+        let events: Vec<EventSummary> = events.into_iter().take(limit).map(|(_, e)| e).collect();
         Ok(EventsOutput { events, truncated })
     }
 
@@ -396,11 +384,6 @@ pub fn sanitize_object(object: &mut Value) {
         keys.dedup();
         obj.insert("dataKeys".into(), Value::from(keys));
     }
-}
-
-/// Kinds whose summary is only counts, phases and condition states (plus a Pod's waiting reasons, see [`needs_scrub`]).
-fn kinds_without_free_text(kind: &str) -> bool {
-    matches!(kind, "Pod" | "Deployment" | "StatefulSet" | "ReplicaSet" | "DaemonSet" | "Job" | "Node" | "Namespace")
 }
 
 /// One listing line from an object's metadata and its JSON (status and spec are read from `d`).

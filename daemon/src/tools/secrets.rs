@@ -1,19 +1,16 @@
-//! Secrets: `decode_secret` (keys, sizes and fingerprints; values only for
-//! an admin who asks with `reveal`) and the scrubber that removes the
-//! values of in-scope Secrets from every other tool result.
+//! Secrets: `decode_secret` (keys, whether each is empty, and keyed
+//! fingerprints; values only for an admin who asks with `reveal`) and the
+//! Secret/ConfigMap references of a pod template.
 
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{PodSpec, Secret};
 use kube::Api;
-use kube::api::ListParams;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{Caller, ToolError, Tools, kinds, require};
 use crate::mcp::auth::Role;
-use crate::redact::Scrubber;
 
 /// Input of `decode_secret`: one Secret by name, or every Secret a workload references.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -38,9 +35,10 @@ pub struct DecodeSecretInput {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct SecretKey {
     pub key: String,
-    /// Decoded size in bytes.
-    pub size: usize,
-    /// `sha256:` and the first 16 hex digits of the value's SHA-256: compare values without seeing them.
+    /// Whether the value is empty (its exact size is not given: it narrows a guess).
+    pub empty: bool,
+    /// `hmac-sha256:` and 32 hex digits of the value's HMAC under this installation's key:
+    /// compare values (across keys, Secrets, or over time) without seeing them.
     pub fingerprint: String,
     /// The value, only for an admin with `reveal: true` (UTF-8, else base64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,37 +83,7 @@ pub struct DecodeSecretOutput {
     pub revealed: bool,
 }
 
-pub(crate) fn fingerprint(value: &[u8]) -> String {
-    let digest = Sha256::digest(value);
-    format!("sha256:{}", &hex::encode(digest)[..16])
-}
-
 impl Tools {
-    /// A scrubber holding the values of the Secrets in `ns` (or in every visible namespace).
-    pub(crate) async fn scrubber(&self, ns: Option<&str>) -> Result<Scrubber, ToolError> {
-        let mut s = Scrubber::new();
-        let client = self.cluster.client.clone();
-        let secrets = match ns {
-            Some(ns) => Api::<Secret>::namespaced(client, ns).list(&ListParams::default()).await,
-            None => Api::<Secret>::all(client).list(&ListParams::default()).await,
-        };
-        let secrets = match secrets {
-            Ok(l) => l.items,
-            // Without read access to Secrets there are no values to leak through us either.
-            Err(kube::Error::Api(e)) if e.code == 403 => Vec::new(),
-            Err(e) => return Err(ToolError::kube("list secrets for redaction", e)),
-        };
-        for secret in &secrets {
-            for v in secret.data.iter().flat_map(|d| d.values()) {
-                s.add(&v.0);
-            }
-            for v in secret.string_data.iter().flat_map(|d| d.values()) {
-                s.add(v.as_bytes());
-            }
-        }
-        Ok(s)
-    }
-
     pub async fn decode_secret(
         &self,
         caller: &Caller,
@@ -164,8 +132,8 @@ impl Tools {
                         .flatten()
                         .map(|(k, v)| SecretKey {
                             key: k.clone(),
-                            size: v.0.len(),
-                            fingerprint: fingerprint(&v.0),
+                            empty: v.0.is_empty(),
+                            fingerprint: self.fingerprint_key.fingerprint(&v.0),
                             value: input.reveal.then(|| match std::str::from_utf8(&v.0) {
                                 Ok(s) => s.to_owned(),
                                 Err(_) => base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &v.0),
@@ -332,8 +300,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fingerprints_and_closest_keys() {
-        assert_eq!(fingerprint(b"hunter2"), "sha256:f52fbd32b2b3b86f");
+    fn closest_keys() {
         let keys = vec!["password".to_owned(), "username".to_owned()];
         assert_eq!(closest("passwrd", &keys).as_deref(), Some("password"));
         assert_eq!(closest("DB_PASSWORD", &keys).as_deref(), Some("password"));

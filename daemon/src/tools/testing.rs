@@ -266,6 +266,12 @@ pub fn shop_fixture() -> FakeApi {
 }
 
 /// Tools over a fake apiserver; `hidden` is excluded from the scope.
+/// Teach the redaction gate the fixture's Secret values, as the Secret watch would.
+pub fn learn_fixture_secrets() {
+    crate::redact::gate()
+        .set_known(crate::redact::Scrubber::new([SECRET_VALUE.to_owned(), format!("db={SECRET_VALUE}")]));
+}
+
 pub fn tools(api: &FakeApi) -> (Tools, Arc<MemorySink>) {
     let config =
         ClusterConfig { exclude_namespaces: vec!["hidden".into(), "kube-system".into()], ..ClusterConfig::default() };

@@ -334,11 +334,9 @@ impl Tools {
             pods,
             events,
         };
-        // Messages come from the cluster: redact, then scrub known secret values.
-        let scrubber = self.scrubber(Some(&tree.namespace)).await?;
+        // Messages come from the cluster (known values are scrubbed at the sink).
         let mut v = serde_json::to_value(&out).unwrap_or_default();
         crate::redact::redact_value(&mut v);
-        scrubber.scrub_value(&mut v);
         if let Ok(clean) = serde_json::from_value(v) {
             out = clean;
         }

@@ -116,12 +116,17 @@ pub enum ApprovalError {
     #[error(transparent)]
     Transition(#[from] proposal::TransitionError),
     /// Test hook: the process "died" here (see [`CrashPoint`]).
+    #[cfg(feature = "crash-points")]
     #[error("simulated crash {0:?}")]
     Crashed(CrashPoint),
 }
 
 /// Points at which a test can make [`Approvals`] stop as if the process was
 /// SIGKILLed: everything stored so far stays, nothing after it happens.
+///
+/// Compiled in only with the `crash-points` feature, which the test crates
+/// enable; the product build has no such points.
+#[cfg(feature = "crash-points")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
     /// `approved` stored; `applying` not yet.
@@ -155,6 +160,7 @@ pub struct Approvals {
     rediagnose: Option<mpsc::Sender<Rediagnose>>,
     /// Diagnoses of open proposals, for richer Slack messages (in memory only).
     context: Mutex<HashMap<String, Diagnosis>>,
+    #[cfg(feature = "crash-points")]
     crash: Mutex<Option<CrashPoint>>,
     mutations: std::sync::atomic::AtomicU64,
     /// Proposals being posted to Slack (see [`slack::outbox`]).
@@ -186,6 +192,7 @@ impl Approvals {
             updates: broadcast::channel(256).0,
             rediagnose: None,
             context: Mutex::new(HashMap::new()),
+            #[cfg(feature = "crash-points")]
             crash: Mutex::new(None),
             mutations: std::sync::atomic::AtomicU64::new(0),
             outbox: slack::outbox::Outbox::default(),
@@ -229,6 +236,7 @@ impl Approvals {
     }
 
     /// Test hook: stop at `point` as if killed (see [`CrashPoint`]).
+    #[cfg(feature = "crash-points")]
     pub fn crash_at(&self, point: Option<CrashPoint>) {
         *lock(&self.crash) = point;
     }
@@ -246,6 +254,7 @@ impl Approvals {
         &self.store
     }
 
+    #[cfg(feature = "crash-points")]
     fn crash_if(&self, point: CrashPoint) -> Result<(), ApprovalError> {
         if *lock(&self.crash) == Some(point) { Err(ApprovalError::Crashed(point)) } else { Ok(()) }
     }
@@ -448,6 +457,7 @@ impl Approvals {
         let p = result?;
         tracing::info!(proposal = %p.id, user, decision, "proposal decided");
         self.tell_slack(&p, None).await;
+        #[cfg(feature = "crash-points")]
         self.crash_if(CrashPoint::AfterDecision)?;
         Ok(p)
     }
@@ -476,6 +486,7 @@ impl Approvals {
             Err(e) => return Err(e),
         };
         self.tell_slack(&p, None).await;
+        #[cfg(feature = "crash-points")]
         self.crash_if(CrashPoint::BeforePatch)?;
         self.apply_claimed(p).await
     }
@@ -483,6 +494,7 @@ impl Approvals {
     async fn apply_claimed(&self, p: Proposal) -> Result<Proposal, ApprovalError> {
         match apply::apply(&self.cluster, &p, &self.mutations).await {
             Ok(applied) => {
+                #[cfg(feature = "crash-points")]
                 self.crash_if(CrashPoint::AfterPatch)?;
                 self.after_apply(&p.id, applied).await
             }
@@ -775,6 +787,3 @@ impl Approvals {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::agent::RefusedProposal;
-use crate::approvals::{Action, PatchType, Proposal, ProposalState, Risk, TargetRef};
+use crate::approvals::{Action, PatchType, Proposal, Risk, TargetRef};
 use crate::cluster::Cluster;
 
 /// What proposals may change.
@@ -332,31 +332,23 @@ pub async fn prepare(cluster: &Cluster, policy: &PolicyConfig, draft: ProposalDr
 
     let now = Timestamp::now();
     let ttl = jiff::SignedDuration::from_secs(i64::try_from(draft.ttl_seconds.max(60)).unwrap_or(3600));
+    let target = TargetRef {
+        api_version: info.api_version.to_owned(),
+        kind: info.kind.to_owned(),
+        namespace: namespace.to_owned(),
+        name: t.name.clone(),
+        resource_version: Some(live_rv),
+        generation: live.pointer("/metadata/generation").and_then(Value::as_i64),
+        content_digest: Some(crate::approvals::precondition::fingerprint(&live)),
+    };
     Ok(Proposal {
-        id: uuid::Uuid::now_v7().to_string(),
         incident_id: draft.incident_id,
-        cluster: cluster.name.clone(),
-        target: TargetRef {
-            api_version: info.api_version.to_owned(),
-            kind: info.kind.to_owned(),
-            namespace: namespace.to_owned(),
-            name: t.name.clone(),
-            resource_version: Some(live_rv),
-            generation: live.pointer("/metadata/generation").and_then(Value::as_i64),
-            content_digest: Some(crate::approvals::precondition::fingerprint(&live)),
-        },
-        action: draft.action,
         diff: text,
         rationale: draft.rationale,
         risk,
-        state: ProposalState::Proposed,
         approvers: draft.approvers,
         requested_by: draft.requested_by,
-        created_at: now,
-        expires_at: now.checked_add(ttl).unwrap_or(now),
-        history: Vec::new(),
-        outcome: None,
-        slack: None,
+        ..Proposal::new(cluster.name.clone(), target, draft.action, now, ttl)
     })
 }
 

@@ -6,7 +6,6 @@
 
 use async_trait::async_trait;
 
-pub mod contract;
 pub mod nats;
 pub mod redb;
 

@@ -11,7 +11,6 @@
 
 pub mod answer;
 pub mod mcp;
-pub mod standin;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -486,6 +486,22 @@ fn prune_empty(v: &mut Value) {
 mod tests {
     use super::*;
 
+    /// A proposal `p1` on Deployment `shop/web`, pinned to resourceVersion 42.
+    fn proposal() -> Proposal {
+        let target = TargetRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: "shop".into(),
+            name: "web".into(),
+            resource_version: Some("42".into()),
+            generation: None,
+            content_digest: None,
+        };
+        let action = Action::Patch { patch_type: PatchType::Merge, body: json!({"spec": {"replicas": 2}}) };
+        let now = jiff::Timestamp::now();
+        Proposal { id: "p1".into(), ..Proposal::new("local", target, action, now, jiff::SignedDuration::from_hours(1)) }
+    }
+
     #[test]
     fn empty_defaults_are_pruned() {
         let mut v =
@@ -496,7 +512,7 @@ mod tests {
 
     #[test]
     fn merge_patch_carries_precondition_and_annotation() {
-        let p = crate::store::contract::sample_proposal("p1");
+        let p = proposal();
         let body = json!({"spec": {"replicas": 2}, "metadata": {"labels": {"a": "b"}}});
         let got = guarded_body(&p, PatchType::Merge, &body, &json!({}), "42").unwrap();
         assert_eq!(
@@ -509,7 +525,7 @@ mod tests {
 
     #[test]
     fn json_patch_starts_with_a_test_op() {
-        let p = crate::store::contract::sample_proposal("p1");
+        let p = proposal();
         let ops = json!([{"op": "replace", "path": "/spec/replicas", "value": 2}]);
         let bare = guarded_body(&p, PatchType::Json, &ops, &json!({"metadata": {}}), "7").unwrap();
         assert_eq!(bare[0], json!({"op": "test", "path": "/metadata/resourceVersion", "value": "7"}));

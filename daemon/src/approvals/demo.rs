@@ -127,18 +127,24 @@ async fn apply_object(cluster: &Cluster, mut obj: Value) -> Result<(), DemoError
 }
 
 async fn wait_ready(cluster: &Cluster, kind: &str, name: &str, timeout: Duration) -> Result<(), DemoError> {
-    let p = super::proposal::Proposal {
-        target: super::TargetRef {
-            api_version: "apps/v1".into(),
-            kind: kind.to_owned(),
-            namespace: NAMESPACE.into(),
-            name: name.to_owned(),
-            resource_version: None,
-            generation: None,
-            content_digest: None,
-        },
-        ..crate::store::contract::sample_proposal("demo-wait")
+    let target = super::TargetRef {
+        api_version: "apps/v1".into(),
+        kind: kind.to_owned(),
+        namespace: NAMESPACE.into(),
+        name: name.to_owned(),
+        resource_version: None,
+        generation: None,
+        content_digest: None,
     };
+    // The rollout wait is the one apply uses; the scenario's manifest, applied above, is the change.
+    let applied_manifest = super::Action::Patch { patch_type: super::PatchType::Merge, body: Value::Null };
+    let p = super::Proposal::new(
+        cluster.name.clone(),
+        target,
+        applied_manifest,
+        jiff::Timestamp::now(),
+        jiff::SignedDuration::from_secs(timeout.as_secs().try_into().unwrap_or(i64::MAX)),
+    );
     let live: Api<DynamicObject> = Api::namespaced_with(
         cluster.client.clone(),
         NAMESPACE,

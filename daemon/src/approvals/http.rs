@@ -277,8 +277,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let issuer = TestIssuer::new();
         let (url, approvals) = serve(&issuer, dir.path()).await;
-        let mut p = crate::store::contract::sample_proposal("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
-        p.approvers.clear();
+        let target = crate::approvals::TargetRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: "shop".into(),
+            name: "web".into(),
+            resource_version: Some("42".into()),
+            generation: None,
+            content_digest: None,
+        };
+        let action = crate::approvals::Action::Patch {
+            patch_type: crate::approvals::PatchType::Merge,
+            body: json!({"spec": {"replicas": 2}}),
+        };
+        let now = jiff::Timestamp::now();
+        let p = crate::approvals::Proposal {
+            id: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
+            ..crate::approvals::Proposal::new("local", target, action, now, jiff::SignedDuration::from_hours(1))
+        };
         approvals.submit(p).await.unwrap();
         let http = reqwest::Client::new();
         let proposal = format!("{url}/api/proposals/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");

@@ -212,6 +212,36 @@ pub struct Proposal {
 }
 
 impl Proposal {
+    /// A change just computed, before it is stored: state `proposed`, a fresh uuid v7 id,
+    /// expiring `ttl` after `now`; no diff, rationale, approvers, history or Slack message
+    /// yet (the caller fills in what it knows).
+    pub fn new(
+        cluster: impl Into<String>,
+        target: TargetRef,
+        action: Action,
+        now: Timestamp,
+        ttl: jiff::SignedDuration,
+    ) -> Self {
+        Proposal {
+            id: uuid::Uuid::now_v7().to_string(),
+            incident_id: None,
+            cluster: cluster.into(),
+            target,
+            action,
+            diff: String::new(),
+            rationale: String::new(),
+            risk: Risk::Low,
+            state: ProposalState::Proposed,
+            approvers: Vec::new(),
+            requested_by: String::new(),
+            created_at: now,
+            expires_at: now.checked_add(ttl).unwrap_or(now),
+            history: Vec::new(),
+            outcome: None,
+            slack: None,
+        }
+    }
+
     /// Apply `event` by `by` at `now`: computes the next state and records the transition.
     pub fn transition(
         &mut self,

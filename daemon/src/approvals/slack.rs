@@ -10,7 +10,6 @@ pub mod blocks;
 pub mod interaction;
 pub mod outbox;
 pub mod signature;
-pub mod standin;
 
 use std::time::Duration;
 
@@ -316,7 +315,6 @@ impl SlackClient {
 
 #[cfg(test)]
 mod tests {
-    use super::standin::{Reply, SlackStandin};
     use super::*;
 
     fn client(base: &str, retries: u32) -> SlackClient {
@@ -341,53 +339,5 @@ mod tests {
         assert!(!format!("{s:?}").contains("very-secret"));
         let c = client("http://127.0.0.1:1", 0);
         assert!(!format!("{c:?}").contains("xoxb"));
-    }
-
-    #[tokio::test]
-    async fn honours_retry_after_and_retries_5xx() {
-        let slack = SlackStandin::start("xoxb-test").await.unwrap();
-        slack.script([Reply::TooManyRequests { retry_after: 1 }, Reply::Status(503), Reply::Status(502)]);
-        let c = client(&slack.base_url(), 4);
-        let started = std::time::Instant::now();
-        let at = c.post_message("hello", None, None).await.unwrap();
-        assert!(started.elapsed() >= Duration::from_secs(1), "waited for Retry-After");
-        assert_eq!(at.channel, "C1");
-        let calls = slack.calls();
-        assert_eq!(calls.len(), 4, "1 throttled + 2 failed + 1 ok");
-        assert!(calls.iter().all(|c| c.method == "chat.postMessage" && c.body["text"] == "hello"));
-        assert_eq!(slack.messages().len(), 1, "the message was posted once");
-    }
-
-    #[tokio::test]
-    async fn gives_up_and_reports_api_errors() {
-        let slack = SlackStandin::start("xoxb-test").await.unwrap();
-        slack.script([Reply::Status(500), Reply::Status(500)]);
-        let err = client(&slack.base_url(), 1).post_message("x", None, None).await.unwrap_err();
-        assert!(matches!(err, SlackError::Status { status: 500, attempts: 2, .. }), "{err}");
-
-        let wrong = SlackClient::new(
-            &slack.base_url(),
-            Secret::new("xoxb-wrong"),
-            "C1",
-            Duration::from_secs(5),
-            Retry::default(),
-        )
-        .unwrap();
-        let err = wrong.post_message("x", None, None).await.unwrap_err();
-        assert_eq!(err.to_string(), "Slack chat.postMessage failed: invalid_auth");
-    }
-
-    #[tokio::test]
-    async fn update_and_thread_reply() {
-        let slack = SlackStandin::start("xoxb-test").await.unwrap();
-        let c = client(&slack.base_url(), 0);
-        let at = c.post_message("proposal", Some(json!([])), None).await.unwrap();
-        c.update_message(&at, "approved", json!([])).await.unwrap();
-        c.reply(&at, "verified").await.unwrap();
-        c.post_ephemeral("C1", "U9", "not allowed").await.unwrap();
-        let m = slack.message(&at.ts).unwrap();
-        assert_eq!(m.text, "approved");
-        assert_eq!(m.replies, vec!["verified".to_string()]);
-        assert_eq!(slack.ephemerals(), vec![("U9".to_string(), "not allowed".to_string())]);
     }
 }

@@ -138,27 +138,6 @@ impl DriftNotifier for crate::approvals::slack::SlackClient {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn slack_client_posts_the_summary() {
-        use crate::approvals::slack::{Retry, Secret, SlackClient, standin::SlackStandin};
-        let standin = SlackStandin::start("xoxb-drift").await.unwrap();
-        let client = SlackClient::new(
-            &standin.base_url(),
-            Secret::new("xoxb-drift"),
-            "C1",
-            Duration::from_secs(5),
-            Retry::default(),
-        )
-        .unwrap();
-        let notifier: &dyn DriftNotifier = &client;
-        notifier.post_drift_summary("3 objects drifted").await.unwrap();
-        let calls = standin.calls();
-        assert_eq!(calls.len(), 1);
-        assert_eq!(calls[0].method, "chat.postMessage");
-        assert_eq!(calls[0].body["text"], "3 objects drifted");
-        assert_eq!(calls[0].body["channel"], "C1");
-    }
-
     #[test]
     fn waits_until_the_next_tick() {
         let s = parse_schedule("*/15 * * * *").unwrap();

@@ -202,30 +202,3 @@ impl Store for RedbStore {
         bytes.map(|b| serde_json::from_slice(&b).map_err(StoreError::Decode)).transpose()
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn passes_the_store_contract() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = RedbStore::open(dir.path()).unwrap();
-        crate::store::contract::run(&store).await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn survives_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = crate::store::contract::sample_proposal("reopen");
-        {
-            let store = RedbStore::open(dir.path()).unwrap();
-            let rev = store.create_proposal(&p).await.unwrap();
-            store.update_proposal(&p, rev).await.unwrap();
-        }
-        let store = RedbStore::open(dir.path()).unwrap();
-        let got = store.get_proposal("reopen").await.unwrap().unwrap();
-        assert_eq!(got.revision, 2);
-        assert_eq!(got.value, p);
-    }
-}

@@ -4,22 +4,11 @@
 #[path = "agent/support.rs"]
 mod support;
 
-use std::path::PathBuf;
-
 use e2e::{Namespace, client, scenario};
 use kubemedic::agent::Diagnosis;
 
-/// The kubemedic binary next to this test's executable (built by `cargo build --workspace`).
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let bin = dir.join("kubemedic");
-    assert!(bin.exists(), "{} not built: run `cargo build --workspace` (tests/run.sh does)", bin.display());
-    bin
-}
-
 async fn kubemedic(args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(binary())
+    tokio::process::Command::new(e2e::daemon::bin())
         .args(args)
         .current_dir(support::repo_root())
         .env("KUBECONFIG", e2e::kubeconfig_path())

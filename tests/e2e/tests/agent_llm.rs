@@ -8,13 +8,13 @@
 mod support;
 
 use e2e::{Namespace, client, scenario};
-use kubemedic::agent::llm::standin::{Reply, StandIn};
 use kubemedic::agent::llm::{Api, LlmConfig};
 use kubemedic::agent::{Deps, RunnerKind};
 use kubemedic::telemetry::audit::AuditLog;
 use kubemedic::tools::Tools;
 use serde_json::{Value, json};
 use support::{diagnose, diagnose_until};
+use testkit::llm::{Reply, StandIn};
 
 fn llm_deps(client: &kube::Client, api: Api, base_url: &str, key_env: Option<&str>, max_steps: u32) -> Deps {
     let mut deps = support::deps(client);

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use approvals_support::*;
 use kube::ResourceExt;
-use kubemedic::approvals::slack::standin::SlackStandin;
 use kubemedic::approvals::{PatchType, ProposalState};
+use testkit::slack::SlackStandin;
 
 #[tokio::test]
 async fn approve_applies_once_and_verifies_healthy() {

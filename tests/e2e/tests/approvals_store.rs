@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
-use kubemedic::store::contract;
+use kubemedic::approvals::Proposal;
 use kubemedic::store::nats::NatsStore;
 use kubemedic::store::redb::RedbStore;
 use kubemedic::store::{Store, StoreError};
+use testkit::Sample;
+use testkit::store as contract;
 
 fn nats_url() -> String {
     std::env::var("KUBEMEDIC_TEST_NATS_URL")
@@ -33,7 +35,7 @@ async fn redb_passes_the_store_contract() {
 async fn nats_cas_holds_across_connections() {
     let a: Arc<dyn Store> = Arc::new(NatsStore::connect(&nats_url(), "kubemedic-contract").await.unwrap());
     let b: Arc<dyn Store> = Arc::new(NatsStore::connect(&nats_url(), "kubemedic-contract").await.unwrap());
-    let p = contract::sample_proposal(&uuid_like());
+    let p = Proposal::test().with_id(&uuid_like());
     let rev = a.create_proposal(&p).await.unwrap();
     let seen_by_b = b.get_proposal(&p.id).await.unwrap().unwrap();
     assert_eq!(seen_by_b.revision, rev);

@@ -14,26 +14,6 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-fn root() -> PathBuf {
-    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn kubemedic_bin() -> PathBuf {
-    // Integration tests of this crate are built next to the workspace binaries.
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("kubemedic");
-    assert!(bin.exists(), "{} not built: run `cargo build --workspace` (tests/run.sh does)", bin.display());
-    bin
-}
-
 /// A daemon scoped to one namespace, killed on drop.
 struct Daemon {
     child: tokio::process::Child,
@@ -49,14 +29,14 @@ impl Drop for Daemon {
 }
 
 async fn start_daemon(ns: &str, approver_token: &str, viewer_token: &str) -> Daemon {
-    let port = free_port();
+    let port = e2e::daemon::free_port();
     let dir = std::env::temp_dir().join(format!("km-daemon-{ns}"));
     std::fs::create_dir_all(&dir).unwrap();
     let hash = |t: &str| hex::encode(Sha256::digest(t.as_bytes()));
     let config = json!({
         "cluster": { "name": "e2e", "namespaces": [ns] },
-        "rules_dir": root().join("rules"),
-        "prompts_dir": root().join("prompts"),
+        "rules_dir": e2e::daemon::repo_root().join("rules"),
+        "prompts_dir": e2e::daemon::repo_root().join("prompts"),
         "state_dir": dir.join("state"),
         "http": { "listen": format!("127.0.0.1:{port}") },
         "approvals": { "verify_stable_seconds": 5 },
@@ -68,7 +48,7 @@ async fn start_daemon(ns: &str, approver_token: &str, viewer_token: &str) -> Dae
     let path = dir.join("config.yaml");
     std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
     let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
-    let child = tokio::process::Command::new(kubemedic_bin())
+    let child = tokio::process::Command::new(e2e::daemon::bin())
         .args(["run", "--config"])
         .arg(&path)
         .env("RUST_LOG", "info,kubemedic=debug")
@@ -149,7 +129,7 @@ async fn broken_secret_ref_is_diagnosed_approved_applied_and_verified_by_the_dae
     assert_eq!(unauthenticated.status().as_u16(), 401);
 
     // Approve with the real CLI.
-    let out = tokio::process::Command::new(kubemedic_bin())
+    let out = tokio::process::Command::new(e2e::daemon::bin())
         .args(["approve", &id, "--url", &daemon.url])
         .env("KUBEMEDIC_TOKEN", &daemon.token)
         .output()
@@ -197,7 +177,7 @@ async fn invalid_config_exits_64_before_binding() {
     let path = dir.join("config.yaml");
     std::fs::write(&path, "clustr:\n  name: x\n").unwrap();
     let out =
-        tokio::process::Command::new(kubemedic_bin()).args(["run", "--config"]).arg(&path).output().await.unwrap();
+        tokio::process::Command::new(e2e::daemon::bin()).args(["run", "--config"]).arg(&path).output().await.unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown field `clustr`"), "{err}");

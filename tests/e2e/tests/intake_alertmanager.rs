@@ -47,10 +47,6 @@ async fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], bod
     (status, body)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn alert(name: &str, labels: serde_json::Value, ends_in: i64) -> serde_json::Value {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let ts = |secs: i64| k8s_openapi::jiff::Timestamp::from_second(secs).unwrap().to_string();
@@ -82,7 +78,7 @@ async fn alertmanager_delivers_alerts_that_become_incidents() {
 
     // Alertmanager with a temp config, clustering off, webhook receiver → kubemedic.
     let dir = state_dir("alertmanager");
-    let am_port = free_port();
+    let am_port = e2e::daemon::free_port();
     let cfg = format!(
         r#"route:
   receiver: kubemedic

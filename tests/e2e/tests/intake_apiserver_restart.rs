@@ -9,123 +9,15 @@
 
 mod intake_common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use e2e::controlplane::ControlPlane;
+use e2e::daemon::free_port;
 use intake_common::{Intake, repo_root, state_dir};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client};
 use kubemedic::signal::WorkloadRef;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn k8s_bin() -> PathBuf {
-    std::env::var_os("K8S_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/kubemedic/k8s-v1.20.2")
-    })
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-struct ControlPlane {
-    dir: PathBuf,
-    etcd_port: u16,
-    token: String,
-    _etcd: Proc,
-}
-
-impl ControlPlane {
-    fn start(dir: &Path) -> ControlPlane {
-        run(Command::new("openssl").args(["genrsa", "-out"]).arg(dir.join("sa.key")).arg("2048"));
-        run(Command::new("openssl")
-            .args(["rsa", "-pubout", "-in"])
-            .arg(dir.join("sa.key"))
-            .arg("-out")
-            .arg(dir.join("sa.pub")));
-        let token = format!("restart-{}", e2e::unique_name("t"));
-        std::fs::write(dir.join("tokens.csv"), format!("{token},admin,admin-uid,system:masters\n")).unwrap();
-        let (etcd_port, peer_port) = (free_port(), free_port());
-        let log = std::fs::File::create(dir.join("etcd.log")).unwrap();
-        let etcd = Command::new("etcd")
-            .args(["--name", "default", "--log-level", "warn", "--data-dir"])
-            .arg(dir.join("etcd"))
-            .arg(format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"))
-            .arg(format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"))
-            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"))
-            .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"))
-            .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start etcd");
-        ControlPlane { dir: dir.to_owned(), etcd_port, token, _etcd: Proc(etcd) }
-    }
-
-    fn apiserver(&self, name: &str, port: u16) -> Proc {
-        let d = &self.dir;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join(format!("{name}.log"))).unwrap();
-        let child = Command::new(k8s_bin().join("kube-apiserver"))
-            .arg(format!("--etcd-servers=http://127.0.0.1:{}", self.etcd_port))
-            .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
-            .arg(format!("--secure-port={port}"))
-            .arg(format!("--cert-dir={}", d.join(format!("certs-{name}")).display()))
-            .args(["--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true"])
-            .arg("--service-account-issuer=https://kubernetes.default.svc")
-            .arg(format!("--service-account-key-file={}", d.join("sa.pub").display()))
-            .arg(format!("--service-account-signing-key-file={}", d.join("sa.key").display()))
-            .arg("--api-audiences=https://kubernetes.default.svc")
-            .arg(format!("--token-auth-file={}", d.join("tokens.csv").display()))
-            .args(["--authorization-mode=RBAC", "--disable-admission-plugins=ServiceAccount"])
-            .args(["--enable-priority-and-fairness=false", "--insecure-port=0"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start kube-apiserver");
-        Proc(child)
-    }
-
-    async fn client(&self, port: u16) -> Client {
-        e2e::install_crypto();
-        let kc = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"https://127.0.0.1:{port}\", insecure-skip-tls-verify: true}}\n\
-             users:\n- name: u\n  user: {{token: \"{}\"}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
-            self.token
-        );
-        let kc: Kubeconfig = serde_yaml_ng::from_str(&kc).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
-        Client::try_from(config).unwrap()
-    }
-
-    async fn wait_ready(&self, client: &Client, what: &str) {
-        for _ in 0..300 {
-            if client.apiserver_version().await.is_ok()
-                && Api::<Namespace>::all(client.clone()).get_opt("default").await.ok().flatten().is_some()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let log = std::fs::read_to_string(self.dir.join(format!("{what}.log"))).unwrap_or_default();
-        panic!("{what} not ready; log tail:\n{}", log.lines().rev().take(20).collect::<Vec<_>>().join("\n"));
-    }
-}
 
 fn pod(name: &str) -> Pod {
     serde_json::from_value(serde_json::json!({

@@ -3,22 +3,12 @@
 
 mod intake_common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use intake_common::{repo_root, state_dir};
 
-/// The `kubemedic` binary next to this test's executable (built by `cargo build --workspace`).
-fn kubemedic() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let debug = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let bin = debug.join("kubemedic");
-    assert!(bin.exists(), "{} missing: run `cargo build --workspace` first (tests/run.sh does)", bin.display());
-    bin
-}
-
 fn validate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(kubemedic()).arg("validate").args(args).current_dir(repo_root()).output().unwrap();
+    let out = Command::new(e2e::daemon::bin()).arg("validate").args(args).current_dir(repo_root()).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

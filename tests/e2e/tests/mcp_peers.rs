@@ -18,20 +18,6 @@ const SECRET: &str = "e2e-Kub3medic-s3cret-7781";
 const VIEWER_TOKEN: &str = "viewer-token-e2e-0123456789";
 const APPROVER_TOKEN: &str = "approver-token-e2e-0123456789";
 
-fn root() -> PathBuf {
-    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn kubemedic_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("kubemedic");
-    assert!(bin.exists(), "{} not built: run `cargo build --workspace` (tests/run.sh does)", bin.display());
-    bin
-}
-
 fn cache() -> PathBuf {
     std::env::var("KUBEMEDIC_CACHE")
         .map(PathBuf::from)
@@ -108,8 +94,8 @@ async fn setup(prefix: &str) -> (kube::Client, e2e::Namespace) {
 fn write_config(dir: &Path, ns: &str, stdio_role: &str) -> PathBuf {
     let config = json!({
         "cluster": {"name": "e2e", "namespaces": [ns], "kubeconfig": e2e::kubeconfig_path()},
-        "prompts_dir": root().join("prompts"),
-        "rules_dir": root().join("rules"),
+        "prompts_dir": e2e::daemon::repo_root().join("prompts"),
+        "rules_dir": e2e::daemon::repo_root().join("rules"),
         "state_dir": dir.join("state"),
         "auth": {"stdio_user": "e2e-user", "stdio_role": stdio_role, "tokens": [
             {"name": "victor", "sha256": hash(VIEWER_TOKEN), "role": "viewer"},
@@ -172,7 +158,7 @@ async fn http_server(config_path: &Path, authenticated: bool) -> HttpServer {
 /// stdio server's logs).
 async fn python_peer(args: &[&str]) -> (Value, String) {
     let out = tokio::process::Command::new(python())
-        .arg(root().join("tests/python/mcp_peer.py"))
+        .arg(e2e::daemon::repo_root().join("tests/python/mcp_peer.py"))
         .args(args)
         .env("RUST_LOG", "debug")
         .stdin(Stdio::null())
@@ -188,7 +174,7 @@ async fn python_peer(args: &[&str]) -> (Value, String) {
 }
 
 fn stdio_command(config: &Path) -> String {
-    format!("{} mcp --config {}", kubemedic_bin().display(), config.display())
+    format!("{} mcp --config {}", e2e::daemon::bin().display(), config.display())
 }
 
 fn assert_no_secret(what: &str, text: &str) {
@@ -342,7 +328,7 @@ async fn mcp_inspector_cli_over_stdio_and_http() {
     let (client, ns) = setup("mcp-insp").await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &ns.name, "viewer");
-    let bin = kubemedic_bin().display().to_string();
+    let bin = e2e::daemon::bin().display().to_string();
     let cfg = config.display().to_string();
     // `--config` would be taken by the Inspector itself: the config path goes in the environment.
     let env = format!("KUBEMEDIC_CONFIG={cfg}");

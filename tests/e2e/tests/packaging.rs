@@ -2,7 +2,6 @@
 //! `helm template` + `kubernetes-validate --strict`, `hadolint`, and a real `helm install`
 //! into the local control plane whose RBAC is then probed with `kubectl auth can-i`.
 
-use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
@@ -12,12 +11,10 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Api;
 use kube::api::ListParams;
 
-fn root() -> PathBuf {
-    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("../..")
-}
+use e2e::daemon::repo_root;
 
 fn chart() -> String {
-    root().join("charts/kubemedic").to_string_lossy().into_owned()
+    repo_root().join("charts/kubemedic").to_string_lossy().into_owned()
 }
 
 fn tool(env: &str, name: &str) -> String {
@@ -107,7 +104,7 @@ async fn chart_lints_strict_and_renders_valid_manifests() {
 
 #[tokio::test]
 async fn dockerfile_passes_hadolint() {
-    let dockerfile = root().join("Dockerfile");
+    let dockerfile = repo_root().join("Dockerfile");
     let out = ok(&tool("HADOLINT", "hadolint"), &[&dockerfile.to_string_lossy()]).await;
     assert!(out.trim().is_empty(), "hadolint findings:\n{out}");
     let text = std::fs::read_to_string(&dockerfile).unwrap();
@@ -200,7 +197,7 @@ async fn helm_install_brings_up_objects_with_least_privilege_rbac() {
 #[test]
 fn prebuilt_containerfile_matches_the_dockerfile_final_stage() {
     let runtime = |path: &str| -> Vec<String> {
-        let text = std::fs::read_to_string(root().join(path)).unwrap();
+        let text = std::fs::read_to_string(repo_root().join(path)).unwrap();
         let stage = text.rsplit("FROM scratch").next().unwrap().to_owned();
         stage
             .lines()
@@ -242,7 +239,7 @@ async fn buildah(store: &std::path::Path, args: &[&str], must: bool) -> Output {
 async fn image_builds_offline_with_buildah_and_runs_from_scratch() {
     let bin = std::env::var("KUBEMEDIC_STATIC_BIN")
         .expect("KUBEMEDIC_STATIC_BIN: the static kubemedic binary (tests/run.sh builds it)");
-    let containerfile = root().join("packaging/Containerfile.prebuilt").to_string_lossy().into_owned();
+    let containerfile = repo_root().join("packaging/Containerfile.prebuilt").to_string_lossy().into_owned();
     let findings = ok(&tool("HADOLINT", "hadolint"), &[&containerfile]).await;
     assert!(findings.trim().is_empty(), "hadolint findings on Containerfile.prebuilt:\n{findings}");
 
@@ -251,7 +248,7 @@ async fn image_builds_offline_with_buildah_and_runs_from_scratch() {
     std::fs::create_dir_all(&dir).unwrap();
     let tag = "localhost/kubemedic:e2e";
     let built = tokio::process::Command::new("bash")
-        .arg(root().join("scripts/image.sh"))
+        .arg(repo_root().join("scripts/image.sh"))
         .arg(tag)
         .env("KUBEMEDIC_BIN", &bin)
         .env("BUILDAH_ROOT", &dir)

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use e2e::daemon::{APPROVER_TOKEN, Daemon, free_port, repo_root, state_of, token_entry};
 use kubemedic::approvals::slack::signature;
-use kubemedic::approvals::slack::standin::{Call, Reply, SlackStandin};
 use serde_json::{Value, json};
+use testkit::slack::{Call, Reply, SlackStandin};
 
 const BOT_TOKEN: &str = "xoxb-reliability-token";
 const SIGNING_SECRET: &str = "reliability-signing-secret-0123456789";

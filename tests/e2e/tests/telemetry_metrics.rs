@@ -38,10 +38,6 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 async fn serve_metrics() -> (u16, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
     metrics.observe_tool("get_resource", "ok", 0.012);
@@ -105,7 +101,7 @@ async fn prometheus_scrapes_metrics() {
         ),
     )
     .unwrap();
-    let prom_port = free_port();
+    let prom_port = e2e::daemon::free_port();
     let mut prom = tokio::process::Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))

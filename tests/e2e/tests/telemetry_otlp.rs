@@ -8,14 +8,6 @@ use std::time::Duration;
 
 use tokio::io::AsyncBufReadExt;
 
-/// The `kubemedic` binary next to this test's target directory (tests/run.sh builds the workspace first).
-fn kubemedic_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe.parent().and_then(|deps| deps.parent()).map(|dir| dir.join("kubemedic")).expect("target dir");
-    assert!(bin.exists(), "{} not built: run `cargo build --workspace` (tests/run.sh does)", bin.display());
-    bin
-}
-
 /// `oteltap` from the tests' virtualenv, else from PATH.
 fn oteltap_bin() -> PathBuf {
     if let Ok(venv) = std::env::var("KUBEMEDIC_VENV") {
@@ -25,10 +17,6 @@ fn oteltap_bin() -> PathBuf {
         }
     }
     PathBuf::from("oteltap")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 async fn wait_for_port(port: u16) {
@@ -44,7 +32,7 @@ async fn wait_for_port(port: u16) {
 #[tokio::test]
 async fn drift_command_exports_spans_over_otlp_http() {
     let kubeconfig = e2e::kubeconfig_path();
-    let port = free_port();
+    let port = e2e::daemon::free_port();
     let mut tap = tokio::process::Command::new(oteltap_bin())
         .args(["--port", &port.to_string()])
         .stdout(Stdio::piped())
@@ -54,7 +42,7 @@ async fn drift_command_exports_spans_over_otlp_http() {
         .expect("start oteltap (tests/tools/requirements.txt installs it)");
     wait_for_port(port).await;
 
-    let out = tokio::process::Command::new(kubemedic_bin())
+    let out = tokio::process::Command::new(e2e::daemon::bin())
         .args(["drift", "--output", "json"])
         .env("KUBECONFIG", &kubeconfig)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{port}"))

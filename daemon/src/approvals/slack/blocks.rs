@@ -234,11 +234,28 @@ mod tests {
     }
 
     fn fixed() -> (Proposal, Diagnosis) {
-        let mut p = crate::store::contract::sample_proposal("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
-        p.created_at = "2026-11-25T18:00:00Z".parse().unwrap();
-        p.expires_at = "2026-11-25T19:00:00Z".parse().unwrap();
-        p.diff = "--- a/Deployment shop/web\n+++ b/Deployment shop/web\n@@\n-        image: web:2-broken\n+        image: web:1\n".into();
-        p.rationale = "Roll back to web:1, the last image whose pods ran <!channel>".into();
+        let target = crate::approvals::TargetRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: "shop".into(),
+            name: "web".into(),
+            resource_version: Some("42".into()),
+            generation: None,
+            content_digest: None,
+        };
+        let action = crate::approvals::Action::Patch {
+            patch_type: crate::approvals::PatchType::Merge,
+            body: json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:1"}]}}}}),
+        };
+        let created = "2026-11-25T18:00:00Z".parse().unwrap();
+        let p = Proposal {
+            id: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
+            diff: "--- a/Deployment shop/web\n+++ b/Deployment shop/web\n@@\n-        image: web:2-broken\n+        image: web:1\n".into(),
+            rationale: "Roll back to web:1, the last image whose pods ran <!channel>".into(),
+            approvers: vec!["U1".into()],
+            requested_by: "rule:test".into(),
+            ..Proposal::new("local", target, action, created, jiff::SignedDuration::from_hours(1))
+        };
         let d = Diagnosis {
             incident_id: None,
             workload: WorkloadRef::new("Deployment", "shop", "web"),

@@ -5,7 +5,6 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,10 +17,7 @@ use kubemedic::config::ClusterConfig;
 use kubemedic::policy::PolicyConfig;
 use kubemedic::signal::WorkloadRef;
 
-/// The repository root (for prompts/ and the built binary).
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("../..")
-}
+pub use e2e::daemon::repo_root;
 
 pub fn cluster(client: &Client) -> Cluster {
     Cluster { name: "e2e".into(), client: client.clone(), scope: Scope::from_config(&ClusterConfig::default()) }

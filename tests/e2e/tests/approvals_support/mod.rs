@@ -12,7 +12,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use kubemedic::approvals::http::{HttpOptions, router, spawn, token_hash};
-use kubemedic::approvals::slack::standin::SlackStandin;
 use kubemedic::approvals::slack::{Retry, Secret, SlackClient, signature};
 use kubemedic::approvals::{Action, Approvals, ApprovalsConfig, PatchType, Proposal, ProposalState};
 use kubemedic::cluster::{Cluster, Scope};
@@ -22,6 +21,8 @@ use kubemedic::store::Store;
 use kubemedic::store::nats::NatsStore;
 use kubemedic::store::redb::RedbStore;
 use serde_json::{Value, json};
+use testkit::Sample;
+use testkit::slack::SlackStandin;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const SIGNING_SECRET: &str = "e2e-signing-secret-0123456789abcdef";
@@ -187,7 +188,7 @@ pub async fn get_deployment(client: &Client, ns: &str, name: &str) -> Deployment
 /// A proposal on Deployment `ns/name` as it is now, approvable by [`APPROVER`].
 pub async fn proposal(client: &Client, ns: &str, name: &str, patch_type: PatchType, body: Value) -> Proposal {
     let live = get_deployment(client, ns, name).await;
-    let mut p = kubemedic::store::contract::sample_proposal(&unique("p"));
+    let mut p = kubemedic::approvals::Proposal::test().with_id(&unique("p"));
     p.target.namespace = ns.to_owned();
     p.target.name = name.to_owned();
     p.target.resource_version = live.resource_version();

@@ -19,9 +19,7 @@ use kubemedic::watch::{self, WatchConfig, WatchHandle};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("../..")
-}
+pub use e2e::daemon::repo_root;
 
 pub fn state_dir(prefix: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(e2e::unique_name(prefix));

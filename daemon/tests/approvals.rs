@@ -1,16 +1,21 @@
-//! Decision paths without a cluster: the client points at a closed port and
-//! is never used unless a test applies. Apply and verify are covered end to
-//! end in tests/e2e/tests/approvals_*.rs.
+//! The approvals service's decision paths without a cluster: the client points
+//! at a closed port and is never used unless a test applies. Apply and verify
+//! are covered end to end in tests/e2e/tests/approvals_*.rs.
+//!
+//! An integration test (not beside the code) because it runs against the Slack
+//! stand-in and the crash points of the test-only `testkit` crate.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-
-use super::slack::standin::SlackStandin;
-use super::slack::{Retry, Secret, SlackClient};
-use super::*;
-use crate::store::contract::sample_proposal;
-use crate::store::redb::RedbStore;
+use kubemedic::approvals::slack::{self, Retry, Secret, SlackClient};
+use kubemedic::approvals::{ApprovalError, Approvals, ApprovalsConfig, CrashPoint, Proposal, ProposalState, proposal};
+use kubemedic::cluster::Cluster;
+use kubemedic::store::Store;
+use kubemedic::store::redb::RedbStore;
+use testkit::Sample;
+use testkit::slack::SlackStandin;
 
 fn offline_cluster() -> Cluster {
     let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
@@ -33,13 +38,13 @@ async fn fixture() -> Fixture {
     let approvals = Arc::new(
         Approvals::new(store, offline_cluster(), Some(client), ApprovalsConfig::default())
             .with_replica("test-0")
-            .with_audit(crate::telemetry::audit::AuditLog::in_memory()),
+            .with_audit(kubemedic::telemetry::audit::AuditLog::in_memory()),
     );
     Fixture { approvals, slack, _dir: dir }
 }
 
 fn proposal() -> Proposal {
-    sample_proposal(&uuid::Uuid::now_v7().to_string())
+    Proposal::test()
 }
 
 #[tokio::test]

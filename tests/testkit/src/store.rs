@@ -1,19 +1,18 @@
 //! The contract every [`Store`] implementation passes: the embedded store in
-//! its unit tests, the NATS store against a real `nats-server` in
-//! `tests/e2e/tests/approvals_store.rs`. It is public so that both run the
-//! very same checks.
+//! `daemon/tests/store_redb.rs`, the NATS store against a real `nats-server` in
+//! `tests/e2e/tests/approvals_store.rs`. Both run the very same checks.
 //!
 //! Ids are fresh uuids on every run, so the suite also passes against a
 //! bucket that already holds data.
 
 use std::sync::Arc;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
+use kubemedic::approvals::{Proposal, ProposalEvent, ProposalState};
+use kubemedic::incident::{Incident, IncidentStatus};
+use kubemedic::store::{Store, StoreError};
 
-use super::{Store, StoreError};
-use crate::approvals::{Action, PatchType, Proposal, ProposalEvent, ProposalState, Risk, TargetRef};
-use crate::incident::{Incident, IncidentStatus};
-use crate::signal::{Signal, SignalSource, SignalStatus, WorkloadRef};
+use crate::build::Sample;
 
 /// A contract clause that did not hold.
 #[derive(Debug, thiserror::Error)]
@@ -30,76 +29,6 @@ macro_rules! ensure {
 
 fn unexpected(what: &str, e: StoreError) -> ContractError {
     ContractError(format!("{what}: unexpected error: {e}"))
-}
-
-/// A pending-to-be proposal on a Deployment, for tests.
-pub fn sample_proposal(id: &str) -> Proposal {
-    let now = Timestamp::now();
-    Proposal {
-        id: id.to_owned(),
-        incident_id: None,
-        cluster: "local".into(),
-        target: TargetRef {
-            api_version: "apps/v1".into(),
-            kind: "Deployment".into(),
-            namespace: "shop".into(),
-            name: "web".into(),
-            resource_version: Some("42".into()),
-            generation: None,
-            content_digest: None,
-        },
-        action: Action::Patch {
-            patch_type: PatchType::Merge,
-            body: serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:1"}]}}}}),
-        },
-        diff: "-image: web:2\n+image: web:1\n".into(),
-        rationale: "roll back to the last image whose pods ran".into(),
-        risk: Risk::Low,
-        state: ProposalState::Proposed,
-        approvers: vec!["U1".into()],
-        requested_by: "rule:test".into(),
-        created_at: now,
-        expires_at: now + SignedDuration::from_hours(1),
-        history: Vec::new(),
-        outcome: None,
-        slack: None,
-    }
-}
-
-/// An open incident, for tests.
-pub fn sample_incident(id: &str) -> Incident {
-    let now = Timestamp::now();
-    let workload = WorkloadRef::new("Deployment", "shop", "web");
-    Incident {
-        id: id.to_owned(),
-        fingerprint: crate::incident::fingerprint("local", &workload, "CrashLoopBackOff"),
-        cluster: "local".into(),
-        workload: workload.clone(),
-        reason: "CrashLoopBackOff".into(),
-        rule: "crashloop".into(),
-        prompt: "diagnose-workload".into(),
-        arguments: Default::default(),
-        allow_mutations: true,
-        approvers: vec![],
-        status: IncidentStatus::Open,
-        first_seen: now,
-        last_seen: now,
-        count: 1,
-        first_signal: Signal {
-            source: SignalSource::Cluster,
-            status: SignalStatus::Firing,
-            reason: "CrashLoopBackOff".into(),
-            cluster: "local".into(),
-            object: WorkloadRef::new("Pod", "shop", "web-1"),
-            workload: Some(workload),
-            labels: Default::default(),
-            severity: None,
-            message: "back-off restarting failed container".into(),
-            observed_at: now,
-        },
-        summary: None,
-        proposals: vec![],
-    }
 }
 
 fn fresh_id() -> String {
@@ -122,7 +51,7 @@ async fn proposals_cas(store: &dyn Store) -> Result<(), ContractError> {
         "missing proposal found"
     );
 
-    let mut p = sample_proposal(&id);
+    let mut p = Proposal::test().with_id(&id);
     let r1 = store.create_proposal(&p).await.map_err(|e| unexpected("create", e))?;
     match store.create_proposal(&p).await {
         Err(StoreError::AlreadyExists { .. }) => {}
@@ -143,7 +72,7 @@ async fn proposals_cas(store: &dyn Store) -> Result<(), ContractError> {
     let got = store.get_proposal(&id).await.map_err(|e| unexpected("get", e))?.map(|v| (v.revision, v.value.state));
     ensure!(got == Some((r2, ProposalState::Pending)), "after update: {got:?}");
 
-    match store.update_proposal(&sample_proposal(&fresh_id()), 1).await {
+    match store.update_proposal(&Proposal::test(), 1).await {
         Err(StoreError::NotFound { .. }) => {}
         other => return Err(ContractError(format!("update of a missing proposal must be NotFound, got {other:?}"))),
     }
@@ -166,7 +95,7 @@ async fn proposals_cas(store: &dyn Store) -> Result<(), ContractError> {
         "concurrent CAS: {wins} wins, {conflicts} conflicts: {results:?}"
     );
 
-    let other = sample_proposal(&fresh_id());
+    let other = Proposal::test();
     store.create_proposal(&other).await.map_err(|e| unexpected("create second", e))?;
     let all = store.list_proposals().await.map_err(|e| unexpected("list", e))?;
     let ids: Vec<&str> = all.iter().map(|p| p.id.as_str()).collect();
@@ -182,7 +111,7 @@ async fn incidents(store: &dyn Store) -> Result<(), ContractError> {
         store.get_incident(&id).await.map_err(|e| unexpected("get missing", e))?.is_none(),
         "missing incident found"
     );
-    let mut i = sample_incident(&id);
+    let mut i = Incident::test().with_id(&id);
     store.put_incident(&i).await.map_err(|e| unexpected("put", e))?;
     i.count = 7;
     i.status = IncidentStatus::Diagnosed;
@@ -199,7 +128,7 @@ async fn incidents(store: &dyn Store) -> Result<(), ContractError> {
 /// (the NATS store once repeated keys updated mid-listing and skipped others).
 async fn list_while_writing(store: &dyn Store) -> Result<(), ContractError> {
     const N: usize = 20;
-    let mut mine: Vec<Incident> = (0..N).map(|_| sample_incident(&fresh_id())).collect();
+    let mut mine: Vec<Incident> = (0..N).map(|_| Incident::test()).collect();
     for i in &mine {
         store.put_incident(i).await.map_err(|e| unexpected("put", e))?;
     }

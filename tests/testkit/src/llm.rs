@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::wire::Api;
+use kubemedic::agent::llm::wire::Api;
 
 /// One scripted model turn.
 #[derive(Debug, Clone, PartialEq)]

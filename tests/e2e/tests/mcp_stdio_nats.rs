@@ -21,7 +21,7 @@ async fn stdio_lists_incidents_from_the_shared_nats_store() {
     // What the daemon would have stored.
     let store = NatsStore::connect(&url, DEFAULT_BUCKET).await.expect("NATS KV store");
     let id = uuid_like(&ns.name);
-    let mut incident = <kubemedic::incident::Incident as testkit::Sample>::test().with_id(&id);
+    let mut incident = testkit::Sample::with_id(<kubemedic::incident::Incident as testkit::Sample>::test(), &id);
     incident.workload.namespace = ns.name.clone();
     incident.first_signal.object.namespace = ns.name.clone();
     store.put_incident(&incident).await.unwrap();

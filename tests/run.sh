@@ -33,9 +33,12 @@ echo "== build"
 cargo build --workspace --all-targets --quiet
 # A static build for the image test (scripts/image.sh puts it on scratch with buildah);
 # debug keeps CI time down, the release image is built the same way by scripts/image.sh.
-RUSTFLAGS="-C target-feature=+crt-static" \
+# Its own build cache: the static flags change every dependency's hash, and a separate directory lets
+# this build run without waiting on (or evicting) the main cache's lock.
+STATIC_TARGET=${KUBEMEDIC_STATIC_TARGET_DIR:-$KUBEMEDIC_CACHE/target-static}
+RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR=$STATIC_TARGET \
   cargo build --locked --quiet --target x86_64-unknown-linux-gnu -p kubemedic
-export KUBEMEDIC_STATIC_BIN=$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/debug/kubemedic
+export KUBEMEDIC_STATIC_BIN=$STATIC_TARGET/x86_64-unknown-linux-gnu/debug/kubemedic
 
 echo "== control plane"
 bash tests/cluster/up.sh "$K8S_BIN" "$STATE"

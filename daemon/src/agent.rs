@@ -292,20 +292,20 @@ pub fn parse_target(s: &str) -> Result<WorkloadRef, String> {
         [kind, name] if kind.eq_ignore_ascii_case("node") => ("", *kind, *name),
         _ => return Err(format!("expected NAMESPACE/KIND/NAME (or Node/NAME), got {s:?}")),
     };
-    let info = crate::policy::target::kind_info(kind)
-        .filter(|k| {
-            matches!(k.kind, "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "ReplicaSet" | "Pod" | "Node")
-        })
-        .ok_or_else(|| {
-            format!("kind {kind:?} cannot be diagnosed (Deployment, StatefulSet, DaemonSet, Job, Pod or Node)")
-        })?;
+    let kind = builtin::objects::diagnosable(kind).ok_or_else(|| {
+        format!(
+            "kind {kind:?} cannot be diagnosed (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, Pod, Service, \
+             Ingress, PersistentVolumeClaim, CronJob, HorizontalPodAutoscaler or Node)"
+        )
+    })?;
+    let namespaced = kind != "Node";
     let valid = |x: &str| {
         !x.is_empty() && x.len() <= 253 && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
     };
-    if !valid(name) || (info.namespaced && !valid(ns)) {
+    if !valid(name) || (namespaced && !valid(ns)) {
         return Err(format!("invalid namespace or name in {s:?}"));
     }
-    Ok(WorkloadRef::new(info.kind, if info.namespaced { ns } else { "" }, name))
+    Ok(WorkloadRef::new(kind, if namespaced { ns } else { "" }, name))
 }
 
 impl Diagnosis {

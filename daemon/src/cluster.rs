@@ -23,6 +23,11 @@ pub const DEFAULT_KINDS: &[&str] = &[
     "namespace",
     "persistentvolumeclaim",
     "ingress",
+    "endpoints",
+    "cronjob",
+    "horizontalpodautoscaler",
+    "storageclass",
+    "persistentvolume",
 ];
 
 /// A connected cluster plus its visibility scope.

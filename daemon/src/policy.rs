@@ -57,6 +57,12 @@ const DEFAULT_ALLOWED_PATHS: &[&str] = &[
     "spec.template.spec.nodeSelector.**",
     "spec.template.spec.volumes[].configMap.**",
     "spec.template.spec.volumes[].secret.**",
+    // A Service's selector and target ports, an Ingress's backends: what a broken
+    // Service → pods or Ingress → Service link is fixed with.
+    "spec.selector.*",
+    "spec.ports[].targetPort",
+    "spec.rules[].http.paths[].backend.service.**",
+    "spec.defaultBackend.service.**",
 ];
 const DEFAULT_CONTAINER_PATHS: &[&str] = &[
     "image",

@@ -4,13 +4,19 @@
 //! proposed fix through [`crate::policy::prepare`].
 
 pub mod analyze;
+pub mod batch;
 pub mod config;
 pub mod gather;
+pub mod hpa;
+pub mod logline;
+pub mod network;
 pub mod node;
+pub mod objects;
 pub mod probe;
 pub mod resources;
 pub mod rollout;
 pub mod steps;
+pub mod storage;
 
 use std::time::Duration;
 
@@ -47,6 +53,14 @@ async fn run(deps: &Deps, request: &Request) -> Result<Diagnosis, AgentError> {
     let steps = match deps.prompts.get(prompt_name) {
         // Workload workflows need a namespace; a node is diagnosed with the built-in node steps.
         Some(_) if request.workload.namespace.is_empty() => Vec::new(),
+        // The workload workflow's tools read pods and rollouts; other objects are read by their own gathering.
+        Some(_) if objects::diagnosable(&request.workload.kind).is_some_and(objects::is_object_kind) => {
+            notes.push(format!(
+                "{} is not a workload: ran the object steps instead of {prompt_name}",
+                request.workload.kind
+            ));
+            Vec::new()
+        }
         Some(p) => match p.render(&prompt_arguments(p, request)) {
             Ok((_, steps)) => {
                 let tools: Vec<&str> = steps.iter().map(|s| s.tool.as_str()).collect();

@@ -24,6 +24,7 @@ pub const KINDS: &[KindInfo] = &[
     KindInfo { kind: "Job", api_version: "batch/v1", plural: "jobs", namespaced: true },
     KindInfo { kind: "Pod", api_version: "v1", plural: "pods", namespaced: true },
     KindInfo { kind: "Service", api_version: "v1", plural: "services", namespaced: true },
+    KindInfo { kind: "Ingress", api_version: "networking.k8s.io/v1", plural: "ingresses", namespaced: true },
     KindInfo { kind: "ConfigMap", api_version: "v1", plural: "configmaps", namespaced: true },
     KindInfo { kind: "Secret", api_version: "v1", plural: "secrets", namespaced: true },
     KindInfo { kind: "Node", api_version: "v1", plural: "nodes", namespaced: false },

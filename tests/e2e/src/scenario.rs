@@ -43,6 +43,14 @@ pub const ALL: &[&str] = &[
     "node-not-ready",
     "healthy-web",
     "healthy-stateful",
+    "service-selector-typo",
+    "service-target-port",
+    "ingress-missing-backend",
+    "pvc-missing-storageclass",
+    "pvc-no-provisioner",
+    "cronjob-suspended",
+    "hpa-missing-target",
+    "job-backoff-exceeded",
 ];
 
 /// One step of a scenario.

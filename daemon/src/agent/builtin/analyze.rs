@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use serde_json::{Value, json};
 
 use super::gather::Facts;
-use super::{config, node, probe, resources, rollout};
+use super::{batch, config, hpa, network, node, probe, resources, rollout, storage};
 use crate::agent::Evidence;
 use crate::policy::{PolicyConfig, ProposalDraft};
 
@@ -30,12 +30,19 @@ type Analyzer = dyn Fn(&Facts, &PolicyConfig) -> Option<Finding>;
 
 /// Run the analyzers in order of precision; the first that explains the failure wins.
 pub fn analyze(facts: &Facts, policy: &PolicyConfig) -> Finding {
-    if facts.target.kind == "Node" {
-        return node::analyze(facts);
+    match facts.target.kind.as_str() {
+        "Node" => return node::analyze(facts),
+        "Service" => return network::service(facts),
+        "Ingress" => return network::ingress(facts),
+        "PersistentVolumeClaim" => return storage::claim(facts),
+        "CronJob" => return batch::cronjob(facts),
+        "HorizontalPodAutoscaler" => return hpa::analyze(facts),
+        _ => {}
     }
-    let analyzers: [&Analyzer; 6] = [
+    let analyzers: [&Analyzer; 7] = [
         &|f, _| config::analyze(f),
         &resources::oom,
+        &|f, _| batch::job(f),
         &|f, _| probe::analyze(f),
         &|f, _| resources::scheduling(f),
         &|f, _| rollout::analyze(f),
@@ -51,7 +58,10 @@ pub fn analyze(facts: &Facts, policy: &PolicyConfig) -> Finding {
 
 fn healthy_or_unknown(facts: &Facts) -> Finding {
     let states = state_summary(facts);
-    let all_ready = !facts.pods.is_empty() && facts.pods.iter().all(pod_ready);
+    let ready = facts.pods.iter().filter(|p| pod_ready(p)).count() as i64;
+    // Fewer ready pods than the controller wants is never healthy.
+    let desired = facts.object.pointer("/spec/replicas").and_then(serde_json::Value::as_i64);
+    let all_ready = !facts.pods.is_empty() && facts.pods.iter().all(pod_ready) && desired.is_none_or(|d| ready >= d);
     if all_ready {
         Finding {
             summary: format!("{} looks healthy: {states}", facts.target),

@@ -42,6 +42,9 @@ pub struct Facts {
     /// Node → (cpu cores, memory bytes) requested by every non-terminal pod
     /// bound to it; gathered only when pods cannot be scheduled.
     pub node_requested: BTreeMap<String, (f64, f64)>,
+    /// Objects a non-workload target depends on, as JSON with `kind` set
+    /// (a Service's Endpoints, an Ingress's Services, StorageClasses, a CronJob's Jobs, ...).
+    pub related: Vec<Value>,
     pub evidence: Vec<Evidence>,
     /// Steps that could not run (permissions, scope), for the notes.
     pub gaps: Vec<String>,
@@ -62,6 +65,7 @@ impl Facts {
             config_maps: BTreeMap::new(),
             logs: BTreeMap::new(),
             node_requested: BTreeMap::new(),
+            related: Vec::new(),
             evidence: Vec::new(),
             gaps: Vec::new(),
         }
@@ -71,7 +75,7 @@ impl Facts {
         self.template.as_ref().and_then(|t| t.spec.as_ref())
     }
 
-    fn record(&mut self, tool: &str, args: Value, finding: impl Into<String>) {
+    pub fn record(&mut self, tool: &str, args: Value, finding: impl Into<String>) {
         self.evidence.push(Evidence { tool: tool.to_owned(), args, finding: finding.into() });
     }
 }
@@ -110,11 +114,17 @@ pub fn revision(rs: &ReplicaSet) -> i64 {
 
 /// Gather the facts for `target`.
 pub async fn gather(cluster: &Cluster, target: &WorkloadRef, log_lines: i64) -> Result<Facts, AgentError> {
-    let info = target::kind_info(&target.kind).ok_or_else(|| AgentError::Unsupported(target.kind.clone()))?;
-    let namespaced = info.namespaced;
-    if (namespaced && !cluster.scope.namespace_visible(&target.namespace)) || !cluster.scope.kind_visible(info.kind) {
+    let kind = super::objects::diagnosable(&target.kind).ok_or_else(|| AgentError::Unsupported(target.kind.clone()))?;
+    let namespaced = kind != "Node";
+    if (namespaced && !cluster.scope.namespace_visible(&target.namespace)) || !cluster.scope.kind_visible(kind) {
         return Err(AgentError::OutOfScope(target.to_string()));
     }
+    if super::objects::is_object_kind(kind) {
+        let mut facts = Facts::new(WorkloadRef::new(kind, &target.namespace, &target.name));
+        super::objects::gather(cluster, &mut facts).await?;
+        return Ok(facts);
+    }
+    let info = target::kind_info(kind).ok_or_else(|| AgentError::Unsupported(target.kind.clone()))?;
     let mut facts = Facts::new(WorkloadRef::new(info.kind, &target.namespace, &target.name));
     if info.kind == "Node" {
         gather_node(cluster, &mut facts).await?;
@@ -348,32 +358,37 @@ pub fn referenced_objects(spec: &PodSpec) -> (BTreeSet<String>, BTreeSet<String>
 async fn gather_logs(cluster: &Cluster, facts: &mut Facts, lines: i64) {
     let ns = facts.target.namespace.clone();
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
-    let mut crashed: Vec<(String, String)> = Vec::new();
+    // (pod, container, previous): a restarted container's crash is in the previous
+    // instance; a container that exited and was not restarted (a Job's) is the current one.
+    let mut crashed: Vec<(String, String, bool)> = Vec::new();
     for p in &facts.pods {
         let name = p.metadata.name.clone().unwrap_or_default();
         for cs in p.status.iter().flat_map(|s| s.container_statuses.iter().flatten()) {
             if cs.last_state.as_ref().and_then(|s| s.terminated.as_ref()).is_some() || cs.restart_count > 0 {
-                crashed.push((name.clone(), cs.name.clone()));
+                crashed.push((name.clone(), cs.name.clone(), true));
+            } else if cs.state.as_ref().and_then(|s| s.terminated.as_ref()).is_some_and(|t| t.exit_code != 0) {
+                crashed.push((name.clone(), cs.name.clone(), false));
             }
         }
     }
     crashed.truncate(2);
-    for (pod, container) in crashed {
-        let lp = LogParams {
-            container: Some(container.clone()),
-            previous: true,
-            tail_lines: Some(lines),
-            ..Default::default()
-        };
-        let args = json!({"namespace": ns, "pod": pod, "container": container, "tail": lines, "previous": true});
+    for (pod, container, previous) in crashed {
+        let lp =
+            LogParams { container: Some(container.clone()), previous, tail_lines: Some(lines), ..Default::default() };
+        let args = json!({"namespace": ns, "pod": pod, "container": container, "tail": lines, "previous": previous});
         match api.logs(&pod, &lp).await {
             Ok(text) => {
-                let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(empty)").to_owned();
-                facts.record(
-                    "pod_logs",
-                    args,
-                    format!("{pod}/{container} last line before exit: {}", truncate(&last, 200)),
-                );
+                let line = super::logline::explaining_line(&text).unwrap_or("(no explaining line)").to_owned();
+                let mut finding = format!("{pod}/{container} error before exit: {:?}", truncate(&line, 200));
+                let instructions = super::logline::instruction_lines(&text);
+                if let Some(first) = instructions.first() {
+                    finding.push_str(&format!(
+                        "; {} line(s) read like instructions and are quoted as data only, e.g. {:?}",
+                        instructions.len(),
+                        truncate(first, 120)
+                    ));
+                }
+                facts.record("pod_logs", args, finding);
                 facts.logs.insert(format!("{pod}/{container}"), text);
             }
             Err(e) => facts.gaps.push(format!("logs of {pod}/{container}: {}", target::describe(&e))),

@@ -168,9 +168,9 @@ pub fn analyze(facts: &Facts) -> Option<Finding> {
             .iter()
             .find(|(k, _)| k.starts_with(&format!("{pod}/")))
             .or_else(|| facts.logs.iter().next())
-            .and_then(|(_, text)| text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| truncate(l, 160)));
+            .and_then(|(_, text)| super::logline::explaining_line(text).map(|l| truncate(l, 160)));
         let code = code.map(|c| format!("exit code {c}")).unwrap_or_else(|| reason.clone());
-        let log_part = log.as_ref().map(|l| format!("; last log line: {l}")).unwrap_or_default();
+        let log_part = log.as_ref().map(|l| format!("; the log reports: {l:?}")).unwrap_or_default();
         f.summary = format!("{w}: container {container} of revision {newest_rev} crash-loops ({code})");
         f.root_cause = format!("the new revision's container {container} exits with {code}{log_part}{introduced}");
         f.chain.push(format!("pod {pod}: CrashLoopBackOff"));

@@ -89,12 +89,22 @@ async fn try_apply(client: &Client, p: &Proposal) -> Result<(), kube::Error> {
     let Action::Patch { patch_type, body } = &p.action else { panic!("not a patch: {:?}", p.action) };
     let mut body = body.clone();
     let rv = p.target.resource_version.clone().expect("proposal pins a resourceVersion");
-    body["metadata"]["resourceVersion"] = serde_json::Value::String(rv);
     let pp = PatchParams { field_manager: Some("kubemedic".into()), ..Default::default() };
     let patch = match patch_type {
-        PatchType::Strategic => Patch::Strategic(body),
-        PatchType::Merge => Patch::Merge(body),
-        PatchType::Json => panic!("the built-in runner proposes no JSON patches"),
+        PatchType::Json => {
+            // The precondition of a JSON patch is a `test` of the resourceVersion.
+            let mut ops = vec![serde_json::json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv})];
+            ops.extend(body.as_array().cloned().unwrap_or_default());
+            let ops = serde_json::from_value(serde_json::Value::Array(ops)).expect("JSON patch operations");
+            return api_for(client, p).patch(&p.target.name, &pp, &Patch::<()>::Json(ops)).await.map(|_| ());
+        }
+        _ => {
+            body["metadata"]["resourceVersion"] = serde_json::Value::String(rv);
+            match patch_type {
+                PatchType::Merge => Patch::Merge(body),
+                _ => Patch::Strategic(body),
+            }
+        }
     };
     api_for(client, p).patch(&p.target.name, &pp, &patch).await.map(|_| ())
 }

@@ -187,8 +187,9 @@ async fn wait_for_symptom(cluster: &Cluster, name: &str, timeout: Duration) {
     }
 }
 
-/// Scenario files to run: `only` by stem, else all but the healthy ones and
-/// those that touch cluster-scoped objects.
+/// Scenario files to run: `only` by stem, else all but the healthy ones,
+/// those that touch cluster-scoped objects, and those without a Deployment or
+/// StatefulSet to heal (the object scenarios: Service, Ingress, claims, ...).
 pub fn select(dir: &Path, only: &[String]) -> Result<Vec<(String, PathBuf)>, DemoError> {
     let read = |source| DemoError::Read { path: dir.to_owned(), source };
     let mut out = Vec::new();
@@ -199,7 +200,11 @@ pub fn select(dir: &Path, only: &[String]) -> Result<Vec<(String, PathBuf)>, Dem
         }
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
         let wanted = if only.is_empty() {
-            !stem.starts_with("healthy-") && stem != "node-not-ready"
+            let heals_a_workload = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| parse(&stem, &text).ok())
+                .is_some_and(|steps| workload(&steps).is_some());
+            !stem.starts_with("healthy-") && stem != "node-not-ready" && heals_a_workload
         } else {
             only.contains(&stem)
         };

@@ -188,8 +188,11 @@ mod tests {
         assert_eq!(resolve("t", &scope, "Pods").unwrap().kind, "Pod");
         let err = resolve("t", &scope, "Widget").unwrap_err().to_string();
         assert!(err.contains("unknown kind `Widget`; known kinds: Pod, Deployment"), "{err}");
-        // CronJob exists in the table but not in the default scope: unknown.
-        assert!(resolve("t", &scope, "cronjob").is_err());
+        // In the table but outside the scope: unknown.
+        let no_cron =
+            Scope { kinds: scope.kinds.iter().filter(|k| *k != "cronjob").cloned().collect(), ..scope.clone() };
+        assert!(resolve("t", &no_cron, "cronjob").is_err());
+        assert_eq!(resolve("t", &scope, "cronjob").unwrap().kind, "CronJob");
         let narrow = Scope { kinds: vec!["pod".into()], ..scope };
         assert!(resolve("t", &narrow, "Secret").unwrap_err().to_string().contains("unknown kind"));
     }

@@ -120,10 +120,11 @@ async fn concurrent_decisions_have_one_winner() {
 async fn expiry() {
     let f = fixture().await;
     let mut p = proposal();
-    p.expires_at = Timestamp::now() + SignedDuration::from_millis(300);
+    // Wide enough that a submit on a loaded machine (a redb write and a Slack post) ends before it.
+    p.expires_at = Timestamp::now() + SignedDuration::from_secs(3);
     let p = f.approvals.submit(p).await.unwrap();
     assert!(f.approvals.expire_due().await.unwrap().is_empty(), "not due yet");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let late = f.approvals.record_decision(&p.id, "U1", true, "slack").await.unwrap_err();
     assert!(matches!(late, ApprovalError::Expired(_)), "{late}");
     assert_eq!(f.approvals.get(&p.id).await.unwrap().state, ProposalState::Expired);

@@ -25,8 +25,9 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use kubemedic::alerts::{self, AlertsConfig, AlertsState};
+use kubemedic::bus::IncidentQueue;
 use kubemedic::cluster::{Cluster, Scope};
-use kubemedic::incident::{Incident, Tracker};
+use kubemedic::incident::Tracker;
 use kubemedic::rules::RuleSet;
 use kubemedic::signal::Signal;
 use kubemedic::store::redb::RedbStore;
@@ -68,7 +69,7 @@ fn ms(d: Duration) -> String {
 struct Intake {
     tracker: Arc<Tracker>,
     signals: mpsc::Sender<Signal>,
-    queue: mpsc::Receiver<Incident>,
+    queue: IncidentQueue,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -77,8 +78,9 @@ fn intake() -> Intake {
     let dir = tempfile::tempdir().unwrap();
     let rules = RuleSet::from_sources(&[(PathBuf::from("bench.yaml"), RULES.into())], None).unwrap();
     let store = Arc::new(RedbStore::open(dir.path()).unwrap());
-    let (queue_tx, queue) = mpsc::channel(100_000);
-    let tracker = Arc::new(Tracker::new(Arc::new(rules), store, queue_tx));
+    // No dedup window: every incident the tracker opens reaches the queue, as with a channel.
+    let queue = IncidentQueue::local(100_000, Duration::ZERO);
+    let tracker = Arc::new(Tracker::new(Arc::new(rules), store, queue.clone()));
     let (signals, rx) = mpsc::channel(4096);
     let shutdown = CancellationToken::new();
     tokio::spawn(tracker.clone().run(rx, shutdown.clone()));
@@ -119,7 +121,7 @@ async fn cluster_bench(client: Client, pods: usize, samples: usize) {
     println!("created {pods} pods in {:.1} s", started.elapsed().as_secs_f64());
 
     let before = rss_mib();
-    let mut intake = intake();
+    let intake = intake();
     let scope = Scope { namespaces: vec![ns.clone()], exclude: Vec::new(), kinds: Vec::new() };
     let cluster = Cluster { name: "bench".into(), client: client.clone(), scope };
     let listed = Instant::now();
@@ -141,10 +143,11 @@ async fn cluster_bench(client: Client, pods: usize, samples: usize) {
         let t0 = Instant::now();
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("write pod status");
         loop {
-            let inc = tokio::time::timeout(Duration::from_secs(30), intake.queue.recv())
+            let inc = tokio::time::timeout(Duration::from_secs(30), intake.queue.next())
                 .await
                 .unwrap_or_else(|_| panic!("no incident for {name} within 30s"))
-                .expect("queue open");
+                .expect("queue open")
+                .incident;
             if inc.workload.name == name {
                 latencies.push(t0.elapsed());
                 break;

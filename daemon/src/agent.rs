@@ -68,6 +68,40 @@ pub struct Diagnosis {
     /// How the run went (budgets hit, fallbacks taken, steps skipped), for operators.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// What could not be gathered, typed so that callers can tell a read that may work
+    /// later from one that never will. Also in `notes` as text; not part of the output.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub gaps: Vec<Gap>,
+}
+
+/// Something a run could not look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gap {
+    /// A read failed (permissions, apiserver down or unreachable): `what`, and why.
+    Unread { what: String, why: String },
+    /// The configured scope hides it: waiting does not change that.
+    OutOfScope { what: String },
+}
+
+impl Gap {
+    pub fn unread(what: impl Into<String>, why: impl Into<String>) -> Self {
+        Self::Unread { what: what.into(), why: why.into() }
+    }
+
+    /// Whether trying again later may close the gap.
+    pub fn may_clear(&self) -> bool {
+        matches!(self, Self::Unread { .. })
+    }
+}
+
+impl std::fmt::Display for Gap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unread { what, why } => write!(f, "{what}: {why}"),
+            Self::OutOfScope { what } => write!(f, "{what} are outside the configured scope"),
+        }
+    }
 }
 
 /// Which runner diagnoses incidents.
@@ -172,7 +206,7 @@ impl From<&Incident> for Request {
     }
 }
 
-/// Everything a runner needs.
+/// Everything a runner needs; built once at start-up and shared by every run.
 #[derive(Clone)]
 pub struct Deps {
     pub cluster: Cluster,
@@ -186,47 +220,30 @@ pub struct Deps {
     /// kubemedic's tools: when set, the built-in runner executes the prompt's
     /// declared steps through them (audited, redacted, scope-checked).
     pub tools: Option<crate::tools::Tools>,
+    /// The configured runner, built once (the LLM runner holds its HTTP client).
+    pub runner: Arc<dyn Runner>,
 }
 
 impl Deps {
-    /// Deps from the configuration file: validates the agent and policy
-    /// sections and loads the prompts directory (a missing directory gives
-    /// an empty catalog; an invalid prompt is an error).
-    pub fn from_config(cluster: Cluster, config: &crate::config::Config) -> Result<Self, AgentError> {
-        config.agent.validate().map_err(AgentError::Config)?;
-        config.policy.validate().map_err(AgentError::Config)?;
-        let prompts = if config.prompts_dir.is_dir() {
-            crate::prompts::Catalog::load(&config.prompts_dir)
-                .map_err(|e| AgentError::Config(crate::app::error_chain(&e)))?
-        } else {
-            tracing::warn!(dir = %config.prompts_dir.display(), "prompts directory not found; built-in steps only");
-            crate::prompts::Catalog::default()
-        };
-        Ok(Self {
-            cluster,
-            policy: config.policy.clone(),
-            config: config.agent.clone(),
-            prompts: Arc::new(prompts),
-            mcp: None,
-            tools: None,
-        })
+    /// Deps for `config.runner`, from sections that were validated with the whole
+    /// configuration when it was loaded.
+    pub fn new(
+        cluster: Cluster,
+        policy: PolicyConfig,
+        config: AgentConfig,
+        prompts: Arc<crate::prompts::Catalog>,
+    ) -> Result<Self, AgentError> {
+        let runner = runner(&config)?.into();
+        Ok(Self { cluster, policy, config, prompts, mcp: None, tools: None, runner })
     }
-}
 
-impl Deps {
-    /// Give the runners kubemedic's own tools: the built-in runner executes
-    /// the workflow steps through them, the LLM runner gets them through an
-    /// in-process MCP server acting as the agent (operator role at most).
-    pub fn with_tools(mut self, tools: crate::tools::Tools) -> Result<Self, AgentError> {
-        // A per-process key sealing confirmation state (random v4 uuids).
-        let mut key = Vec::with_capacity(32);
-        key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-        key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-        let server = crate::mcp::server::KubemedicServer::new(tools.clone(), (*self.prompts).clone(), &key)
-            .map_err(AgentError::Config)?;
-        self.tools = Some(tools);
-        self.mcp = Some(llm::mcp::kubemedic(server));
-        Ok(self)
+    /// Give the runners kubemedic's own MCP server (the one built for the process):
+    /// the built-in runner executes the workflow steps through its tools, the LLM runner
+    /// calls it in-process, acting as the agent (operator role at most).
+    pub fn with_server(mut self, server: &crate::mcp::KubemedicServer) -> Self {
+        self.tools = Some(server.tools().clone());
+        self.mcp = Some(llm::mcp::kubemedic(server.clone()));
+        self
     }
 }
 
@@ -251,6 +268,14 @@ pub enum AgentError {
     Config(String),
 }
 
+impl AgentError {
+    /// Whether the run failed on the cluster rather than on the request: the apiserver
+    /// did not answer (or not in time), so the same request may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Read { .. } | Self::Timeout(..))
+    }
+}
+
 /// One way of turning a request into a diagnosis.
 #[async_trait]
 pub trait Runner: Send + Sync {
@@ -271,7 +296,7 @@ pub fn runner(config: &AgentConfig) -> Result<Box<dyn Runner>, AgentError> {
 /// Diagnose once with the configured runner.
 #[tracing::instrument(skip_all, fields(workload = %request.workload, incident = ?request.incident_id))]
 pub async fn run(deps: &Deps, request: &Request) -> Result<Diagnosis, AgentError> {
-    let runner = runner(&deps.config)?;
+    let runner = &deps.runner;
     let started = std::time::Instant::now();
     let result = runner.diagnose(deps, request).await;
     match &result {

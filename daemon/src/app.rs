@@ -1,9 +1,21 @@
 //! The one place that wires the modules together, one function per command.
+//!
+//! Each command loads and builds what it needs once (prompts, the cluster client, the
+//! store, the MCP server, the agent's runner) and hands every module its own config
+//! section; the configuration was validated as a whole when it was loaded.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use crate::agent::Deps;
+use crate::approvals::Approvals;
+use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::prompts::Catalog;
+use crate::store::Store;
+use crate::telemetry::audit::AuditLog;
+use crate::tools::{ProposalSink, Tools};
 
 /// Errors from commands; each module has its own typed error underneath.
 pub type AppError = Box<dyn std::error::Error + Send + Sync>;
@@ -62,6 +74,7 @@ pub fn init_telemetry(_stdio: bool) -> Telemetry {
     Telemetry { provider }
 }
 
+mod demo;
 mod run;
 
 /// How long a command waits for the first listing of the Secrets in scope before it
@@ -84,6 +97,36 @@ pub async fn watch_secrets(
     watch
 }
 
+/// Prompts for a command that can diagnose without them (the built-in steps stand in);
+/// `kubemedic run` and `kubemedic mcp` require the directory.
+fn prompts_or_builtin(dir: &Path) -> Result<Catalog, crate::prompts::PromptError> {
+    if dir.is_dir() {
+        Catalog::load(dir)
+    } else {
+        tracing::warn!(dir = %dir.display(), "prompts directory not found; built-in steps only");
+        Ok(Catalog::default())
+    }
+}
+
+/// kubemedic's tools as the MCP server offers them, each part from its own config section.
+fn tools(
+    config: &Config,
+    cluster: Cluster,
+    store: Option<Arc<dyn Store>>,
+    approvals: Option<Arc<dyn ProposalSink>>,
+    audit: AuditLog,
+) -> Result<Tools, crate::redact::fingerprint::FingerprintError> {
+    let key = crate::redact::fingerprint::FingerprintKey::load_or_create(&config.state_dir)?;
+    let tools = Tools::new(cluster, store, audit)
+        .with_fingerprint_key(key)
+        .with_policy(config.policy.clone(), config.approvals.ttl_seconds)
+        .with_drift(config.drift.clone());
+    Ok(match approvals {
+        Some(a) => tools.with_approvals(a),
+        None => tools,
+    })
+}
+
 /// `kubemedic run`: see [`run::run`].
 pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     run::run(config).await
@@ -93,35 +136,34 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
 /// stdout carries only MCP messages; logs go to stderr.
 pub async fn mcp_stdio(config: Config) -> Result<ExitCode, AppError> {
     use rmcp::ServiceExt as _;
-    let cluster = crate::cluster::Cluster::connect(&config.cluster).await?;
+    let prompts = Catalog::load(&config.prompts_dir)?;
+    let cluster = Cluster::connect(&config.cluster).await?;
     watch_secrets(&cluster, tokio_util::sync::CancellationToken::new()).await;
-    let audit = crate::telemetry::audit::AuditLog::open(&config.state_dir)?;
+    let audit = AuditLog::open(&config.state_dir)?;
     // With NATS configured, the same JetStream KV store as `kubemedic run` (shared, so incidents
     // and proposals made here are the daemon's too). The embedded store is single-writer: while
     // `kubemedic run` holds it, this process has no store and serves cluster reads only.
-    let store: Option<std::sync::Arc<dyn crate::store::Store>> = match &config.nats {
+    let store: Option<Arc<dyn Store>> = match &config.nats {
         Some(nats) => {
             let client = crate::bus::connect(nats).await?;
             let js = async_nats::jetstream::new(client);
-            Some(std::sync::Arc::new(
-                crate::store::nats::NatsStore::open(js, crate::store::nats::DEFAULT_BUCKET).await?,
-            ))
+            Some(Arc::new(crate::store::nats::NatsStore::open(js, crate::store::nats::DEFAULT_BUCKET).await?))
         }
         None => match crate::store::redb::RedbStore::open(&config.state_dir) {
-            Ok(s) => Some(std::sync::Arc::new(s)),
+            Ok(s) => Some(Arc::new(s)),
             Err(err) => {
                 tracing::warn!(error = %err, "no state store: incidents, proposals and mutating tools are unavailable");
                 None
             }
         },
     };
-    let approvals: Option<std::sync::Arc<dyn crate::tools::ProposalSink>> = store.clone().map(|store| {
-        let a = crate::approvals::Approvals::new(store, cluster.clone(), None, config.approvals.clone())
+    let approvals: Option<Arc<dyn ProposalSink>> = store.clone().map(|store| {
+        let a = Approvals::new(store, cluster.clone(), None, config.approvals.clone())
             .with_audit(audit.clone())
             .with_policy(config.policy.clone());
-        std::sync::Arc::new(a) as std::sync::Arc<dyn crate::tools::ProposalSink>
+        Arc::new(a) as Arc<dyn ProposalSink>
     });
-    let server = crate::mcp::build_server(&config, cluster, store, approvals, audit)?;
+    let server = crate::mcp::build_server(tools(&config, cluster, store, approvals, audit)?, prompts)?;
     let caller =
         crate::tools::Caller::new(&config.auth.stdio_user, config.auth.stdio_role, crate::tools::Transport::Stdio);
     tracing::info!(user = %caller.user, role = ?caller.role, "serving MCP on stdio");
@@ -139,19 +181,19 @@ pub struct DemoOptions {
 
 /// `kubemedic demo`.
 pub async fn demo(config: Config, options: DemoOptions) -> Result<ExitCode, AppError> {
-    use crate::approvals::{Approvals, demo};
     let files = demo::select(&options.scenarios, &options.only)?;
-    let cluster = crate::cluster::Cluster::connect(&config.cluster).await?;
+    let prompts = Arc::new(prompts_or_builtin(&config.prompts_dir)?);
+    let cluster = Cluster::connect(&config.cluster).await?;
     watch_secrets(&cluster, tokio_util::sync::CancellationToken::new()).await;
-    let store: std::sync::Arc<dyn crate::store::Store> =
-        std::sync::Arc::new(crate::store::redb::RedbStore::open(&config.state_dir.join("demo"))?);
-    let audit = crate::telemetry::audit::AuditLog::open(&config.state_dir)?;
-    let approvals = std::sync::Arc::new(
+    let deps = Deps::new(cluster.clone(), config.policy.clone(), config.agent.clone(), prompts)?;
+    let store: Arc<dyn Store> = Arc::new(crate::store::redb::RedbStore::open(&config.state_dir.join("demo"))?);
+    let audit = AuditLog::open(&config.state_dir)?;
+    let approvals = Arc::new(
         Approvals::new(store, cluster.clone(), None, config.approvals.clone())
             .with_policy(config.policy.clone())
             .with_audit(audit),
     );
-    let rows = demo::run(&config, cluster, approvals, files, options.yes).await?;
+    let rows = demo::run(&deps, &config.approvals, cluster, approvals, files, options.yes).await?;
     println!("\n{}", demo::table(&rows));
     let failed = rows.iter().any(|r| r.decision == "approved" && !r.verified);
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
@@ -160,14 +202,14 @@ pub async fn demo(config: Config, options: DemoOptions) -> Result<ExitCode, AppE
 /// `kubemedic diagnose`.
 pub async fn diagnose(config: Config, target: &str, json: bool) -> Result<ExitCode, AppError> {
     let workload = crate::agent::parse_target(target)?;
-    let cluster = crate::cluster::Cluster::connect(&config.cluster).await?;
+    let prompts = prompts_or_builtin(&config.prompts_dir)?;
+    let cluster = Cluster::connect(&config.cluster).await?;
     watch_secrets(&cluster, tokio_util::sync::CancellationToken::new()).await;
-    let mut deps = crate::agent::Deps::from_config(cluster.clone(), &config)?;
+    let mut deps = Deps::new(cluster.clone(), config.policy.clone(), config.agent.clone(), Arc::new(prompts.clone()))?;
     if config.agent.runner == crate::agent::RunnerKind::Llm {
-        let audit = crate::telemetry::audit::AuditLog::open(&config.state_dir)?;
-        let tools = crate::tools::Tools::new(cluster, None, audit)
-            .with_policy(config.policy.clone(), config.approvals.ttl_seconds);
-        deps = deps.with_tools(tools)?;
+        let audit = AuditLog::open(&config.state_dir)?;
+        let tools = Tools::new(cluster, None, audit).with_policy(config.policy.clone(), config.approvals.ttl_seconds);
+        deps = deps.with_server(&crate::mcp::build_server(tools, prompts)?);
     }
     let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
     let request = crate::agent::Request::workload(workload, &format!("cli:{user}"));
@@ -184,8 +226,7 @@ pub async fn diagnose(config: Config, target: &str, json: bool) -> Result<ExitCo
 /// `kubemedic drift`.
 /// Prints the report (Markdown or JSON) on stdout; exit 0 whether or not anything drifted.
 pub async fn drift(config: Config, json: bool) -> Result<ExitCode, AppError> {
-    config.drift.validate()?;
-    let cluster = crate::cluster::Cluster::connect(&config.cluster).await?;
+    let cluster = Cluster::connect(&config.cluster).await?;
     watch_secrets(&cluster, tokio_util::sync::CancellationToken::new()).await;
     let report = crate::drift::report(&cluster, &config.drift).await?;
     let out = if json { serde_json::to_string_pretty(&report)? } else { report.to_markdown() };

@@ -11,7 +11,6 @@
 //!   [`apply::PROPOSAL_ANNOTATION`] the patch adds) whether it landed.
 
 pub mod apply;
-pub mod demo;
 pub mod http;
 pub mod precondition;
 pub mod proposal;
@@ -26,6 +25,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 pub use proposal::{Action, PatchType, Proposal, ProposalEvent, ProposalState, Risk, TargetRef};
 
@@ -146,6 +146,21 @@ pub struct Rediagnose {
     pub reason: String,
 }
 
+/// An approved proposal to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyRequest {
+    pub proposal_id: String,
+    /// `slack` or `http`: who approved it.
+    pub via: &'static str,
+}
+
+impl ApplyRequest {
+    /// The span an apply runs in.
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!("apply", proposal = %self.proposal_id, via = self.via)
+    }
+}
+
 /// The approvals service; share it as `Arc<Approvals>`.
 pub struct Approvals {
     store: Arc<dyn Store>,
@@ -158,6 +173,7 @@ pub struct Approvals {
     policy: crate::policy::PolicyConfig,
     updates: broadcast::Sender<Proposal>,
     rediagnose: Option<mpsc::Sender<Rediagnose>>,
+    applies: Option<mpsc::UnboundedSender<ApplyRequest>>,
     /// Diagnoses of open proposals, for richer Slack messages (in memory only).
     context: Mutex<HashMap<String, Diagnosis>>,
     #[cfg(feature = "crash-points")]
@@ -191,6 +207,7 @@ impl Approvals {
             policy: crate::policy::PolicyConfig::default(),
             updates: broadcast::channel(256).0,
             rediagnose: None,
+            applies: None,
             context: Mutex::new(HashMap::new()),
             #[cfg(feature = "crash-points")]
             crash: Mutex::new(None),
@@ -228,6 +245,36 @@ impl Approvals {
     pub fn with_rediagnose(mut self, tx: mpsc::Sender<Rediagnose>) -> Self {
         self.rediagnose = Some(tx);
         self
+    }
+
+    /// Where approved proposals go to be applied: the daemon runs them in its
+    /// shutdown-aware task set (see `pipeline`), so a SIGTERM lets them finish.
+    pub fn with_applies(mut self, tx: mpsc::UnboundedSender<ApplyRequest>) -> Self {
+        self.applies = Some(tx);
+        self
+    }
+
+    /// Apply an approved proposal in the background ([`Self::with_applies`]; without it,
+    /// on a task of its own). `via` names the channel that approved it, for the logs.
+    pub fn apply_later(self: &Arc<Self>, id: String, via: &'static str) {
+        let request = ApplyRequest { proposal_id: id, via };
+        let request = match &self.applies {
+            Some(tx) => match tx.send(request) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(request)) => request,
+            },
+            None => request,
+        };
+        let span = request.span();
+        tokio::spawn(self.clone().apply_now(request).instrument(span));
+    }
+
+    /// Apply (and verify) an approved proposal; failures are logged, the proposal records them.
+    pub async fn apply_now(self: Arc<Self>, request: ApplyRequest) {
+        if let Err(err) = self.execute(&request.proposal_id).await {
+            tracing::warn!(proposal = %request.proposal_id, via = request.via,
+                error = %crate::app::error_chain(&err), "apply after approval failed");
+        }
     }
 
     /// Every stored transition (for the bus, metrics, MCP notifications).

@@ -33,6 +33,7 @@ pub mod incident;
 pub mod leader;
 pub mod listener;
 pub mod mcp;
+pub mod pipeline;
 pub mod policy;
 pub mod prompts;
 pub mod redact;

@@ -12,21 +12,12 @@ mod http_tests;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
-
 pub use server::KubemedicServer;
 
-use crate::config::Config;
-use crate::tools::{ProposalSink, Tools};
+use crate::tools::Tools;
 
 #[derive(Debug, thiserror::Error)]
 pub enum McpSetupError {
-    #[error("cannot load prompts")]
-    Prompts(#[source] crate::prompts::PromptError),
-    #[error("cannot open the audit log")]
-    Audit(#[source] crate::telemetry::audit::AuditError),
-    #[error("cannot load the fingerprint key")]
-    Fingerprint(#[source] crate::redact::fingerprint::FingerprintError),
     #[error("{0}")]
     Server(String),
 }
@@ -39,24 +30,8 @@ pub fn random_state_key() -> Vec<u8> {
     key
 }
 
-/// Build the server from the configuration and already-connected parts
-/// (the same for stdio and for `kubemedic run`).
-pub fn build_server(
-    config: &Config,
-    cluster: crate::cluster::Cluster,
-    store: Option<Arc<dyn crate::store::Store>>,
-    approvals: Option<Arc<dyn ProposalSink>>,
-    audit: crate::telemetry::audit::AuditLog,
-) -> Result<KubemedicServer, McpSetupError> {
-    let prompts = crate::prompts::Catalog::load(&config.prompts_dir).map_err(McpSetupError::Prompts)?;
-    let key = crate::redact::fingerprint::FingerprintKey::load_or_create(&config.state_dir)
-        .map_err(McpSetupError::Fingerprint)?;
-    let mut tools = Tools::new(cluster, store, audit)
-        .with_fingerprint_key(key)
-        .with_policy(config.policy.clone(), config.approvals.ttl_seconds)
-        .with_drift(config.drift.clone());
-    if let Some(a) = approvals {
-        tools = tools.with_approvals(a);
-    }
+/// The process's one MCP server: HTTP sessions, stdio and the agent's in-process client
+/// share it (and its state key).
+pub fn build_server(tools: Tools, prompts: crate::prompts::Catalog) -> Result<KubemedicServer, McpSetupError> {
     KubemedicServer::new(tools, prompts, &random_state_key()).map_err(McpSetupError::Server)
 }

@@ -1,5 +1,5 @@
-//! State that must survive restarts: incidents, proposals (with a revision
-//! for compare-and-set) and the latest drift report.
+//! State that must survive restarts: incidents and proposals (each with a
+//! revision for compare-and-set) and the latest drift report.
 //!
 //! One trait, two implementations (embedded redb, NATS JetStream KV) that
 //! pass one contract test suite.
@@ -34,11 +34,44 @@ pub enum StoreError {
     Decode(#[source] serde_json::Error),
 }
 
+/// How often [`modify_incident`] re-reads after losing a compare-and-set before it gives up.
+const MODIFY_ATTEMPTS: usize = 16;
+
+/// Read-modify-write of one incident with compare-and-set: `change` is applied to the
+/// latest stored value, and applied again to a fresh read whenever another writer got in
+/// first, so both writers' changes survive. `None` when the incident does not exist.
+pub async fn modify_incident<F>(store: &dyn Store, id: &str, mut change: F) -> Result<Option<Incident>, StoreError>
+where
+    F: FnMut(&mut Incident) + Send,
+{
+    let mut last = None;
+    for _ in 0..MODIFY_ATTEMPTS {
+        let Some(Versioned { mut value, revision }) = store.get_incident_versioned(id).await? else {
+            return Ok(None);
+        };
+        change(&mut value);
+        match store.update_incident(&value, revision).await {
+            Ok(_) => return Ok(Some(value)),
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(err @ StoreError::Conflict { .. }) => last = Some(err),
+            Err(err) => return Err(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| StoreError::Backend(format!("incident {id}: no attempt made"))))
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Insert or replace an incident.
-    async fn put_incident(&self, incident: &Incident) -> Result<(), StoreError>;
-    async fn get_incident(&self, id: &str) -> Result<Option<Incident>, StoreError>;
+    /// Insert a new incident; `AlreadyExists` if the id is taken. Returns the revision.
+    async fn create_incident(&self, incident: &Incident) -> Result<u64, StoreError>;
+    async fn get_incident_versioned(&self, id: &str) -> Result<Option<Versioned<Incident>>, StoreError>;
+    /// Compare-and-set: writes only if the stored revision is still `expected`.
+    /// Several writers change one incident (the tracker folds and resolves, a worker
+    /// diagnoses): a blind replace would lose one side's change.
+    async fn update_incident(&self, incident: &Incident, expected: u64) -> Result<u64, StoreError>;
+    async fn get_incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        Ok(self.get_incident_versioned(id).await?.map(|v| v.value))
+    }
     async fn list_incidents(&self) -> Result<Vec<Incident>, StoreError>;
 
     /// Insert a new proposal; `AlreadyExists` if the id is taken. Returns the revision.

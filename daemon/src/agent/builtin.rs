@@ -103,6 +103,7 @@ async fn run(deps: &Deps, request: &Request) -> Result<Diagnosis, AgentError> {
         advice: finding.advice.clone(),
         runner: "builtin".into(),
         notes,
+        gaps: facts.gaps.clone(),
     };
     offer(deps, request, finding.drafts, &mut diagnosis).await;
     Ok(diagnosis)

@@ -175,6 +175,7 @@ impl Runner for Llm {
             advice: answer.advice.clone(),
             runner: self.name(),
             notes: std::mem::take(&mut notes),
+            gaps: Vec::new(),
         };
         d.notes.push(format!("tools called: {}", called.iter().cloned().collect::<Vec<_>>().join(", ")));
         let (drafts, refused) = answer::drafts(&answer, &request.workload);

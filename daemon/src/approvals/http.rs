@@ -123,12 +123,7 @@ async fn slack_interactions(State(s): State<AppState>, headers: HeaderMap, body:
     let refusal = match result {
         Ok(p) => {
             if p.state == ProposalState::Approved {
-                let id = p.id.clone();
-                tokio::spawn(async move {
-                    if let Err(err) = approvals.execute(&id).await {
-                        tracing::warn!(proposal = %id, error = %crate::app::error_chain(&err), "apply after Slack approval failed");
-                    }
-                });
+                approvals.apply_later(p.id.clone(), "slack");
             }
             None
         }
@@ -198,12 +193,7 @@ async fn decide(s: AppState, headers: HeaderMap, id: String, approve: bool) -> R
     match approvals.record_decision(&id, &who.name, approve, "http").await {
         Ok(p) => {
             if p.state == ProposalState::Approved {
-                let id = p.id.clone();
-                tokio::spawn(async move {
-                    if let Err(err) = approvals.execute(&id).await {
-                        tracing::warn!(proposal = %id, error = %crate::app::error_chain(&err), "apply after API approval failed");
-                    }
-                });
+                approvals.apply_later(p.id.clone(), "http");
             }
             (StatusCode::ACCEPTED, Json(p)).into_response()
         }

@@ -9,12 +9,13 @@
 //!   into it for the rule's cooldown; after that a new incident opens.
 //! - New incidents are limited per rule (`rate_limit`); over the limit they
 //!   are dropped, counted and logged.
-//! - A new incident is stored first, then offered to the bounded agent queue.
-//!   A full queue is counted and logged; the incident stays in the store as
-//!   `open`, so nothing is lost.
+//! - A new incident is stored first, then pushed to the incident queue (the
+//!   agent workers' intake). A full queue is counted and logged; the incident
+//!   stays in the store as `open`, so nothing is lost.
 //!
 //! Folded counts are written back in batches ([`Tracker::flush`]) with a
-//! read-modify-write, so the agent's updates to the same incident survive.
+//! compare-and-set read-modify-write, so the agent's updates to the same
+//! incident survive, and the agent's survive the tracker's.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Incident, IncidentStatus, fingerprint};
+use crate::bus::{Enqueued, IncidentQueue, QueueError};
 use crate::rules::RuleSet;
 use crate::signal::{Signal, SignalSource, SignalStatus, WorkloadRef};
 use crate::store::Store;
@@ -53,7 +55,7 @@ pub struct IntakeStats {
     pub rate_limited_total: AtomicU64,
     /// Incidents or signals that could not be handed on (full or closed queue, rate limit, store failure).
     pub dropped_total: AtomicU64,
-    /// Incidents waiting in the agent queue, as of the last enqueue or flush.
+    /// Incidents waiting in the agent queue, as of the last enqueue.
     pub queue_depth: AtomicU64,
 }
 
@@ -135,7 +137,7 @@ struct State {
 pub struct Tracker {
     rules: RwLock<Arc<RuleSet>>,
     store: Arc<dyn Store>,
-    queue: mpsc::Sender<Incident>,
+    queue: IncidentQueue,
     namespace_labels: RwLock<Option<NamespaceLabels>>,
     state: Mutex<State>,
     stats: Arc<IntakeStats>,
@@ -143,7 +145,7 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub fn new(rules: Arc<RuleSet>, store: Arc<dyn Store>, queue: mpsc::Sender<Incident>) -> Self {
+    pub fn new(rules: Arc<RuleSet>, store: Arc<dyn Store>, queue: IncidentQueue) -> Self {
         Self {
             rules: RwLock::new(rules),
             store,
@@ -351,26 +353,31 @@ impl Tracker {
         }
         tracing::info!(incident = %incident.id, rule = %incident.rule, reason = %incident.reason,
             workload = %incident.workload, "incident opened");
-        if let Err(err) = self.store.put_incident(&incident).await {
+        if let Err(err) = self.store.create_incident(&incident).await {
             self.dropped("store_error");
             tracing::error!(incident = %incident.id, error = %crate::app::error_chain(&err),
                 "cannot store incident; handing it to the agent anyway");
         }
-        let id = incident.id.clone();
-        match self.queue.try_send(incident) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(inc)) => {
+        match self.queue.enqueue(&incident).await {
+            Ok(Enqueued::Queued) => {}
+            Ok(Enqueued::Duplicate) => {
+                tracing::debug!(incident = %incident.id, "already queued (same fingerprint within the dedup window)");
+            }
+            Err(QueueError::Full { capacity }) => {
                 self.dropped("queue_full");
-                tracing::warn!(incident = %inc.id, capacity = self.queue.max_capacity(),
+                tracing::warn!(incident = %incident.id, capacity,
                     "incident queue full; the incident stays open in the store without a diagnosis run");
             }
-            Err(mpsc::error::TrySendError::Closed(inc)) => {
+            Err(QueueError::Closed) => {
                 self.dropped("queue_closed");
-                tracing::warn!(incident = %inc.id, "incident queue closed; the incident stays open in the store");
+                tracing::warn!(incident = %incident.id, "incident queue closed; the incident stays open in the store");
+            }
+            Err(err) => {
+                tracing::error!(incident = %incident.id, error = %crate::app::error_chain(&err), "cannot queue incident");
             }
         }
-        self.update_depth();
-        Outcome::Opened(id)
+        self.update_depth().await;
+        Outcome::Opened(incident.id)
     }
 
     async fn resolved(&self, signal: Signal) -> Outcome {
@@ -415,9 +422,9 @@ impl Tracker {
         Outcome::Resolved(id)
     }
 
-    fn update_depth(&self) {
-        let depth = self.queue.max_capacity().saturating_sub(self.queue.capacity());
-        self.stats.queue_depth.store(depth as u64, Ordering::Relaxed);
+    async fn update_depth(&self) {
+        let Ok(depth) = self.queue.depth().await else { return };
+        self.stats.queue_depth.store(depth, Ordering::Relaxed);
         if let Some(m) = &self.metrics {
             m.queue_depth(i64::try_from(depth).unwrap_or(i64::MAX));
         }
@@ -442,7 +449,6 @@ impl Tracker {
             forget(&mut state, &id);
         }
         drop(state);
-        self.update_depth();
     }
 
     async fn flush_one(&self, id: &str) {
@@ -458,15 +464,14 @@ impl Tracker {
         if pending == 0 && !resolve {
             return;
         }
-        let result = async {
-            let Some(mut inc) = self.store.get_incident(id).await? else { return Ok(()) };
+        // Compare-and-set: a worker may be writing its diagnosis to the same incident.
+        let result = crate::store::modify_incident(self.store.as_ref(), id, |inc| {
             inc.count += pending;
             inc.last_seen = inc.last_seen.max(last_seen);
             if resolve {
                 inc.status = IncidentStatus::Resolved;
             }
-            self.store.put_incident(&inc).await
-        }
+        })
         .await;
         if let Err(err) = result {
             // Put the work back so the next flush retries it.

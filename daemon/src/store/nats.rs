@@ -106,20 +106,65 @@ impl NatsStore {
     }
 }
 
-#[async_trait]
-impl Store for NatsStore {
-    async fn put_incident(&self, incident: &Incident) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(incident).map_err(StoreError::Decode)?;
-        self.kv
-            .put(key("incidents", &incident.id)?, bytes.into())
-            .await
-            .map_err(|e| backend("cannot write incident", e))?;
-        Ok(())
+impl NatsStore {
+    /// The value under `key` with its KV revision (a deleted key reads as absent).
+    async fn versioned<T: serde::de::DeserializeOwned>(&self, key: String) -> Result<Option<Versioned<T>>, StoreError> {
+        let entry = self.kv.entry(key).await.map_err(|e| backend("cannot read key", e))?;
+        match entry {
+            Some(e) if e.operation == kv::Operation::Put => Ok(Some(Versioned {
+                value: serde_json::from_slice(&e.value).map_err(StoreError::Decode)?,
+                revision: e.revision,
+            })),
+            _ => Ok(None),
+        }
     }
 
-    async fn get_incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
-        let v = self.kv.get(key("incidents", id)?).await.map_err(|e| backend("cannot read incident", e))?;
-        v.map(|b| serde_json::from_slice(&b).map_err(StoreError::Decode)).transpose()
+    async fn create(&self, what: &'static str, key: String, id: &str, bytes: Vec<u8>) -> Result<u64, StoreError> {
+        match self.kv.create(key, bytes.into()).await {
+            Ok(rev) => Ok(rev),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                Err(StoreError::AlreadyExists { what, id: id.to_owned() })
+            }
+            Err(e) => Err(backend(&format!("cannot create {what}"), e)),
+        }
+    }
+
+    async fn compare_and_set(
+        &self,
+        what: &'static str,
+        key: String,
+        id: &str,
+        bytes: Vec<u8>,
+        expected: u64,
+    ) -> Result<u64, StoreError> {
+        match self.kv.update(key.as_str(), bytes.into(), expected).await {
+            Ok(rev) => Ok(rev),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                if self.versioned::<serde::de::IgnoredAny>(key).await?.is_none() {
+                    Err(StoreError::NotFound { what, id: id.to_owned() })
+                } else {
+                    Err(StoreError::Conflict { what, id: id.to_owned(), expected })
+                }
+            }
+            Err(e) => Err(backend(&format!("cannot update {what}"), e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for NatsStore {
+    async fn create_incident(&self, incident: &Incident) -> Result<u64, StoreError> {
+        let bytes = serde_json::to_vec(incident).map_err(StoreError::Decode)?;
+        self.create("incident", key("incidents", &incident.id)?, &incident.id, bytes).await
+    }
+
+    async fn get_incident_versioned(&self, id: &str) -> Result<Option<Versioned<Incident>>, StoreError> {
+        self.versioned(key("incidents", id)?).await
+    }
+
+    async fn update_incident(&self, incident: &Incident, expected: u64) -> Result<u64, StoreError> {
+        let bytes = serde_json::to_vec(incident).map_err(StoreError::Decode)?;
+        self.compare_and_set("incident", key("incidents", &incident.id)?, &incident.id, bytes, expected).await
     }
 
     async fn list_incidents(&self) -> Result<Vec<Incident>, StoreError> {
@@ -132,40 +177,16 @@ impl Store for NatsStore {
 
     async fn create_proposal(&self, proposal: &Proposal) -> Result<u64, StoreError> {
         let bytes = serde_json::to_vec(proposal).map_err(StoreError::Decode)?;
-        match self.kv.create(key("proposals", &proposal.id)?, bytes.into()).await {
-            Ok(rev) => Ok(rev),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                Err(StoreError::AlreadyExists { what: "proposal", id: proposal.id.clone() })
-            }
-            Err(e) => Err(backend("cannot create proposal", e)),
-        }
+        self.create("proposal", key("proposals", &proposal.id)?, &proposal.id, bytes).await
     }
 
     async fn get_proposal(&self, id: &str) -> Result<Option<Versioned<Proposal>>, StoreError> {
-        let entry = self.kv.entry(key("proposals", id)?).await.map_err(|e| backend("cannot read proposal", e))?;
-        match entry {
-            Some(e) if e.operation == kv::Operation::Put => Ok(Some(Versioned {
-                value: serde_json::from_slice(&e.value).map_err(StoreError::Decode)?,
-                revision: e.revision,
-            })),
-            _ => Ok(None),
-        }
+        self.versioned(key("proposals", id)?).await
     }
 
     async fn update_proposal(&self, proposal: &Proposal, expected: u64) -> Result<u64, StoreError> {
-        let k = key("proposals", &proposal.id)?;
         let bytes = serde_json::to_vec(proposal).map_err(StoreError::Decode)?;
-        match self.kv.update(k.as_str(), bytes.into(), expected).await {
-            Ok(rev) => Ok(rev),
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                if self.get_proposal(&proposal.id).await?.is_none() {
-                    Err(StoreError::NotFound { what: "proposal", id: proposal.id.clone() })
-                } else {
-                    Err(StoreError::Conflict { what: "proposal", id: proposal.id.clone(), expected })
-                }
-            }
-            Err(e) => Err(backend("cannot update proposal", e)),
-        }
+        self.compare_and_set("proposal", key("proposals", &proposal.id)?, &proposal.id, bytes, expected).await
     }
 
     async fn list_proposals(&self) -> Result<Vec<Proposal>, StoreError> {

@@ -1,7 +1,7 @@
 //! The embedded store: one redb file under the state directory, no server.
 //!
-//! Proposals are stored as `revision (u64, big endian) ‖ JSON`; the revision
-//! is bumped by every write, and `update_proposal` compares it inside the
+//! Proposals and incidents are stored as `revision (u64, big endian) ‖ JSON`;
+//! the revision is bumped by every write, and `update_*` compares it inside the
 //! single write transaction redb allows at a time, which makes it a true
 //! compare-and-set. redb is synchronous, so every call runs on the blocking pool.
 
@@ -39,14 +39,20 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn encode_proposal(revision: u64, p: &Proposal) -> Result<Vec<u8>, StoreError> {
+fn encode<T: serde::Serialize>(revision: u64, value: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = revision.to_be_bytes().to_vec();
-    serde_json::to_writer(&mut out, p).map_err(StoreError::Decode)?;
+    serde_json::to_writer(&mut out, value).map_err(StoreError::Decode)?;
     Ok(out)
 }
 
-fn decode_proposal(bytes: &[u8]) -> Result<Versioned<Proposal>, StoreError> {
-    let (rev, json) = bytes.split_at_checked(8).ok_or_else(|| backend("proposal record shorter than its revision"))?;
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<Versioned<T>, StoreError> {
+    // Incidents were once stored as bare JSON; such a record reads as revision 0 (a real
+    // revision never starts with the byte `{`: that would take 2^62 writes).
+    if bytes.first() == Some(&b'{') {
+        let value = serde_json::from_slice(bytes).map_err(StoreError::Decode)?;
+        return Ok(Versioned { value, revision: 0 });
+    }
+    let (rev, json) = bytes.split_at_checked(8).ok_or_else(|| backend("record shorter than its revision"))?;
     let revision = u64::from_be_bytes(rev.try_into().map_err(backend)?);
     let value = serde_json::from_slice(json).map_err(StoreError::Decode)?;
     Ok(Versioned { value, revision })
@@ -106,6 +112,52 @@ impl RedbStore {
         Ok(t.get(key).map_err(backend)?.map(|v| v.value().to_vec()))
     }
 
+    /// Insert `bytes` (revision 1) unless `id` exists.
+    fn create(
+        db: &Database,
+        table: TableDefinition<'static, &str, &[u8]>,
+        what: &'static str,
+        id: String,
+        bytes: &[u8],
+    ) -> Result<u64, StoreError> {
+        let txn = db.begin_write().map_err(backend)?;
+        {
+            let mut t = txn.open_table(table).map_err(backend)?;
+            if t.get(id.as_str()).map_err(backend)?.is_some() {
+                return Err(StoreError::AlreadyExists { what, id });
+            }
+            t.insert(id.as_str(), bytes).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+        Ok(1)
+    }
+
+    /// Replace `id` with `bytes` (which carry revision `expected + 1`) if its stored revision
+    /// is `expected`; checked and written in one write transaction.
+    fn compare_and_set(
+        db: &Database,
+        table: TableDefinition<'static, &str, &[u8]>,
+        what: &'static str,
+        id: String,
+        bytes: &[u8],
+        expected: u64,
+    ) -> Result<u64, StoreError> {
+        let txn = db.begin_write().map_err(backend)?;
+        {
+            let mut t = txn.open_table(table).map_err(backend)?;
+            let current = match t.get(id.as_str()).map_err(backend)? {
+                Some(v) => decode::<serde::de::IgnoredAny>(v.value())?.revision,
+                None => return Err(StoreError::NotFound { what, id }),
+            };
+            if current != expected {
+                return Err(StoreError::Conflict { what, id, expected });
+            }
+            t.insert(id.as_str(), bytes).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+        Ok(expected + 1)
+    }
+
     fn write_one(
         db: &Database,
         table: TableDefinition<'static, &str, &[u8]>,
@@ -123,73 +175,50 @@ impl RedbStore {
 
 #[async_trait]
 impl Store for RedbStore {
-    async fn put_incident(&self, incident: &Incident) -> Result<(), StoreError> {
+    async fn create_incident(&self, incident: &Incident) -> Result<u64, StoreError> {
         let id = incident.id.clone();
-        let bytes = serde_json::to_vec(incident).map_err(StoreError::Decode)?;
-        self.blocking(move |db| Self::write_one(db, INCIDENTS, &id, &bytes)).await
+        let bytes = encode(1, incident)?;
+        self.blocking(move |db| Self::create(db, INCIDENTS, "incident", id, &bytes)).await
     }
 
-    async fn get_incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+    async fn get_incident_versioned(&self, id: &str) -> Result<Option<Versioned<Incident>>, StoreError> {
         let id = id.to_owned();
         let bytes = self.blocking(move |db| Self::read_one(db, INCIDENTS, &id)).await?;
-        bytes.map(|b| serde_json::from_slice(&b).map_err(StoreError::Decode)).transpose()
+        bytes.map(|b| decode(&b)).transpose()
+    }
+
+    async fn update_incident(&self, incident: &Incident, expected: u64) -> Result<u64, StoreError> {
+        let id = incident.id.clone();
+        let bytes = encode(expected + 1, incident)?;
+        self.blocking(move |db| Self::compare_and_set(db, INCIDENTS, "incident", id, &bytes, expected)).await
     }
 
     async fn list_incidents(&self) -> Result<Vec<Incident>, StoreError> {
         let rows = self.blocking(|db| Self::read_all(db, INCIDENTS)).await?;
-        rows.iter().map(|b| serde_json::from_slice(b).map_err(StoreError::Decode)).collect()
+        rows.iter().map(|b| decode(b).map(|v| v.value)).collect()
     }
 
     async fn create_proposal(&self, proposal: &Proposal) -> Result<u64, StoreError> {
         let id = proposal.id.clone();
-        let bytes = encode_proposal(1, proposal)?;
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
-            {
-                let mut t = txn.open_table(PROPOSALS).map_err(backend)?;
-                if t.get(id.as_str()).map_err(backend)?.is_some() {
-                    return Err(StoreError::AlreadyExists { what: "proposal", id });
-                }
-                t.insert(id.as_str(), bytes.as_slice()).map_err(backend)?;
-            }
-            txn.commit().map_err(backend)?;
-            Ok(1)
-        })
-        .await
+        let bytes = encode(1, proposal)?;
+        self.blocking(move |db| Self::create(db, PROPOSALS, "proposal", id, &bytes)).await
     }
 
     async fn get_proposal(&self, id: &str) -> Result<Option<Versioned<Proposal>>, StoreError> {
         let id = id.to_owned();
         let bytes = self.blocking(move |db| Self::read_one(db, PROPOSALS, &id)).await?;
-        bytes.map(|b| decode_proposal(&b)).transpose()
+        bytes.map(|b| decode(&b)).transpose()
     }
 
     async fn update_proposal(&self, proposal: &Proposal, expected: u64) -> Result<u64, StoreError> {
         let id = proposal.id.clone();
-        let next = expected + 1;
-        let bytes = encode_proposal(next, proposal)?;
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
-            {
-                let mut t = txn.open_table(PROPOSALS).map_err(backend)?;
-                let current = match t.get(id.as_str()).map_err(backend)? {
-                    Some(v) => decode_proposal(v.value())?.revision,
-                    None => return Err(StoreError::NotFound { what: "proposal", id }),
-                };
-                if current != expected {
-                    return Err(StoreError::Conflict { what: "proposal", id, expected });
-                }
-                t.insert(id.as_str(), bytes.as_slice()).map_err(backend)?;
-            }
-            txn.commit().map_err(backend)?;
-            Ok(next)
-        })
-        .await
+        let bytes = encode(expected + 1, proposal)?;
+        self.blocking(move |db| Self::compare_and_set(db, PROPOSALS, "proposal", id, &bytes, expected)).await
     }
 
     async fn list_proposals(&self) -> Result<Vec<Proposal>, StoreError> {
         let rows = self.blocking(|db| Self::read_all(db, PROPOSALS)).await?;
-        rows.iter().map(|b| decode_proposal(b).map(|v| v.value)).collect()
+        rows.iter().map(|b| decode(b).map(|v| v.value)).collect()
     }
 
     async fn put_drift_report(&self, report: &serde_json::Value) -> Result<(), StoreError> {

@@ -9,7 +9,7 @@ mod support;
 
 use e2e::{Namespace, client, scenario};
 use kubemedic::agent::llm::{Api, LlmConfig};
-use kubemedic::agent::{Deps, RunnerKind};
+use kubemedic::agent::{AgentConfig, Deps, RunnerKind};
 use kubemedic::telemetry::audit::AuditLog;
 use kubemedic::tools::Tools;
 use serde_json::{Value, json};
@@ -17,8 +17,6 @@ use support::{diagnose, diagnose_until};
 use testkit::llm::{Reply, StandIn};
 
 fn llm_deps(client: &kube::Client, api: Api, base_url: &str, key_env: Option<&str>, max_steps: u32) -> Deps {
-    let mut deps = support::deps(client);
-    deps.config.runner = RunnerKind::Llm;
     let yaml = format!(
         "api: {}\nmodel: stand-in\nbase_url: {base_url}\nmax_steps: {max_steps}\n",
         match api {
@@ -28,10 +26,11 @@ fn llm_deps(client: &kube::Client, api: Api, base_url: &str, key_env: Option<&st
     );
     let mut llm: LlmConfig = serde_yaml_ng::from_str(&yaml).unwrap();
     llm.api_key_env = key_env.map(str::to_owned);
-    deps.config.llm = Some(llm);
+    let config = AgentConfig { runner: RunnerKind::Llm, llm: Some(llm), ..AgentConfig::default() };
+    let deps = support::deps_with(client, config);
     let tools = Tools::new(deps.cluster.clone(), None, AuditLog::in_memory());
-    deps.tools = None;
-    deps.with_tools(tools).expect("in-process MCP server")
+    let server = kubemedic::mcp::build_server(tools, (*deps.prompts).clone()).expect("in-process MCP server");
+    deps.with_server(&server)
 }
 
 /// The tool names offered to the model in one recorded request.

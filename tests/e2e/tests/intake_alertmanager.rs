@@ -163,7 +163,7 @@ receivers:
     }
     let all = intake.incidents().await;
     assert_eq!(all.len(), 2, "Watchdog must not open an incident: {all:#?}");
-    assert_eq!(intake.queue.len(), 2, "both incidents were handed to the agent queue");
+    assert_eq!(intake.queue.depth().await.unwrap(), 2, "both incidents were handed to the agent queue");
 
     // Resolve the mismatch: Alertmanager sends it with status "resolved" and the incident closes.
     let resolved = alert(

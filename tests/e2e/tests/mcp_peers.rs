@@ -130,7 +130,14 @@ async fn http_server(config_path: &Path, authenticated: bool) -> HttpServer {
             .with_audit(audit.clone())
             .with_policy(config.policy.clone());
     let approvals: Arc<dyn kubemedic::tools::ProposalSink> = Arc::new(approvals);
-    let server = kubemedic::mcp::build_server(&config, cluster, Some(store), Some(approvals), audit.clone()).unwrap();
+    let key = kubemedic::redact::fingerprint::FingerprintKey::load_or_create(&config.state_dir).unwrap();
+    let tools = kubemedic::tools::Tools::new(cluster, Some(store), audit.clone())
+        .with_fingerprint_key(key)
+        .with_policy(config.policy.clone(), config.approvals.ttl_seconds)
+        .with_drift(config.drift.clone())
+        .with_approvals(approvals);
+    let prompts = kubemedic::prompts::Catalog::load(&config.prompts_dir).unwrap();
+    let server = kubemedic::mcp::build_server(tools, prompts).unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let app = if authenticated {
         let auth = Arc::new(kubemedic::mcp::auth::Authenticator::new(&config.auth).await.unwrap());

@@ -24,7 +24,7 @@ async fn stdio_lists_incidents_from_the_shared_nats_store() {
     let mut incident = testkit::Sample::with_id(<kubemedic::incident::Incident as testkit::Sample>::test(), &id);
     incident.workload.namespace = ns.name.clone();
     incident.first_signal.object.namespace = ns.name.clone();
-    store.put_incident(&incident).await.unwrap();
+    store.create_incident(&incident).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let config = json!({

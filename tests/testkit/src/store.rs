@@ -10,7 +10,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use kubemedic::approvals::{Proposal, ProposalEvent, ProposalState};
 use kubemedic::incident::{Incident, IncidentStatus};
-use kubemedic::store::{Store, StoreError};
+use kubemedic::store::{Store, StoreError, Versioned};
 
 use crate::build::Sample;
 
@@ -112,12 +112,42 @@ async fn incidents(store: &dyn Store) -> Result<(), ContractError> {
         "missing incident found"
     );
     let mut i = Incident::test().with_id(&id);
-    store.put_incident(&i).await.map_err(|e| unexpected("put", e))?;
+    let r1 = store.create_incident(&i).await.map_err(|e| unexpected("create", e))?;
+    match store.create_incident(&i).await {
+        Err(StoreError::AlreadyExists { .. }) => {}
+        other => return Err(ContractError(format!("second incident create must be AlreadyExists, got {other:?}"))),
+    }
+    let got = store.get_incident_versioned(&id).await.map_err(|e| unexpected("get", e))?;
+    ensure!(got == Some(Versioned { value: i.clone(), revision: r1 }), "after create: {got:?}");
+
     i.count = 7;
     i.status = IncidentStatus::Diagnosed;
-    store.put_incident(&i).await.map_err(|e| unexpected("replace", e))?;
-    let got = store.get_incident(&id).await.map_err(|e| unexpected("get", e))?;
-    ensure!(got.as_ref() == Some(&i), "incident not replaced: {got:?}");
+    let r2 = store.update_incident(&i, r1).await.map_err(|e| unexpected("update", e))?;
+    ensure!(r2 != r1, "incident update did not change the revision");
+    // A writer holding the snapshot of r1 (a diagnosis that started before the fold) loses.
+    let mut stale = i.clone();
+    stale.status = IncidentStatus::Open;
+    match store.update_incident(&stale, r1).await {
+        Err(StoreError::Conflict { expected, .. }) if expected == r1 => {}
+        other => return Err(ContractError(format!("stale incident update must be Conflict, got {other:?}"))),
+    }
+    let got = store.get_incident_versioned(&id).await.map_err(|e| unexpected("get", e))?;
+    ensure!(got == Some(Versioned { value: i.clone(), revision: r2 }), "after a refused stale update: {got:?}");
+    match store.update_incident(&Incident::test(), 1).await {
+        Err(StoreError::NotFound { .. }) => {}
+        other => return Err(ContractError(format!("update of a missing incident must be NotFound, got {other:?}"))),
+    }
+
+    // Concurrent read-modify-writes through `modify_incident` all land.
+    let writers = 8u64;
+    let results = futures::future::join_all(
+        (0..writers).map(|_| kubemedic::store::modify_incident(store, &id, |inc| inc.count += 1)),
+    )
+    .await;
+    ensure!(results.iter().all(|r| matches!(r, Ok(Some(_)))), "concurrent modify_incident failed: {results:?}");
+    let count = store.get_incident(&id).await.map_err(|e| unexpected("get", e))?.map(|x| x.count);
+    ensure!(count == Some(7 + writers), "concurrent folds lost updates: count {count:?}, expected {}", 7 + writers);
+
     let all = store.list_incidents().await.map_err(|e| unexpected("list", e))?;
     ensure!(all.iter().filter(|x| x.id == id).count() == 1, "list must hold the incident once");
     ensure!(all.iter().all(|x| !x.id.is_empty()), "list returned a proposal or junk as incident");
@@ -128,16 +158,18 @@ async fn incidents(store: &dyn Store) -> Result<(), ContractError> {
 /// (the NATS store once repeated keys updated mid-listing and skipped others).
 async fn list_while_writing(store: &dyn Store) -> Result<(), ContractError> {
     const N: usize = 20;
-    let mut mine: Vec<Incident> = (0..N).map(|_| Incident::test()).collect();
-    for i in &mine {
-        store.put_incident(i).await.map_err(|e| unexpected("put", e))?;
+    let mut mine: Vec<(Incident, u64)> = Vec::with_capacity(N);
+    for _ in 0..N {
+        let i = Incident::test();
+        let rev = store.create_incident(&i).await.map_err(|e| unexpected("create", e))?;
+        mine.push((i, rev));
     }
-    let ids: Vec<String> = mine.iter().map(|i| i.id.clone()).collect();
+    let ids: Vec<String> = mine.iter().map(|(i, _)| i.id.clone()).collect();
     let writer = async {
         for round in 0..10u64 {
-            for i in &mut mine {
+            for (i, rev) in &mut mine {
                 i.count = round + 2;
-                store.put_incident(i).await.map_err(|e| unexpected("rewrite", e))?;
+                *rev = store.update_incident(i, *rev).await.map_err(|e| unexpected("rewrite", e))?;
             }
         }
         Ok::<_, ContractError>(())

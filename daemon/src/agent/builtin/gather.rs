@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams, LogParams};
 use serde_json::{Value, json};
 
-use crate::agent::{AgentError, Evidence};
+use crate::agent::{AgentError, Evidence, Gap};
 use crate::cluster::Cluster;
 use crate::policy::target;
 use crate::signal::WorkloadRef;
@@ -46,8 +46,8 @@ pub struct Facts {
     /// (a Service's Endpoints, an Ingress's Services, StorageClasses, a CronJob's Jobs, ...).
     pub related: Vec<Value>,
     pub evidence: Vec<Evidence>,
-    /// Steps that could not run (permissions, scope), for the notes.
-    pub gaps: Vec<String>,
+    /// Steps that could not run (permissions, scope, the apiserver down).
+    pub gaps: Vec<Gap>,
 }
 
 impl Facts {
@@ -227,14 +227,14 @@ pub async fn gather(cluster: &Cluster, target: &WorkloadRef, log_lines: i64) -> 
                 finding,
             );
         }
-        Err(e) => facts.gaps.push(format!("events: {}", target::describe(&e))),
+        Err(e) => facts.gaps.push(Gap::unread("events", target::describe(&e))),
     }
 
     // Nodes, for scheduling questions.
     if cluster.scope.kind_visible("node") {
         match Api::<Node>::all(client.clone()).list(&ListParams::default()).await {
             Ok(list) => facts.nodes = list.items,
-            Err(e) => facts.gaps.push(format!("nodes: {}", target::describe(&e))),
+            Err(e) => facts.gaps.push(Gap::unread("nodes", target::describe(&e))),
         }
     }
 
@@ -272,7 +272,7 @@ async fn gather_refs(cluster: &Cluster, facts: &mut Facts, describe_args: &Value
                         None
                     }
                     Err(e) => {
-                        facts.gaps.push(format!("secret {name}: {}", target::describe(&e)));
+                        facts.gaps.push(Gap::unread(format!("secret {name}"), target::describe(&e)));
                         continue;
                     }
                 };
@@ -281,7 +281,7 @@ async fn gather_refs(cluster: &Cluster, facts: &mut Facts, describe_args: &Value
             let args = json!({"namespace": ns, "workload_kind": describe_args["kind"], "workload_name": describe_args["name"]});
             facts.record("decode_secret", args, format!("{} (values not read)", lines.join("; ")));
         } else {
-            facts.gaps.push("secrets are outside the configured scope".into());
+            facts.gaps.push(Gap::OutOfScope { what: "secrets".into() });
         }
     }
     if !config_maps.is_empty() {
@@ -303,7 +303,7 @@ async fn gather_refs(cluster: &Cluster, facts: &mut Facts, describe_args: &Value
                     None
                 }
                 Err(e) => {
-                    facts.gaps.push(format!("configmap {name}: {}", target::describe(&e)));
+                    facts.gaps.push(Gap::unread(format!("configmap {name}"), target::describe(&e)));
                     continue;
                 }
             };
@@ -391,7 +391,7 @@ async fn gather_logs(cluster: &Cluster, facts: &mut Facts, lines: i64) {
                 facts.record("pod_logs", args, finding);
                 facts.logs.insert(format!("{pod}/{container}"), text);
             }
-            Err(e) => facts.gaps.push(format!("logs of {pod}/{container}: {}", target::describe(&e))),
+            Err(e) => facts.gaps.push(Gap::unread(format!("logs of {pod}/{container}"), target::describe(&e))),
         }
     }
 }
@@ -422,7 +422,7 @@ async fn gather_node(cluster: &Cluster, facts: &mut Facts) -> Result<(), AgentEr
                 format!("{} visible pods are bound to {name}", facts.pods.len()),
             );
         }
-        Err(e) => facts.gaps.push(format!("pods on node {name}: {}", target::describe(&e))),
+        Err(e) => facts.gaps.push(Gap::unread(format!("pods on node {name}"), target::describe(&e))),
     }
     Ok(())
 }
@@ -483,7 +483,7 @@ async fn gather_node_usage(cluster: &Cluster, facts: &mut Facts) {
                 .join("; ");
             facts.record("cluster_health", json!({}), finding);
         }
-        Err(e) => facts.gaps.push(format!("pods per node: {}", target::describe(&e))),
+        Err(e) => facts.gaps.push(Gap::unread("pods per node", target::describe(&e))),
     }
 }
 

@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 
 use super::gather::{Facts, truncate};
-use crate::agent::AgentError;
+use crate::agent::{AgentError, Gap};
 use crate::cluster::Cluster;
 use crate::policy::target::{self, KindInfo};
 
@@ -85,7 +85,7 @@ pub async fn get_any(cluster: &Cluster, kind: &str, ns: &str, name: &str) -> Res
 /// the kind is outside the configured scope or cannot be read.
 async fn list(cluster: &Cluster, facts: &mut Facts, paths: &[String], what: &str) -> Option<Vec<Value>> {
     if !cluster.scope.kind_visible(what) {
-        facts.gaps.push(format!("{what}: outside the configured scope"));
+        facts.gaps.push(Gap::OutOfScope { what: what.to_owned() });
         return None;
     }
     let mut last = None;
@@ -95,7 +95,7 @@ async fn list(cluster: &Cluster, facts: &mut Facts, paths: &[String], what: &str
             Err(e) => last = Some(target::describe(&e)),
         }
     }
-    facts.gaps.push(format!("{what}: {}", last.unwrap_or_default()));
+    facts.gaps.push(Gap::unread(what, last.unwrap_or_default()));
     None
 }
 
@@ -136,7 +136,7 @@ pub async fn gather(cluster: &Cluster, facts: &mut Facts) -> Result<(), AgentErr
                     facts.related.push(ep);
                 }
                 Err(e) if target::is_not_found(&e) => {}
-                Err(e) => facts.gaps.push(format!("endpoints: {}", target::describe(&e))),
+                Err(e) => facts.gaps.push(Gap::unread("endpoints", target::describe(&e))),
             }
         }
         "Ingress" => {
@@ -192,7 +192,7 @@ pub async fn gather(cluster: &Cluster, facts: &mut Facts) -> Result<(), AgentErr
                             }));
                         }
                     }
-                    Err(e) => facts.gaps.push(format!("scale target: {}", target::describe(&e))),
+                    Err(e) => facts.gaps.push(Gap::unread("scale target", target::describe(&e))),
                 }
             }
         }
@@ -265,7 +265,7 @@ async fn gather_events(cluster: &Cluster, facts: &mut Facts, uids: &[String], ar
             facts.events = events;
             facts.record("events", args.clone(), finding);
         }
-        Err(e) => facts.gaps.push(format!("events: {}", target::describe(&e))),
+        Err(e) => facts.gaps.push(Gap::unread("events", target::describe(&e))),
     }
 }
 
@@ -289,7 +289,7 @@ async fn gather_job_logs(cluster: &Cluster, facts: &mut Facts) {
             );
             facts.logs.insert(format!("{name}/"), text);
         }
-        Err(e) => facts.gaps.push(format!("logs of {name}: {}", target::describe(&e))),
+        Err(e) => facts.gaps.push(Gap::unread(format!("logs of {name}"), target::describe(&e))),
     }
 }
 

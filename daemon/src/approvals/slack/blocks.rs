@@ -280,6 +280,7 @@ mod tests {
             advice: vec![],
             runner: "builtin".into(),
             notes: vec![],
+            gaps: vec![],
         };
         (p, d)
     }

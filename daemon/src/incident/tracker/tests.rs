@@ -6,27 +6,57 @@ use super::*;
 use crate::approvals::Proposal;
 use crate::store::{StoreError, Versioned};
 
-/// Incidents only; enough for the tracker.
+/// Incidents only (with revisions for compare-and-set); enough for the tracker.
 #[derive(Default)]
 pub(crate) struct MemStore {
-    incidents: Mutex<BTreeMap<String, Incident>>,
+    incidents: Mutex<BTreeMap<String, (Incident, u64)>>,
+    /// While set, every write fails as a backend error.
     pub(crate) fail: std::sync::atomic::AtomicBool,
+}
+
+impl MemStore {
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.fail.load(Ordering::Relaxed) {
+            return Err(StoreError::Backend("down".into()));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl Store for MemStore {
-    async fn put_incident(&self, incident: &Incident) -> Result<(), StoreError> {
-        if self.fail.load(Ordering::Relaxed) {
-            return Err(StoreError::Backend("down".into()));
+    async fn create_incident(&self, incident: &Incident) -> Result<u64, StoreError> {
+        self.writable()?;
+        let mut all = self.incidents.lock().unwrap();
+        if all.contains_key(&incident.id) {
+            return Err(StoreError::AlreadyExists { what: "incident", id: incident.id.clone() });
         }
-        self.incidents.lock().unwrap().insert(incident.id.clone(), incident.clone());
-        Ok(())
+        all.insert(incident.id.clone(), (incident.clone(), 1));
+        Ok(1)
     }
-    async fn get_incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
-        Ok(self.incidents.lock().unwrap().get(id).cloned())
+    async fn get_incident_versioned(&self, id: &str) -> Result<Option<Versioned<Incident>>, StoreError> {
+        Ok(self
+            .incidents
+            .lock()
+            .unwrap()
+            .get(id)
+            .map(|(value, revision)| Versioned { value: value.clone(), revision: *revision }))
+    }
+    async fn update_incident(&self, incident: &Incident, expected: u64) -> Result<u64, StoreError> {
+        self.writable()?;
+        let mut all = self.incidents.lock().unwrap();
+        let Some((stored, revision)) = all.get_mut(&incident.id) else {
+            return Err(StoreError::NotFound { what: "incident", id: incident.id.clone() });
+        };
+        if *revision != expected {
+            return Err(StoreError::Conflict { what: "incident", id: incident.id.clone(), expected });
+        }
+        *stored = incident.clone();
+        *revision += 1;
+        Ok(*revision)
     }
     async fn list_incidents(&self) -> Result<Vec<Incident>, StoreError> {
-        Ok(self.incidents.lock().unwrap().values().cloned().collect())
+        Ok(self.incidents.lock().unwrap().values().map(|(i, _)| i.clone()).collect())
     }
     async fn create_proposal(&self, _: &Proposal) -> Result<u64, StoreError> {
         Err(StoreError::Backend("not in this test store".into()))
@@ -91,15 +121,19 @@ fn resolved(deploy: &str) -> Signal {
     s
 }
 
-fn setup(capacity: usize) -> (Arc<Tracker>, Arc<MemStore>, mpsc::Receiver<Incident>) {
+fn queue(capacity: usize) -> IncidentQueue {
+    IncidentQueue::local(capacity, Duration::from_secs(300))
+}
+
+fn setup(capacity: usize) -> (Arc<Tracker>, Arc<MemStore>, IncidentQueue) {
     let store = Arc::new(MemStore::default());
-    let (tx, rx) = mpsc::channel(capacity);
-    (Arc::new(Tracker::new(rules(), store.clone(), tx)), store, rx)
+    let queue = queue(capacity);
+    (Arc::new(Tracker::new(rules(), store.clone(), queue.clone())), store, queue)
 }
 
 #[tokio::test(start_paused = true)]
 async fn crash_loop_storm_is_one_incident() {
-    let (t, store, mut rx) = setup(8);
+    let (t, store, queue) = setup(8);
     let first = t.observe(sig("CrashLoopBackOff", "web", "web-1")).await;
     let Outcome::Opened(id) = first else { panic!("{first:?}") };
     for i in 0..500 {
@@ -114,8 +148,8 @@ async fn crash_loop_storm_is_one_incident() {
     assert_eq!(inc.rule, "pods");
     assert_eq!(inc.arguments["name"], "web");
     assert_eq!(inc.workload, WorkloadRef::new("Deployment", "shop", "web"));
-    assert_eq!(rx.try_recv().unwrap().id, id);
-    assert!(rx.try_recv().is_err());
+    assert_eq!(queue.depth().await.unwrap(), 1, "one incident queued for the agent");
+    assert_eq!(queue.next().await.unwrap().incident.id, id);
     let s = t.stats().snapshot();
     assert_eq!((s.signals_total, s.incidents_total, s.folded_total, s.dropped_total), (502, 1, 501, 0));
 }
@@ -168,8 +202,7 @@ async fn unmatched_and_namespace_selector() {
     assert_eq!(t.observe(sig("Nothing", "a", "p")).await, Outcome::Unmatched);
     assert_eq!(t.observe(sig("Team", "a", "p")).await, Outcome::Unmatched, "no namespace labels known");
     let store = Arc::new(MemStore::default());
-    let (tx, _rx2) = mpsc::channel(8);
-    let t = Tracker::new(rules(), store, tx).with_namespace_labels(Arc::new(|ns: &str| {
+    let t = Tracker::new(rules(), store, queue(8)).with_namespace_labels(Arc::new(|ns: &str| {
         (ns == "shop").then(|| [("team".to_owned(), "a".to_owned())].into())
     }));
     assert!(matches!(t.observe(sig("Team", "a", "p")).await, Outcome::Opened(_)));
@@ -209,17 +242,18 @@ async fn restart_restores_open_incidents_and_keeps_agent_updates() {
     let (t, store, _rx) = setup(8);
     let Outcome::Opened(id) = t.observe(sig("CrashLoopBackOff", "web", "web-1")).await else { panic!() };
     // The agent updates the incident meanwhile.
-    let mut inc = store.get_incident(&id).await.unwrap().unwrap();
-    inc.status = IncidentStatus::Diagnosed;
-    inc.summary = Some("bad image".into());
-    store.put_incident(&inc).await.unwrap();
+    crate::store::modify_incident(store.as_ref(), &id, |inc| {
+        inc.status = IncidentStatus::Diagnosed;
+        inc.summary = Some("bad image".into());
+    })
+    .await
+    .unwrap();
     t.observe(sig("CrashLoopBackOff", "web", "web-2")).await;
     t.flush().await;
     let inc = store.get_incident(&id).await.unwrap().unwrap();
     assert_eq!((inc.count, inc.status, inc.summary.as_deref()), (2, IncidentStatus::Diagnosed, Some("bad image")));
     // A new tracker over the same store folds into the stored incident.
-    let (tx, _rx2) = mpsc::channel(8);
-    let t2 = Tracker::new(rules(), store.clone(), tx);
+    let t2 = Tracker::new(rules(), store.clone(), queue(8));
     assert_eq!(t2.restore().await.unwrap(), 1);
     assert_eq!(t2.observe(sig("CrashLoopBackOff", "web", "web-3")).await, Outcome::Folded(id));
 }

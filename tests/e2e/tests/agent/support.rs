@@ -25,16 +25,16 @@ pub fn cluster(client: &Client) -> Cluster {
 
 /// Deps with the default policy and agent config, and the repository's prompts.
 pub fn deps(client: &Client) -> Deps {
-    let prompts = kubemedic::prompts::Catalog::load(&repo_root().join("prompts")).expect("prompts/ loads");
     let tools = kubemedic::tools::Tools::new(cluster(client), None, kubemedic::telemetry::audit::AuditLog::in_memory());
-    Deps {
-        cluster: cluster(client),
-        policy: PolicyConfig::default(),
-        config: AgentConfig::default(),
-        prompts: Arc::new(prompts),
-        mcp: None,
-        tools: Some(tools),
-    }
+    let mut deps = deps_with(client, AgentConfig::default());
+    deps.tools = Some(tools);
+    deps
+}
+
+/// Deps for `config`'s runner, with the default policy and the repository's prompts, no tools.
+pub fn deps_with(client: &Client, config: AgentConfig) -> Deps {
+    let prompts = kubemedic::prompts::Catalog::load(&repo_root().join("prompts")).expect("prompts/ loads");
+    Deps::new(cluster(client), PolicyConfig::default(), config, Arc::new(prompts)).expect("agent deps")
 }
 
 pub async fn diagnose(deps: &Deps, kind: &str, ns: &str, name: &str) -> Diagnosis {

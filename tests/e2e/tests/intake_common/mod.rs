@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::Client;
+use kubemedic::bus::IncidentQueue;
 use kubemedic::cluster::{Cluster, Scope};
 use kubemedic::incident::{Incident, Outcome, Tracker};
 use kubemedic::rules::RuleSet;
@@ -36,7 +37,7 @@ pub struct Intake {
     pub watch: Option<WatchHandle>,
     pub shutdown: CancellationToken,
     /// The agent queue (kept open so incidents are not counted as dropped).
-    pub queue: mpsc::Receiver<Incident>,
+    pub queue: IncidentQueue,
     dir: PathBuf,
 }
 
@@ -62,8 +63,9 @@ impl Intake {
         let dir = state_dir("intake-state");
         let store = Arc::new(RedbStore::open(&dir).expect("open store"));
         let rules = RuleSet::load(rules_dir).unwrap_or_else(|e| panic!("rules: {e}"));
-        let (queue_tx, queue) = mpsc::channel(4096);
-        let tracker = Arc::new(Tracker::new(Arc::new(rules), store.clone(), queue_tx));
+        // No dedup window: every incident the tracker opens reaches the queue.
+        let queue = IncidentQueue::local(4096, Duration::ZERO);
+        let tracker = Arc::new(Tracker::new(Arc::new(rules), store.clone(), queue.clone()));
         let (tx, mut rx) = mpsc::channel::<Signal>(4096);
         let shutdown = CancellationToken::new();
         let log: Arc<Mutex<Vec<(Signal, Outcome)>>> = Arc::default();

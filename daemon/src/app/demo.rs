@@ -22,9 +22,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 
-use super::{Approvals, ProposalState};
+use crate::agent::Deps;
+use crate::approvals::{Approvals, ApprovalsConfig, ProposalState};
 use crate::cluster::Cluster;
-use crate::config::Config;
 use crate::signal::WorkloadRef;
 
 /// The namespace the demo works in.
@@ -127,7 +127,7 @@ async fn apply_object(cluster: &Cluster, mut obj: Value) -> Result<(), DemoError
 }
 
 async fn wait_ready(cluster: &Cluster, kind: &str, name: &str, timeout: Duration) -> Result<(), DemoError> {
-    let target = super::TargetRef {
+    let target = crate::approvals::TargetRef {
         api_version: "apps/v1".into(),
         kind: kind.to_owned(),
         namespace: NAMESPACE.into(),
@@ -137,8 +137,9 @@ async fn wait_ready(cluster: &Cluster, kind: &str, name: &str, timeout: Duration
         content_digest: None,
     };
     // The rollout wait is the one apply uses; the scenario's manifest, applied above, is the change.
-    let applied_manifest = super::Action::Patch { patch_type: super::PatchType::Merge, body: Value::Null };
-    let p = super::Proposal::new(
+    let applied_manifest =
+        crate::approvals::Action::Patch { patch_type: crate::approvals::PatchType::Merge, body: Value::Null };
+    let p = crate::approvals::Proposal::new(
         cluster.name.clone(),
         target,
         applied_manifest,
@@ -151,10 +152,10 @@ async fn wait_ready(cluster: &Cluster, kind: &str, name: &str, timeout: Duration
         &kube::api::ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", kind)),
     );
     let generation = live.get(name).await.ok().and_then(|o| o.metadata.generation);
-    let applied = super::apply::Applied { generation, resource_version: String::new(), already: false };
-    match super::apply::await_rollout(cluster, &p, &applied, timeout).await {
-        super::apply::Verdict::Healthy(_) => Ok(()),
-        super::apply::Verdict::Unhealthy(why) => {
+    let applied = crate::approvals::apply::Applied { generation, resource_version: String::new(), already: false };
+    match crate::approvals::apply::await_rollout(cluster, &p, &applied, timeout).await {
+        crate::approvals::apply::Verdict::Healthy(_) => Ok(()),
+        crate::approvals::apply::Verdict::Unhealthy(why) => {
             Err(DemoError::Scenario { file: format!("{kind}/{name}"), reason: format!("WaitReady: {why}") })
         }
     }
@@ -247,7 +248,8 @@ async fn ask(question: &str) -> bool {
 const ROUNDS: usize = 3;
 
 pub async fn run(
-    config: &Config,
+    deps: &Deps,
+    config: &ApprovalsConfig,
     cluster: Cluster,
     approvals: Arc<Approvals>,
     files: Vec<(String, PathBuf)>,
@@ -262,8 +264,6 @@ pub async fn run(
             .await
             .map_err(kube_err(format!("cannot create namespace {NAMESPACE}")))?;
     }
-    let deps = crate::agent::Deps::from_config(cluster.clone(), config)
-        .map_err(|e| DemoError::Scenario { file: "agent".into(), reason: crate::app::error_chain(&e) })?;
     let user = format!("terminal:{}", std::env::var("USER").unwrap_or_else(|_| "demo".into()));
     let mut rows = Vec::new();
     for (name, path) in files {
@@ -298,7 +298,7 @@ pub async fn run(
             if round > 1 {
                 println!("the failure is still there: diagnosing again (round {round} of {ROUNDS})");
             }
-            let diagnosis = match crate::agent::run(&deps, &request).await {
+            let diagnosis = match crate::agent::run(deps, &request).await {
                 Ok(d) => d,
                 Err(e) => {
                     row.outcome = format!("diagnosis failed: {}", crate::app::error_chain(&e));
@@ -327,7 +327,7 @@ pub async fn run(
             if approve {
                 println!(
                     "applying; verifying: the rollout, then its pods must stay Ready without a restart for {}s",
-                    config.approvals.verify_stable_seconds
+                    config.verify_stable_seconds
                 );
             }
             match approvals.decide(&submitted.id, &user, approve).await {
@@ -364,7 +364,7 @@ pub async fn run(
 }
 
 /// The rollback proposed after `failed` did not verify, if any.
-async fn rollback_of(approvals: &Approvals, failed: &str) -> Option<super::Proposal> {
+async fn rollback_of(approvals: &Approvals, failed: &str) -> Option<crate::approvals::Proposal> {
     let all = approvals.store().list_proposals().await.ok()?;
     all.into_iter().find(|q| q.requested_by.contains(failed) && q.id != failed)
 }

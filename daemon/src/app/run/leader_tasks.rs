@@ -1,0 +1,74 @@
+//! What runs on the leader only: the watchers (one replica's worth of signals) and the
+//! drift cron.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::alerts::SharedOwners;
+use crate::cluster::Cluster;
+use crate::drift::job::DriftJob;
+use crate::incident::tracker::Tracker;
+use crate::signal::Signal;
+use crate::telemetry::health::Readiness;
+use crate::telemetry::metrics::Metrics;
+use crate::watch::{SharedCache, WatchConfig, WatchError};
+
+/// The watchers and what they feed besides signals.
+#[derive(Clone)]
+pub(super) struct Watchers {
+    pub cluster: Cluster,
+    pub config: WatchConfig,
+    pub signals: mpsc::Sender<Signal>,
+    pub readiness: Readiness,
+    pub metrics: Arc<Metrics>,
+    pub tracker: Arc<Tracker>,
+    /// Pod → owner for the Alertmanager receiver.
+    pub owners: Arc<SharedOwners>,
+    /// The watchers' stores, read by the MCP tools.
+    pub cache: SharedCache,
+}
+
+impl Watchers {
+    /// Run the watchers whenever this replica leads, until `shutdown`.
+    pub fn spawn_while_leader(
+        self,
+        is_leader: watch::Receiver<bool>,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        crate::leader::while_leader(is_leader, shutdown, move |token| self.clone().run(token))
+            .instrument(tracing::info_span!("watchers"))
+    }
+
+    async fn run(self, token: CancellationToken) {
+        self.metrics.set_leader(true);
+        match crate::watch::spawn(self.cluster, &self.config, self.signals, token) {
+            Ok(handle) => {
+                handle.ready().await;
+                self.owners.set(Some(handle.owners()));
+                self.cache.set(Some(handle.cache().clone()));
+                if self.config.namespace_labels {
+                    self.tracker.set_namespace_labels(Some(handle.namespace_labels()));
+                }
+                self.readiness.set("watchers", true);
+                tracing::info!("watchers synced");
+                handle.join().await;
+                self.owners.set(None);
+                self.cache.set(None);
+                self.tracker.set_namespace_labels(None);
+            }
+            Err(WatchError::Disabled) => tracing::info!("watchers disabled"),
+            Err(err) => tracing::error!(error = %super::super::error_chain(&err), "cannot start watchers"),
+        }
+        self.metrics.set_leader(false);
+    }
+}
+
+/// The drift cron, on the leader only.
+pub(super) async fn drift(job: DriftJob, is_leader: watch::Receiver<bool>, shutdown: CancellationToken) {
+    if let Err(err) = job.run_scheduled(is_leader, shutdown).await {
+        tracing::error!(error = %super::super::error_chain(&err), "drift schedule stopped");
+    }
+}

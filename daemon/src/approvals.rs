@@ -27,7 +27,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-pub use proposal::{Action, PatchType, Proposal, ProposalEvent, ProposalState, Risk, TargetRef};
+pub use proposal::{Action, Drafter, PatchType, Proposal, ProposalEvent, ProposalState, Risk, TargetRef};
 
 use crate::agent::Diagnosis;
 use crate::cluster::Cluster;
@@ -639,7 +639,7 @@ impl Approvals {
             approvers: failed.approvers.clone(),
             ttl_seconds: self.config.ttl_seconds,
         };
-        let message = match crate::policy::prepare(&self.cluster, &self.policy, draft).await {
+        let message = match crate::policy::prepare(&self.cluster, &self.policy, Drafter::Builtin, draft).await {
             Ok(rollback) => match self.submit(rollback).await {
                 Ok(r) => format!(":leftwards_arrow_with_hook: Rollback to {to} proposed for approval: `{}`", r.id),
                 Err(err) => format!("Cannot offer a rollback: {}", blocks::escape(&err.to_string())),

@@ -13,6 +13,7 @@ pub mod check;
 pub mod diff;
 pub mod quantity;
 pub mod target;
+pub mod tier;
 
 use jiff::Timestamp;
 use schemars::JsonSchema;
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::agent::RefusedProposal;
-use crate::approvals::{Action, PatchType, Proposal, Risk, TargetRef};
+use crate::approvals::{Action, Drafter, PatchType, Proposal, Risk, TargetRef};
 use crate::cluster::Cluster;
 
 /// What proposals may change.
@@ -44,6 +45,12 @@ pub struct PolicyConfig {
     pub max_cpu_limit: String,
     /// Largest replica count a proposal may set.
     pub max_replicas: i64,
+    /// kubemedic's own namespace, which model and MCP drafts may not touch
+    /// (default: `POD_NAMESPACE`, which the chart sets).
+    pub own_namespace: Option<String>,
+    /// What each drafter may propose within the rules above: `builtin`,
+    /// `llm` and `mcp` (see [`tier`]).
+    pub tiers: tier::TiersConfig,
 }
 
 /// Paths a remediation typically needs, container fields written for both
@@ -110,6 +117,8 @@ impl Default for PolicyConfig {
             max_memory_limit: "8Gi".into(),
             max_cpu_limit: "8".into(),
             max_replicas: 50,
+            own_namespace: std::env::var("POD_NAMESPACE").ok().filter(|n| !n.trim().is_empty()),
+            tiers: tier::TiersConfig::default(),
         }
     }
 }
@@ -132,7 +141,12 @@ impl PolicyConfig {
                 return Err(format!("policy.allowed_paths: `**` may only end a pattern: {p}"));
             }
         }
-        Ok(())
+        for n in self.forbidden_namespaces.iter().chain(&self.own_namespace) {
+            if !check::is_namespace_name(n) {
+                return Err(format!("policy: {n:?} is not a namespace name (lowercase DNS-1123 label)"));
+            }
+        }
+        self.tiers.validate()
     }
 }
 
@@ -229,10 +243,18 @@ impl From<Refusal> for RefusedProposal {
     }
 }
 
-/// Check a draft against the policy and a server-side dry-run and build
-/// the proposal a human may approve; anything else is a [`Refusal`].
-pub async fn prepare(cluster: &Cluster, policy: &PolicyConfig, draft: ProposalDraft) -> Result<Proposal, Refusal> {
+/// Check a draft against the policy (the global rules and the tier of
+/// `drafter`, which the caller knows and the draft cannot say) and a
+/// server-side dry-run, and build the proposal a human may approve; anything
+/// else is a [`Refusal`].
+pub async fn prepare(
+    cluster: &Cluster,
+    policy: &PolicyConfig,
+    drafter: Drafter,
+    draft: ProposalDraft,
+) -> Result<Proposal, Refusal> {
     let who = draft.target_display();
+    let tier = policy.tiers.resolve(drafter);
     let refuse = |stage, reason: String| Refusal { target: who.clone(), stage, reason };
     let t = &draft.target;
     let info = target::kind_info(&t.kind).ok_or_else(|| {
@@ -254,6 +276,7 @@ pub async fn prepare(cluster: &Cluster, policy: &PolicyConfig, draft: ProposalDr
     let namespace = if info.namespaced { t.namespace.as_str() } else { "" };
     let delete = matches!(draft.action, Action::Delete);
     check::target(policy, info.kind, namespace, delete).map_err(|r| refuse(RefusalStage::Policy, r))?;
+    tier::target(&tier, namespace, policy.own_namespace.as_deref()).map_err(|r| refuse(RefusalStage::Policy, r))?;
     if (info.namespaced && !cluster.scope.namespace_visible(namespace)) || !cluster.scope.kind_visible(info.kind) {
         return Err(refuse(RefusalStage::Scope, "the target is outside kubemedic's configured scope".into()));
     }
@@ -326,8 +349,8 @@ pub async fn prepare(cluster: &Cluster, policy: &PolicyConfig, draft: ProposalDr
     } else {
         let proposed = diff::strip(&after);
         let changes = diff::changes(&before, &proposed);
-        check::changes(policy, &changes).map_err(|r| refuse(RefusalStage::Policy, r))?;
-        check::caps(policy, &before, &proposed).map_err(|r| refuse(RefusalStage::Policy, r))?;
+        let facts = facts(cluster, &tier, &info, namespace, &live, &changes).await;
+        review(policy, &tier, &before, &proposed, &changes, &facts).map_err(|r| refuse(RefusalStage::Policy, r))?;
         // Humans see the diff of the redacted objects: context lines around a change
         // (an env literal next to an image) must not carry a secret.
         let text = diff::unified(&redacted(&before), &redacted(&proposed), &label);
@@ -352,6 +375,7 @@ pub async fn prepare(cluster: &Cluster, policy: &PolicyConfig, draft: ProposalDr
         diff: text,
         rationale: draft.rationale,
         risk,
+        drafter,
         approvers: draft.approvers,
         requested_by: draft.requested_by,
         ..Proposal::new(cluster.name.clone(), target, draft.action, now, ttl)
@@ -363,6 +387,66 @@ fn redacted(object: &Value) -> Value {
     let mut v = object.clone();
     crate::redact::gate().value(&mut v);
     v
+}
+
+/// The policy's verdict on what a patch would change (live object against
+/// the dry-run result, both stripped): the global rules, then the tier.
+pub fn review(
+    policy: &PolicyConfig,
+    tier: &tier::TierPolicy,
+    before: &Value,
+    proposed: &Value,
+    changes: &[diff::Change],
+    facts: &tier::Facts,
+) -> Result<(), String> {
+    check::changes(policy, changes)?;
+    check::caps(policy, before, proposed)?;
+    tier::changes(tier, before, proposed, changes, facts)
+}
+
+/// Read what the tier's checks need, only when the change needs it. A read
+/// that fails leaves the fact empty, which the checks treat as "refuse".
+async fn facts(
+    cluster: &Cluster,
+    tier: &tier::TierPolicy,
+    info: &target::KindInfo,
+    namespace: &str,
+    live: &Value,
+    changes: &[diff::Change],
+) -> tier::Facts {
+    let mut facts = tier::Facts::default();
+    if !info.namespaced {
+        facts.selector_keys = Some(Default::default());
+        return facts;
+    }
+    let base = |plural: &str, api: &str| target::collection_path(api, plural, namespace);
+    let touches_image = changes.iter().any(|c| c.path.last().is_some_and(|s| s == "image"));
+    if tier.images == tier::ImageRule::Known && touches_image {
+        let uid = live.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
+        let list = match info.kind {
+            "Deployment" => Some(base("replicasets", "apps/v1")),
+            "StatefulSet" | "DaemonSet" => Some(base("controllerrevisions", "apps/v1")),
+            _ => None,
+        };
+        if let Some(path) = list {
+            match target::get(&cluster.client, &path).await {
+                Ok(list) => facts.earlier_images = tier::revision_images(&list, uid),
+                Err(e) => tracing::warn!(error = %target::describe(&e), "cannot read earlier revisions for the image check"),
+            }
+        }
+    }
+    let touches_labels = changes.iter().any(|c| c.path.starts_with(&["spec".into(), "template".into(), "metadata".into(), "labels".into()]));
+    if !tier.selector_labels && touches_labels {
+        match target::get(&cluster.client, &base("services", "v1")).await {
+            Ok(list) => {
+                let mut keys = tier::service_selector_keys(&list);
+                keys.extend(tier::workload_selector_keys(live));
+                facts.selector_keys = Some(keys);
+            }
+            Err(e) => tracing::warn!(error = %target::describe(&e), "cannot read Service selectors for the label check"),
+        }
+    }
+    facts
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{AgentError, Deps, Diagnosis, Request, Runner};
+use crate::approvals::Drafter;
 use crate::policy;
 
 /// The default runner.
@@ -105,7 +106,7 @@ async fn run(deps: &Deps, request: &Request) -> Result<Diagnosis, AgentError> {
         notes,
         gaps: facts.gaps.clone(),
     };
-    offer(deps, request, finding.drafts, &mut diagnosis).await;
+    offer(deps, request, Drafter::Builtin, finding.drafts, &mut diagnosis).await;
     Ok(diagnosis)
 }
 
@@ -123,9 +124,15 @@ fn prompt_arguments(p: &crate::prompts::Prompt, request: &Request) -> crate::pro
     args
 }
 
-/// Pass drafts through policy and dry-run into the diagnosis (or, when the
-/// rule forbids mutations, describe them as advice).
-pub async fn offer(deps: &Deps, request: &Request, drafts: Vec<policy::ProposalDraft>, diagnosis: &mut Diagnosis) {
+/// Pass drafts through policy (the tier of `drafter`) and dry-run into the
+/// diagnosis (or, when the rule forbids mutations, describe them as advice).
+pub async fn offer(
+    deps: &Deps,
+    request: &Request,
+    drafter: Drafter,
+    drafts: Vec<policy::ProposalDraft>,
+    diagnosis: &mut Diagnosis,
+) {
     for mut draft in drafts {
         if !request.allow_mutations {
             diagnosis.advice.push(format!(
@@ -138,7 +145,7 @@ pub async fn offer(deps: &Deps, request: &Request, drafts: Vec<policy::ProposalD
         draft.incident_id = request.incident_id.clone();
         draft.requested_by = request.requested_by.clone();
         draft.approvers = request.approvers.clone();
-        match policy::prepare(&deps.cluster, &deps.policy, draft).await {
+        match policy::prepare(&deps.cluster, &deps.policy, drafter, draft).await {
             Ok(p) => diagnosis.proposals.push(p),
             Err(refusal) => {
                 tracing::info!(target = %refusal.target, reason = %refusal.reason, "proposal refused");

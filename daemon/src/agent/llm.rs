@@ -180,7 +180,7 @@ impl Runner for Llm {
         d.notes.push(format!("tools called: {}", called.iter().cloned().collect::<Vec<_>>().join(", ")));
         let (drafts, refused) = answer::drafts(&answer, &request.workload);
         d.refused.extend(refused.into_iter().map(|(target, reason)| RefusedProposal { target, reason }));
-        builtin::offer(deps, request, drafts, &mut d).await;
+        builtin::offer(deps, request, crate::approvals::Drafter::Llm, drafts, &mut d).await;
         Ok(d)
     }
 }

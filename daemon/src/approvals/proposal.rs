@@ -66,6 +66,36 @@ pub enum Risk {
     High,
 }
 
+/// Who wrote a proposal's change, which decides the policy tier it passes.
+/// Set by the code path that built the draft (never read from the draft
+/// itself), and recorded on the proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Drafter {
+    /// kubemedic's own code: the built-in diagnostician, verification
+    /// rollbacks, and the fixed-shape MCP tools (restart, undo, scale, delete
+    /// pod) whose change kubemedic computes itself.
+    Builtin,
+    /// A language model's answer. Also what a stored proposal without a
+    /// drafter reads as, since it is the narrowest tier.
+    #[default]
+    Llm,
+    /// A free-form patch from an MCP caller (`propose_patch`).
+    Mcp,
+}
+
+impl Drafter {
+    pub const ALL: [Drafter; 3] = [Drafter::Builtin, Drafter::Llm, Drafter::Mcp];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Drafter::Builtin => "builtin",
+            Drafter::Llm => "llm",
+            Drafter::Mcp => "mcp",
+        }
+    }
+}
+
 /// Lifecycle states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -196,6 +226,9 @@ pub struct Proposal {
     /// Why this change fixes the root cause.
     pub rationale: String,
     pub risk: Risk,
+    /// Whose change this is; decides the policy tier (see [`Drafter`]).
+    #[serde(default)]
+    pub drafter: Drafter,
     pub state: ProposalState,
     /// Who may approve (Slack user ids or MCP/CLI user names); empty = anyone with the approver role.
     #[serde(default)]
@@ -231,6 +264,8 @@ impl Proposal {
             diff: String::new(),
             rationale: String::new(),
             risk: Risk::Low,
+            // The narrowest tier until the drafter is known.
+            drafter: Drafter::default(),
             state: ProposalState::Proposed,
             approvers: Vec::new(),
             requested_by: String::new(),

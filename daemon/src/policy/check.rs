@@ -72,10 +72,26 @@ impl PathPattern {
     }
 }
 
+/// Whether `n` is a namespace name: a DNS-1123 label (lowercase
+/// alphanumerics and `-`, at most 63, starting and ending alphanumeric).
+/// Names in that form compare exactly, so `Kube-System` or `kube-system `
+/// cannot pass for something other than `kube-system`.
+pub fn is_namespace_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
 /// Scope checks that need nothing but the target's identity.
 pub fn target(policy: &PolicyConfig, kind: &str, namespace: &str, delete: bool) -> Result<(), String> {
     if policy.forbidden_kinds.iter().any(|k| k.eq_ignore_ascii_case(kind)) {
         return Err(format!("kind {kind} is forbidden by policy (forbidden_kinds)"));
+    }
+    if !namespace.is_empty() && !is_namespace_name(namespace) {
+        return Err(format!("{namespace:?} is not a namespace name"));
     }
     if !namespace.is_empty() && policy.forbidden_namespaces.iter().any(|n| n == namespace) {
         return Err(format!("namespace {namespace} is forbidden by policy (forbidden_namespaces)"));
@@ -218,15 +234,38 @@ pub fn caps(policy: &PolicyConfig, live: &Value, proposed: &Value) -> Result<(),
     Ok(())
 }
 
-/// How much could go wrong, from what changes.
+/// Field names whose change can run other code, expose secret data or
+/// move pods onto chosen nodes: a change touching one is High risk.
+const HIGH_RISK_FIELDS: &[&str] = &[
+    "exec",
+    "command",
+    "args",
+    "lifecycle",
+    "secretKeyRef",
+    "secretRef",
+    "secret",
+    "projected",
+    "imagePullSecrets",
+    "nodeSelector",
+    "nodeName",
+    "affinity",
+    "tolerations",
+];
+
+/// How much could go wrong, from what a change can do: running other code
+/// (exec probes, command, args), reading secret data (Secret references),
+/// choosing nodes, or a node itself is High; probe fixes alone are Low.
 pub fn risk(kind: &str, delete: bool, changes: &[Change]) -> Risk {
     if kind.eq_ignore_ascii_case("node") {
+        return Risk::High;
+    }
+    if changes.iter().any(|c| c.path.iter().any(|s| HIGH_RISK_FIELDS.contains(&s.as_str()))) {
         return Risk::High;
     }
     if delete {
         return Risk::Medium;
     }
-    let low = ["readinessProbe", "livenessProbe", "startupProbe", "secretKeyRef", "configMapKeyRef"];
+    let low = ["readinessProbe", "livenessProbe", "startupProbe"];
     if changes.iter().all(|c| c.path.iter().any(|s| low.contains(&s.as_str()))) { Risk::Low } else { Risk::Medium }
 }
 
@@ -271,6 +310,34 @@ mod tests {
         assert!(err.contains("factor"), "{err}");
         let err = caps(&policy, &obj("8Gi"), &obj("16Gi")).unwrap_err();
         assert!(err.contains("max_memory_limit"), "{err}");
+    }
+
+    #[test]
+    fn risk_follows_what_a_change_can_do() {
+        let change = |p: &str| Change { path: path(p), before: None, after: Some(json!("x")) };
+        let c = "spec.template.spec.containers[]";
+        let r = |p: &str| risk("Deployment", false, &[change(p)]);
+        assert_eq!(r(&format!("{c}.readinessProbe.httpGet.port")), Risk::Low);
+        assert_eq!(r(&format!("{c}.readinessProbe.exec.command[]")), Risk::High);
+        assert_eq!(r(&format!("{c}.env[].valueFrom.secretKeyRef.name")), Risk::High);
+        assert_eq!(r(&format!("{c}.envFrom[].secretRef.name")), Risk::High);
+        assert_eq!(r(&format!("{c}.command[]")), Risk::High);
+        assert_eq!(r(&format!("{c}.env[].valueFrom.configMapKeyRef.key")), Risk::Medium);
+        assert_eq!(r(&format!("{c}.image")), Risk::Medium);
+        assert_eq!(risk("Node", false, &[change("spec.unschedulable")]), Risk::High);
+    }
+
+    #[test]
+    fn namespaces_compare_as_names() {
+        let policy = PolicyConfig::default();
+        for ns in ["Kube-System", "kube-system ", "kube-system/", "kube-system%2f", "-x", ""] {
+            if ns.is_empty() {
+                continue;
+            }
+            assert!(target(&policy, "Deployment", ns, false).is_err(), "{ns:?}");
+        }
+        assert!(is_namespace_name("shop-1"));
+        assert!(!is_namespace_name(&"a".repeat(64)));
     }
 
     #[test]

@@ -37,16 +37,15 @@ pub fn kind_info(kind: &str) -> Option<KindInfo> {
 
 /// The object's URL path, without query.
 pub fn object_path(info: &KindInfo, namespace: &str, name: &str) -> String {
-    let base = if info.api_version.contains('/') {
-        format!("/apis/{}", info.api_version)
-    } else {
-        format!("/api/{}", info.api_version)
-    };
-    if info.namespaced {
-        format!("{base}/namespaces/{namespace}/{}/{name}", info.plural)
-    } else {
-        format!("{base}/{}/{name}", info.plural)
-    }
+    let ns = if info.namespaced { namespace } else { "" };
+    format!("{}/{name}", collection_path(info.api_version, info.plural, ns))
+}
+
+/// The URL path listing `plural` of `api_version` in `namespace` (empty:
+/// cluster-scoped), without query.
+pub fn collection_path(api_version: &str, plural: &str, namespace: &str) -> String {
+    let base = if api_version.contains('/') { format!("/apis/{api_version}") } else { format!("/api/{api_version}") };
+    if namespace.is_empty() { format!("{base}/{plural}") } else { format!("{base}/namespaces/{namespace}/{plural}") }
 }
 
 fn content_type(t: PatchType) -> &'static str {

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::state::{ProposalIdInput, check_id};
 use super::workload::{ROLLOUT_KINDS, rs_revision};
 use super::{Caller, ToolError, Tools, kinds, require};
-use crate::approvals::{Action, PatchType, Proposal, ProposalState, Risk};
+use crate::approvals::{Action, Drafter, PatchType, Proposal, ProposalState, Risk};
 use crate::mcp::auth::Role;
 use crate::policy::ProposalDraft;
 use crate::telemetry::audit::{AuditKind, AuditRecord};
@@ -136,12 +136,17 @@ impl Tools {
         })
     }
 
-    /// Policy + dry-run, then submit as pending.
-    async fn propose(&self, caller: &Caller, mut draft: ProposalDraft) -> Result<MutationOutput, ToolError> {
+    /// Policy (the tier of `drafter`) + dry-run, then submit as pending.
+    async fn propose(
+        &self,
+        caller: &Caller,
+        drafter: Drafter,
+        mut draft: ProposalDraft,
+    ) -> Result<MutationOutput, ToolError> {
         let sink = self.sink()?.clone();
         draft.requested_by = format!("{} ({})", caller.user, caller.transport.as_str());
         draft.ttl_seconds = self.proposal_ttl_seconds;
-        let prepared = crate::policy::prepare(&self.cluster, &self.policy, draft)
+        let prepared = crate::policy::prepare(&self.cluster, &self.policy, drafter, draft)
             .await
             .map_err(|r| ToolError::Refused(r.to_string()))?;
         let pending = sink.submit(prepared).await.map_err(ToolError::Approvals)?;
@@ -194,7 +199,7 @@ impl Tools {
         let mut draft =
             ProposalDraft::patch(kind, &input.namespace, &input.name, input.patch_type, input.patch, &input.rationale);
         draft.incident_id = input.incident_id;
-        self.propose(caller, draft).await
+        self.propose(caller, Drafter::Mcp, draft).await
     }
 
     pub async fn rollout_restart(&self, caller: &Caller, input: RestartInput) -> Result<MutationOutput, ToolError> {
@@ -208,7 +213,7 @@ impl Tools {
         });
         let mut draft = ProposalDraft::patch(kind, &input.namespace, &input.name, PatchType::Strategic, body, &why);
         draft.risk = Some(Risk::Medium);
-        self.propose(caller, draft).await
+        self.propose(caller, Drafter::Builtin, draft).await
     }
 
     pub async fn rollout_undo(&self, caller: &Caller, input: UndoInput) -> Result<MutationOutput, ToolError> {
@@ -299,7 +304,7 @@ impl Tools {
             ProposalDraft::patch(kind, &input.namespace, &input.name, PatchType::Strategic, Value::Null, &why);
         draft.action = action;
         draft.risk = Some(Risk::Medium);
-        self.propose(caller, draft).await
+        self.propose(caller, Drafter::Builtin, draft).await
     }
 
     pub async fn scale(&self, caller: &Caller, input: ScaleInput) -> Result<MutationOutput, ToolError> {
@@ -324,7 +329,7 @@ impl Tools {
             &why,
         );
         draft.risk = Some(if replicas == 0 { Risk::High } else { Risk::Low });
-        self.propose(caller, draft).await
+        self.propose(caller, Drafter::Builtin, draft).await
     }
 
     pub async fn delete_pod(&self, caller: &Caller, input: DeletePodInput) -> Result<MutationOutput, ToolError> {
@@ -338,7 +343,7 @@ impl Tools {
         let mut draft = ProposalDraft::patch("Pod", &input.namespace, &input.name, PatchType::Merge, Value::Null, &why);
         draft.action = Action::Delete;
         draft.risk = Some(Risk::Medium);
-        self.propose(caller, draft).await
+        self.propose(caller, Drafter::Builtin, draft).await
     }
 
     /// `apply_proposal`: checks the proposal can be approved by this caller;

@@ -53,7 +53,8 @@ async fn secret_key_typo_is_pointed_at_the_existing_key() {
     assert!(d.root_cause.contains("DB_PASSWORD") && d.root_cause.contains("api-db"), "{}", d.root_cause);
     assert!(d.evidence.iter().any(|e| e.tool == "decode_secret"), "{:?}", d.evidence);
     let p = one_proposal(&d);
-    assert_eq!(p.risk, Risk::Low);
+    // A Secret reference decides what secret data the pod reads: High, however small the change.
+    assert_eq!(p.risk, Risk::High);
     let Action::Patch { patch_type, body } = &p.action else { panic!() };
     assert_eq!(*patch_type, PatchType::Strategic);
     let env = &body["spec"]["template"]["spec"]["containers"][0]["env"];

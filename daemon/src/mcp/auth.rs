@@ -71,7 +71,8 @@ pub struct OidcConfig {
     pub issuer: String,
     /// Expected audience (`aud` claim, string or list).
     pub audience: String,
-    /// JWKS URL (fetched at start, refreshed on an unknown key id).
+    /// JWKS URL (fetched at start, again every `jwks_refresh_seconds` and on
+    /// an unknown key id, one fetch at a time, backing off after a failure).
     #[serde(default)]
     pub jwks_url: Option<String>,
     /// JWKS file (instead of a URL).
@@ -92,6 +93,10 @@ pub struct OidcConfig {
     /// Clock skew tolerated on `exp`/`nbf`, in seconds.
     #[serde(default = "default_leeway")]
     pub leeway_seconds: u64,
+    /// How often the JWKS is fetched again even when every key id is known,
+    /// so a key the identity provider withdrew stops being accepted.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_seconds: u64,
 }
 
 fn default_groups_claim() -> String {
@@ -102,6 +107,9 @@ fn default_user_claim() -> String {
 }
 fn default_leeway() -> u64 {
     60
+}
+fn default_jwks_refresh() -> u64 {
+    3600
 }
 
 impl AuthConfig {
@@ -123,6 +131,14 @@ impl AuthConfig {
         {
             return Err(AuthError::Config("auth.oidc needs exactly one of jwks_url and jwks_file".into()));
         }
+        if let Some(o) = &self.oidc
+            && o.jwks_refresh_seconds < 30
+        {
+            return Err(AuthError::Config(format!(
+                "auth.oidc.jwks_refresh_seconds is {}; it must be at least 30",
+                o.jwks_refresh_seconds
+            )));
+        }
         Ok(())
     }
 }
@@ -141,6 +157,8 @@ pub enum AuthError {
     Config(String),
     #[error("cannot load JWKS: {0}")]
     Jwks(String),
+    #[error("JWKS unavailable: the last fetch failed ({0}); next attempt in {1} s")]
+    JwksBackoff(String, u64),
 }
 
 /// Hex SHA-256 of a token, as stored in the config.

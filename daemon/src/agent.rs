@@ -260,6 +260,9 @@ pub enum AgentError {
     NotFound(String),
     #[error("{0} is outside kubemedic's configured scope")]
     OutOfScope(String),
+    /// A namespace or name (from an alert label, a rule, a caller) the apiserver would refuse.
+    #[error("cannot diagnose: {0}")]
+    InvalidTarget(#[from] crate::names::NameError),
     #[error("kind {0} cannot be diagnosed (Deployment, StatefulSet, DaemonSet, Job, Pod or Node)")]
     Unsupported(String),
     #[error("diagnosis of {0} did not finish within {1}s")]
@@ -324,12 +327,10 @@ pub fn parse_target(s: &str) -> Result<WorkloadRef, String> {
         )
     })?;
     let namespaced = kind != "Node";
-    let valid = |x: &str| {
-        !x.is_empty() && x.len() <= 253 && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-    };
-    if !valid(name) || (namespaced && !valid(ns)) {
-        return Err(format!("invalid namespace or name in {s:?}"));
+    if namespaced {
+        crate::names::namespace(ns).map_err(|e| format!("{s:?}: {e}"))?;
     }
+    crate::names::object_name(name).map_err(|e| format!("{s:?}: {e}"))?;
     Ok(WorkloadRef::new(kind, if namespaced { ns } else { "" }, name))
 }
 
@@ -391,6 +392,26 @@ mod tests {
         assert!(parse_target("api").is_err());
         assert!(parse_target("shop/Secret/x").unwrap_err().contains("cannot be diagnosed"));
         assert!(parse_target("shop/Deployment/a b").is_err());
+    }
+
+    #[test]
+    fn hostile_cli_targets_are_refused_naming_the_field() {
+        for (target, field) in [
+            ("../Deployment/api", "namespace"),
+            ("Shop/Deployment/api", "namespace"),
+            ("shop /Deployment/api", "namespace"),
+            ("/Deployment/api", "namespace"),
+            ("shop/Deployment/a%2Fb", "name"),
+            ("shop/Deployment/..", "name"),
+            ("shop/Deployment/", "name"),
+            ("shop/Deployment/\u{0430}pi", "name"),
+            ("Node/Node-1", "name"),
+        ] {
+            let err = parse_target(target).unwrap_err();
+            assert!(err.contains(&format!("{field} ")), "{target:?}: {err}");
+        }
+        let long = format!("shop/Deployment/{}", "a".repeat(254));
+        assert!(parse_target(&long).unwrap_err().contains("at most 253"));
     }
 
     #[test]

@@ -173,6 +173,9 @@ impl Config {
         if self.http.max_body_bytes == 0 {
             return Err(ConfigError::Invalid("http.max_body_bytes must be > 0".into()));
         }
+        crate::names::namespace_list("cluster.namespaces", &self.cluster.namespaces)
+            .and_then(|()| crate::names::namespace_list("cluster.exclude_namespaces", &self.cluster.exclude_namespaces))
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.http.limits().validate().map_err(|e| ConfigError::Invalid(format!("http.{e}")))?;
         // Each section checks what serde cannot; the first problem stops start-up (exit 64).
         let invalid = |section: &str, e: String| ConfigError::Invalid(format!("{section}: {e}"));

@@ -18,6 +18,7 @@
 //! - [`mcp`]: the MCP server (stdio and streamable HTTP) and its auth.
 //! - [`store`]: durable state (embedded or NATS KV); [`bus`]: `kubemedic.>` events.
 //! - [`drift`]: nightly drift reports; [`telemetry`]: spans, metrics, audit trail.
+//! - [`names`]: namespace and object names checked as the apiserver does, before any API path.
 //! - [`listener`]: serving HTTP with connection, header and body bounds.
 //! - [`app`]: the one place that wires them together.
 
@@ -33,6 +34,7 @@ pub mod incident;
 pub mod leader;
 pub mod listener;
 pub mod mcp;
+pub mod names;
 pub mod pipeline;
 pub mod policy;
 pub mod prompts;

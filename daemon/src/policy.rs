@@ -134,6 +134,8 @@ impl PolicyConfig {
                 return Err(format!("policy.{field}: {q:?} is not a Kubernetes quantity"));
             }
         }
+        crate::names::namespace_list("policy.forbidden_namespaces", &self.forbidden_namespaces)
+            .map_err(|e| e.to_string())?;
         for p in &self.allowed_paths {
             if let Some(i) = p.find("**")
                 && i + 2 != p.len()
@@ -274,6 +276,10 @@ pub async fn prepare(
         return Err(refuse(RefusalStage::Policy, "target needs a name and, for namespaced kinds, a namespace".into()));
     }
     let namespace = if info.namespaced { t.namespace.as_str() } else { "" };
+    crate::names::object_name(&t.name).map_err(|e| refuse(RefusalStage::Policy, format!("target {e}")))?;
+    if info.namespaced {
+        crate::names::namespace(namespace).map_err(|e| refuse(RefusalStage::Policy, format!("target {e}")))?;
+    }
     let delete = matches!(draft.action, Action::Delete);
     check::target(policy, info.kind, namespace, delete).map_err(|r| refuse(RefusalStage::Policy, r))?;
     tier::target(&tier, namespace, policy.own_namespace.as_deref()).map_err(|r| refuse(RefusalStage::Policy, r))?;
@@ -473,5 +479,41 @@ mod tests {
         let ok: PolicyConfig = serde_yaml_ng::from_str("max_memory_limit: 2Gi\n").unwrap();
         assert_eq!(ok.max_memory_limit, "2Gi");
         assert!(!ok.allowed_paths.is_empty());
+    }
+
+    /// Hostile namespaces and names in a draft (from a model, an MCP caller
+    /// or a tampered store) are refused before any request is built.
+    #[tokio::test]
+    async fn hostile_target_names_are_refused_before_any_api_path() {
+        let api = crate::tools::testing::shop_fixture();
+        let cluster = Cluster {
+            name: "test".into(),
+            client: api.client(),
+            scope: crate::cluster::Scope::from_config(&crate::config::ClusterConfig::default()),
+        };
+        let policy = PolicyConfig::default();
+        let body = serde_json::json!({"spec": {"replicas": 2}});
+        for (ns, name, field) in [
+            ("../kube-system", "web", "namespace"),
+            ("shop/../kube-system", "web", "namespace"),
+            ("a%2Fb", "web", "namespace"),
+            ("Kube-System", "web", "namespace"),
+            ("kube-system ", "web", "namespace"),
+            ("kube-syst\u{0435}m", "web", "namespace"),
+            (&*"s".repeat(64), "web", "namespace"),
+            ("shop", "../../api/v1/secrets", "name"),
+            ("shop", "web%2F..%2Fdb", "name"),
+            ("shop", "web?dryRun=None", "name"),
+            ("shop", "Web", "name"),
+            ("shop", "w\u{0435}b", "name"),
+            ("shop", &*"w".repeat(254), "name"),
+        ] {
+            let draft = ProposalDraft::patch("Deployment", ns, name, PatchType::Merge, body.clone(), "test");
+            let refusal = prepare(&cluster, &policy, draft).await.unwrap_err();
+            assert_eq!(refusal.stage, RefusalStage::Policy, "{ns:?}/{name:?}");
+            assert!(refusal.reason.starts_with(&format!("target {field} ")), "{ns:?}/{name:?}: {}", refusal.reason);
+            assert!(refusal.reason.contains("not a valid DNS-1123"), "{}", refusal.reason);
+        }
+        assert!(api.writes().is_empty());
     }
 }

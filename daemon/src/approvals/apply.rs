@@ -34,6 +34,9 @@ pub const TARGET_CHANGED: &str = "target changed; diagnose again";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// The stored target's namespace or name is not one the apiserver accepts.
+    #[error("proposal target: {0}")]
+    InvalidTarget(#[from] crate::names::NameError),
     /// The object changed (or vanished) since the proposal was made.
     #[error("target changed; diagnose again ({what}; resourceVersion {expected}, now {found})")]
     TargetChanged { expected: String, found: String, what: String },
@@ -93,6 +96,8 @@ struct Location {
 }
 
 async fn locate(cluster: &Cluster, t: &TargetRef) -> Result<Location, ApplyError> {
+    // A stored proposal is not trusted to hold names fit for a path.
+    crate::names::object_name(&t.name)?;
     let (group, version) = match t.api_version.split_once('/') {
         Some((g, v)) => (g, v),
         None => ("", t.api_version.as_str()),
@@ -103,7 +108,10 @@ async fn locate(cluster: &Cluster, t: &TargetRef) -> Result<Location, ApplyError
         .map_err(|source| ApplyError::Discovery { api_version: t.api_version.clone(), kind: t.kind.clone(), source })?;
     let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
     let path = match caps.scope {
-        Scope::Namespaced => format!("{base}/namespaces/{}/{}/{}", t.namespace, ar.plural, t.name),
+        Scope::Namespaced => {
+            crate::names::namespace(&t.namespace)?;
+            format!("{base}/namespaces/{}/{}/{}", t.namespace, ar.plural, t.name)
+        }
         Scope::Cluster => format!("{base}/{}/{}", ar.plural, t.name),
     };
     Ok(Location { path, display: display(t) })

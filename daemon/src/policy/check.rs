@@ -90,8 +90,11 @@ pub fn target(policy: &PolicyConfig, kind: &str, namespace: &str, delete: bool) 
     if policy.forbidden_kinds.iter().any(|k| k.eq_ignore_ascii_case(kind)) {
         return Err(format!("kind {kind} is forbidden by policy (forbidden_kinds)"));
     }
-    if !namespace.is_empty() && !is_namespace_name(namespace) {
-        return Err(format!("{namespace:?} is not a namespace name"));
+    // Compared as names: a namespace that is not a valid name is refused
+    // (the list itself is validated with the config), so no spelling of a
+    // forbidden namespace (case, whitespace, lookalikes) gets past.
+    if !namespace.is_empty() {
+        crate::names::namespace(namespace).map_err(|e| e.to_string())?;
     }
     if !namespace.is_empty() && policy.forbidden_namespaces.iter().any(|n| n == namespace) {
         return Err(format!("namespace {namespace} is forbidden by policy (forbidden_namespaces)"));
@@ -347,5 +350,31 @@ mod tests {
         assert!(target(&policy, "Deployment", "kube-system", false).is_err());
         assert!(target(&policy, "Deployment", "shop", true).is_err());
         assert!(target(&policy, "Pod", "shop", true).is_ok());
+    }
+
+    #[test]
+    fn forbidden_namespaces_are_compared_as_names_not_spellings() {
+        let policy = PolicyConfig::default();
+        for spelling in [
+            "Kube-System",
+            "kube-system ",
+            " kube-system",
+            "kube-system\n",
+            "kube-syst\u{0435}m",
+            "kube\u{2010}system",
+            "kube-system\u{200B}",
+            "kube-system/..",
+            "../kube-system",
+            "kube%2Dsystem",
+        ] {
+            let err = target(&policy, "Deployment", spelling, false).unwrap_err();
+            assert!(err.contains("not a valid DNS-1123 label"), "{spelling:?}: {err}");
+        }
+        let err = target(&policy, "Deployment", "kube-system", false).unwrap_err();
+        assert!(err.contains("forbidden by policy"), "{err}");
+        // A list entry that is no name would never match one: refused with the config.
+        let bad = PolicyConfig { forbidden_namespaces: vec!["Kube-System".into()], ..PolicyConfig::default() };
+        let err = bad.validate().unwrap_err();
+        assert!(err.contains("policy.forbidden_namespaces entry \"Kube-System\""), "{err}");
     }
 }

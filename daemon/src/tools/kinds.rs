@@ -105,48 +105,14 @@ fn visible_kinds(scope: &Scope) -> String {
     KINDS.iter().filter(|k| scope.kind_visible(k.kind)).map(|k| k.kind).collect::<Vec<_>>().join(", ")
 }
 
-/// A DNS-1123 subdomain (object names): lowercase alphanumerics, '-' and
-/// '.', starting and ending alphanumeric, at most 253 characters.
+/// A DNS-1123 subdomain (object names), see [`crate::names`].
 pub fn name(tool: &str, field: &str, value: &str) -> Result<(), ToolError> {
-    let ok = !value.is_empty()
-        && value.len() <= 253
-        && value.split('.').all(|label| {
-            !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(ToolError::invalid(
-            tool,
-            format!(
-                "{field} `{}` is not a valid DNS-1123 name (lowercase letters, digits, '-' and '.', at most 253 characters)",
-                shorten(value)
-            ),
-        ))
-    }
+    crate::names::subdomain(field, value).map_err(|e| ToolError::invalid(tool, e.to_string()))
 }
 
-/// A DNS-1123 label (namespaces): like [`name`] without dots, at most 63 characters.
+/// A DNS-1123 label (namespaces, container names), see [`crate::names`].
 pub fn label(tool: &str, field: &str, value: &str) -> Result<(), ToolError> {
-    let ok = !value.is_empty()
-        && value.len() <= 63
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !value.starts_with('-')
-        && !value.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ToolError::invalid(
-            tool,
-            format!(
-                "{field} `{}` is not a valid DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)",
-                shorten(value)
-            ),
-        ))
-    }
+    crate::names::label(field, value).map_err(|e| ToolError::invalid(tool, e.to_string()))
 }
 
 /// A namespace that must be valid and visible; hidden ones do not exist.
@@ -170,10 +136,6 @@ pub fn cap(tool: &str, field: &str, value: i64, min: i64, max: i64) -> Result<i6
     } else {
         Err(ToolError::invalid(tool, format!("{field} must be between {min} and {max}, got {value}")))
     }
-}
-
-fn shorten(s: &str) -> String {
-    if s.chars().count() > 80 { format!("{}…", s.chars().take(80).collect::<String>()) } else { s.to_owned() }
 }
 
 #[cfg(test)]

@@ -116,6 +116,11 @@ pub fn revision(rs: &ReplicaSet) -> i64 {
 pub async fn gather(cluster: &Cluster, target: &WorkloadRef, log_lines: i64) -> Result<Facts, AgentError> {
     let kind = super::objects::diagnosable(&target.kind).ok_or_else(|| AgentError::Unsupported(target.kind.clone()))?;
     let namespaced = kind != "Node";
+    // The target may come from an alert label: check it before it reaches a path.
+    if namespaced {
+        crate::names::namespace(&target.namespace)?;
+    }
+    crate::names::object_name(&target.name)?;
     if (namespaced && !cluster.scope.namespace_visible(&target.namespace)) || !cluster.scope.kind_visible(kind) {
         return Err(AgentError::OutOfScope(target.to_string()));
     }

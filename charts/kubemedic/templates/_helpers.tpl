@@ -29,3 +29,27 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Namespaces where Secrets may be read: the configured scope
+(config.cluster.namespaces) minus exclude_namespaces, as a JSON list.
+An empty scope (all namespaces) grants no Secret access at all.
+*/}}
+{{- define "kubemedic.secretNamespaces" -}}
+{{- $cluster := .Values.config.cluster | default dict -}}
+{{- $exclude := $cluster.exclude_namespaces | default list -}}
+{{- $out := list -}}
+{{- range ($cluster.namespaces | default list) -}}
+{{- if not (has . $exclude) -}}
+{{- $out = append $out . -}}
+{{- end -}}
+{{- end -}}
+{{- $out | uniq | toJson -}}
+{{- end -}}
+
+{{/*
+The claim holding state_dir (audit trail, proposals) when persistence is on.
+*/}}
+{{- define "kubemedic.stateClaim" -}}
+{{- .Values.persistence.existingClaim | default (printf "%s-state" (include "kubemedic.fullname" .)) -}}
+{{- end -}}

@@ -102,6 +102,111 @@ async fn chart_lints_strict_and_renders_valid_manifests() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The rendered documents as YAML values.
+fn documents(rendered: &str) -> Vec<serde_yaml_ng::Value> {
+    rendered
+        .split("\n---\n")
+        .filter_map(|d| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(d).ok())
+        .filter(|v| v.get("kind").is_some())
+        .collect()
+}
+
+fn rules_grant_secrets(doc: &serde_yaml_ng::Value) -> bool {
+    doc["rules"].as_sequence().into_iter().flatten().any(|rule| {
+        rule["resources"].as_sequence().into_iter().flatten().any(|r| matches!(r.as_str(), Some("secrets" | "*")))
+    })
+}
+
+#[tokio::test]
+async fn chart_keeps_secrets_to_the_scope_and_state_on_a_claim() {
+    let helm = tool("HELM", "helm");
+    let chart = chart();
+    let template = |extra: &[&str]| {
+        let mut args = vec!["template", "km", chart.as_str(), "--namespace", "kubemedic"];
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        let helm = helm.clone();
+        async move { ok(&helm, &args.iter().map(String::as_str).collect::<Vec<_>>()).await }
+    };
+    let scoped = [
+        "--set",
+        "config.cluster.namespaces={shop,payments,kube-system}",
+        "--set",
+        "config.cluster.exclude_namespaces={kube-system}",
+        "--set",
+        "persistence.enabled=true",
+        "--set",
+        "persistence.size=5Gi",
+        "--set",
+        "persistence.storageClass=fast",
+    ];
+    let rendered = template(&scoped).await;
+    let docs = documents(&rendered);
+    let of_kind = |k: &'static str| docs.iter().filter(move |d| d["kind"].as_str() == Some(k));
+
+    // No ClusterRole grants Secrets (nor a wildcard); one Role per namespace in scope does.
+    for cr in of_kind("ClusterRole") {
+        assert!(!rules_grant_secrets(cr), "a ClusterRole grants secrets: {cr:?}");
+    }
+    let mut secret_roles: Vec<(&str, Vec<&str>)> = of_kind("Role")
+        .filter(|r| rules_grant_secrets(r))
+        .map(|r| {
+            let verbs = r["rules"][0]["verbs"].as_sequence().unwrap().iter().filter_map(|v| v.as_str()).collect();
+            (r["metadata"]["namespace"].as_str().unwrap(), verbs)
+        })
+        .collect();
+    secret_roles.sort();
+    assert_eq!(
+        secret_roles,
+        vec![("payments", vec!["get", "list", "watch"]), ("shop", vec!["get", "list", "watch"])],
+        "a Role in each namespace in scope, none in an excluded one"
+    );
+    let mut bound: Vec<&str> = of_kind("RoleBinding")
+        .filter(|b| b["roleRef"]["name"].as_str() == Some("km-kubemedic-secrets"))
+        .map(|b| b["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    bound.sort();
+    assert_eq!(bound, ["payments", "shop"]);
+
+    // state_dir on the claim the chart creates; Recreate so the claim moves with the pod.
+    let pvc = of_kind("PersistentVolumeClaim").next().expect("a PVC when persistence.enabled");
+    assert_eq!(pvc["metadata"]["name"].as_str(), Some("km-kubemedic-state"));
+    assert_eq!(pvc["spec"]["resources"]["requests"]["storage"].as_str(), Some("5Gi"));
+    assert_eq!(pvc["spec"]["storageClassName"].as_str(), Some("fast"));
+    let deploy = of_kind("Deployment").next().unwrap();
+    assert_eq!(deploy["spec"]["strategy"]["type"].as_str(), Some("Recreate"));
+    let volumes = deploy["spec"]["template"]["spec"]["volumes"].as_sequence().unwrap();
+    let state = volumes.iter().find(|v| v["name"].as_str() == Some("state")).unwrap();
+    assert_eq!(state["persistentVolumeClaim"]["claimName"].as_str(), Some("km-kubemedic-state"));
+    let config = of_kind("ConfigMap").next().unwrap()["data"]["config.yaml"].as_str().unwrap().to_owned();
+    assert!(config.contains("state_dir: /var/lib/kubemedic"), "{config}");
+
+    // The same manifests pass the Kubernetes schemas.
+    let dir = std::env::temp_dir().join(format!("km-chart-scope-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rendered.yaml");
+    std::fs::write(&file, &rendered).unwrap();
+    let out = ok(&tool("KUBERNETES_VALIDATE", "kubernetes-validate"), &["--strict", &file.to_string_lossy()]).await;
+    assert!(out.contains("persistentvolumeclaim/km-kubemedic-state"), "{out}");
+    assert!(!out.contains("ERROR") && !out.contains("FAIL"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // An existing claim is used, not created.
+    let docs =
+        documents(&template(&["--set", "persistence.enabled=true", "--set", "persistence.existingClaim=mine"]).await);
+    assert!(!docs.iter().any(|d| d["kind"].as_str() == Some("PersistentVolumeClaim")));
+    let deploy = docs.iter().find(|d| d["kind"].as_str() == Some("Deployment")).unwrap();
+    let volumes = deploy["spec"]["template"]["spec"]["volumes"].as_sequence().unwrap();
+    assert!(volumes.iter().any(|v| v["persistentVolumeClaim"]["claimName"].as_str() == Some("mine")));
+
+    // Defaults: no claim (emptyDir), and with no namespaces in scope no Secret access anywhere.
+    let docs = documents(&template(&[]).await);
+    assert!(!docs.iter().any(|d| d["kind"].as_str() == Some("PersistentVolumeClaim")));
+    assert!(!docs.iter().any(|d| rules_grant_secrets(d)), "no Secret access without a namespace scope");
+    let bad = run(&helm, &["template", "x", &chart, "--set", "persistence.size=lots"]).await;
+    assert!(!bad.status.success(), "a size that is no quantity is refused");
+}
+
 #[tokio::test]
 async fn dockerfile_passes_hadolint() {
     let dockerfile = repo_root().join("Dockerfile");
@@ -129,6 +234,7 @@ async fn helm_install_brings_up_objects_with_least_privilege_rbac() {
     let kubeconfig = e2e::kubeconfig_path();
     let chart = chart();
     let remediate = format!("remediation.namespaces={{{}}}", shop.name);
+    let scope = format!("config.cluster.namespaces={{{}}}", shop.name);
     ok(
         &helm,
         &[
@@ -143,6 +249,8 @@ async fn helm_install_brings_up_objects_with_least_privilege_rbac() {
             "remediation.enabled=true",
             "--set",
             &remediate,
+            "--set",
+            &scope,
             "--wait=false",
         ],
     )
@@ -173,6 +281,11 @@ async fn helm_install_brings_up_objects_with_least_privilege_rbac() {
     assert!(!can(&sa, "patch", "deployments.apps", &other.name).await, "no patch elsewhere");
     assert!(!can(&sa, "delete", "pods", &other.name).await);
     assert!(!can(&sa, "create", "secrets", &shop.name).await, "never writes secrets");
+    assert!(can(&sa, "watch", "secrets", &shop.name).await, "secrets in the namespaces in scope");
+    assert!(!can(&sa, "get", "secrets", &other.name).await, "no secrets outside the scope");
+    assert!(!can(&sa, "list", "secrets", &ns.name).await, "not even its own namespace's");
+    let cluster_wide = e2e::kubectl::run(&["auth", "can-i", "watch", "secrets", "--all-namespaces", "--as", &sa]).await;
+    assert_eq!(String::from_utf8_lossy(&cluster_wide.stdout).trim(), "no", "no cluster-wide watch on secrets");
     assert!(!can(&sa, "create", "clusterrolebindings", &ns.name).await, "no escalation");
     assert!(can(&sa, "update", "leases.coordination.k8s.io", &ns.name).await, "leader election lease");
 

@@ -202,7 +202,7 @@ async fn chart_keeps_secrets_to_the_scope_and_state_on_a_claim() {
     // Defaults: no claim (emptyDir), and with no namespaces in scope no Secret access anywhere.
     let docs = documents(&template(&[]).await);
     assert!(!docs.iter().any(|d| d["kind"].as_str() == Some("PersistentVolumeClaim")));
-    assert!(!docs.iter().any(|d| rules_grant_secrets(d)), "no Secret access without a namespace scope");
+    assert!(!docs.iter().any(rules_grant_secrets), "no Secret access without a namespace scope");
     let bad = run(&helm, &["template", "x", &chart, "--set", "persistence.size=lots"]).await;
     assert!(!bad.status.success(), "a size that is no quantity is refused");
 }

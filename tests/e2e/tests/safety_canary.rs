@@ -17,7 +17,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use kubemedic::approvals::slack::standin::SlackStandin;
+use testkit::slack::SlackStandin;
 use rmcp::ServiceExt as _;
 use rmcp::model::{CallToolRequestParams, GetPromptRequestParams, ReadResourceRequestParams};
 use rmcp::transport::StreamableHttpClientTransport;

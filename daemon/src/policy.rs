@@ -509,7 +509,7 @@ mod tests {
             ("shop", &*"w".repeat(254), "name"),
         ] {
             let draft = ProposalDraft::patch("Deployment", ns, name, PatchType::Merge, body.clone(), "test");
-            let refusal = prepare(&cluster, &policy, draft).await.unwrap_err();
+            let refusal = prepare(&cluster, &policy, Drafter::Mcp, draft).await.unwrap_err();
             assert_eq!(refusal.stage, RefusalStage::Policy, "{ns:?}/{name:?}");
             assert!(refusal.reason.starts_with(&format!("target {field} ")), "{ns:?}/{name:?}: {}", refusal.reason);
             assert!(refusal.reason.contains("not a valid DNS-1123"), "{}", refusal.reason);

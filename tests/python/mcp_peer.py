@@ -82,7 +82,7 @@ async def reads(session: ClientSession, args, verdict):
     logs = json.dumps(outputs["pod_logs"])
     check("[REDACTED]" in logs, f"pod_logs shows no redaction: {logs}")
     keys = outputs["decode_secret"]["secrets"][0]["keys"]
-    check(any(k["key"] == "token" and k["fingerprint"].startswith("sha256:") for k in keys), f"keys: {keys}")
+    check(any(k["key"] == "token" and k["fingerprint"].startswith("hmac-sha256:") for k in keys), f"keys: {keys}")
     prompt = await session.get_prompt("diagnose-workload", {"namespace": ns, "kind": "Deployment", "name": "leaky"})
     check("describe_workload" in dump(prompt), "prompt text names the tools")
     # Bad input is a clear error, not a crash.

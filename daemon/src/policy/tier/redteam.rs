@@ -265,7 +265,7 @@ fn hostile() -> Vec<Case> {
             "Kube-System",
             none,
             Box::new(|d| d["spec"]["replicas"] = json!(3)),
-            "not a namespace name",
+            "not a valid DNS-1123",
         ),
         (
             "privileged workload, image from its own history",

@@ -142,9 +142,13 @@ async fn read_body_within(State(bound): State<Arc<BodyBound>>, request: Request,
     let (parts, body) = request.into_parts();
     match tokio::time::timeout(bound.timeout, axum::body::to_bytes(body, bound.max_bytes)).await {
         Ok(Ok(bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
-        Ok(Err(err)) if is_too_large(&err) => {
-            close(StatusCode::PAYLOAD_TOO_LARGE, format!("request body larger than {} bytes (the limit is http.max_body_bytes or alerts.max_body_bytes)", bound.max_bytes))
-        }
+        Ok(Err(err)) if is_too_large(&err) => close(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body larger than {} bytes (the limit is http.max_body_bytes or alerts.max_body_bytes)",
+                bound.max_bytes
+            ),
+        ),
         Ok(Err(err)) => close(StatusCode::BAD_REQUEST, format!("cannot read request body: {err}")),
         Err(_) => {
             tracing::info!(method = %parts.method, path = %parts.uri.path(), "request body not received in time");

@@ -17,12 +17,12 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use testkit::slack::SlackStandin;
 use rmcp::ServiceExt as _;
 use rmcp::model::{CallToolRequestParams, GetPromptRequestParams, ReadResourceRequestParams};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
+use testkit::slack::SlackStandin;
 
 /// What a recording sink holds: (subject or path, body).
 type Recorded<T> = Arc<Mutex<Vec<(String, T)>>>;

@@ -60,7 +60,8 @@ pub fn llm_deps(
         ..kubemedic::agent::AgentConfig::default()
     };
     let deps = deps_with(client, config);
-    let tools = kubemedic::tools::Tools::new(deps.cluster.clone(), None, kubemedic::telemetry::audit::AuditLog::in_memory());
+    let tools =
+        kubemedic::tools::Tools::new(deps.cluster.clone(), None, kubemedic::telemetry::audit::AuditLog::in_memory());
     let server = kubemedic::mcp::build_server(tools, (*deps.prompts).clone()).expect("in-process MCP server");
     deps.with_server(&server)
 }

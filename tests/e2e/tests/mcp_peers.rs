@@ -111,6 +111,7 @@ struct HttpServer {
     url: String,
     audit: PathBuf,
     shutdown: tokio_util::sync::CancellationToken,
+    _secrets: kubemedic::redact::watch::SecretWatch,
 }
 
 impl Drop for HttpServer {
@@ -122,6 +123,9 @@ impl Drop for HttpServer {
 async fn http_server(config_path: &Path, authenticated: bool) -> HttpServer {
     let config = kubemedic::config::Config::load(Some(config_path)).unwrap();
     let cluster = kubemedic::cluster::Cluster::connect(&config.cluster).await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    // As every command does: the redaction gate learns the Secret values in scope from a watch.
+    let secrets = kubemedic::app::watch_secrets(&cluster, shutdown.clone()).await;
     let audit = kubemedic::telemetry::audit::AuditLog::open(&config.state_dir).unwrap();
     let store: Arc<dyn kubemedic::store::Store> =
         Arc::new(kubemedic::store::redb::RedbStore::open(&config.state_dir).unwrap());
@@ -138,7 +142,6 @@ async fn http_server(config_path: &Path, authenticated: bool) -> HttpServer {
         .with_approvals(approvals);
     let prompts = kubemedic::prompts::Catalog::load(&config.prompts_dir).unwrap();
     let server = kubemedic::mcp::build_server(tools, prompts).unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
     let app = if authenticated {
         let auth = Arc::new(kubemedic::mcp::auth::Authenticator::new(&config.auth).await.unwrap());
         kubemedic::mcp::http::router(server, auth, &config.http, shutdown.clone())
@@ -158,6 +161,7 @@ async fn http_server(config_path: &Path, authenticated: bool) -> HttpServer {
         url: format!("http://127.0.0.1:{}/mcp", addr.port()),
         audit: audit.path().unwrap().to_owned(),
         shutdown,
+        _secrets: secrets,
     }
 }
 

@@ -20,17 +20,7 @@ use crate::tools::{ProposalSink, Tools};
 /// Errors from commands; each module has its own typed error underneath.
 pub type AppError = Box<dyn std::error::Error + Send + Sync>;
 
-/// `err: cause: cause`, for one-line messages.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
+pub use crate::model::error::error_chain;
 
 /// Telemetry guard: flushes exporters on shutdown.
 pub struct Telemetry {
@@ -239,7 +229,8 @@ pub async fn validate(config: Config, rules: Option<PathBuf>, prompts: Option<Pa
     let rules_dir = rules.unwrap_or_else(|| config.rules_dir.clone());
     let prompts_dir = prompts.unwrap_or_else(|| config.prompts_dir.clone());
     let tools: Vec<&str> = crate::tools::TOOLS.iter().map(|t| t.name).collect();
-    let report = crate::rules::check::check(&config, &rules_dir, &prompts_dir, Some(&tools));
+    let mut report = crate::rules::check::check(&rules_dir, &prompts_dir, Some(&tools));
+    report.problems.extend(config.problems());
     for problem in &report.problems {
         eprintln!("{problem}");
     }
@@ -262,7 +253,7 @@ pub async fn validate(config: Config, rules: Option<PathBuf>, prompts: Option<Pa
 /// (bearer token from `KUBEMEDIC_TOKEN`), then follow the proposal until it settles.
 /// Exit 0 when it ends as decided (verified, or rejected), 1 otherwise.
 pub async fn decide(url: &str, proposal: &str, approve: bool) -> Result<ExitCode, AppError> {
-    use crate::approvals::{Proposal, ProposalState};
+    use crate::model::proposal::{Proposal, ProposalState};
     let token = std::env::var("KUBEMEDIC_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty())

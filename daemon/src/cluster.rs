@@ -4,8 +4,39 @@
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config as KubeConfig};
+use serde::Deserialize;
+use std::path::PathBuf;
 
-use crate::config::ClusterConfig;
+/// Cluster connection and scope.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Name used in incidents, metrics and MCP resources.
+    pub name: String,
+    /// Kubeconfig file; default: `KUBECONFIG`, `~/.kube/config`, or in-cluster.
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context; default: the current one.
+    pub context: Option<String>,
+    /// Namespaces kubemedic may see; empty = all but `exclude_namespaces`.
+    pub namespaces: Vec<String>,
+    /// Namespaces that do not exist for kubemedic.
+    pub exclude_namespaces: Vec<String>,
+    /// Kinds the tools may read (case-insensitive); empty = the built-in list.
+    pub kinds: Vec<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            name: "local".into(),
+            kubeconfig: None,
+            context: None,
+            namespaces: Vec::new(),
+            exclude_namespaces: vec!["kube-system".into(), "kube-public".into(), "kube-node-lease".into()],
+            kinds: Vec::new(),
+        }
+    }
+}
 
 /// Kinds readable by default (lowercase).
 pub const DEFAULT_KINDS: &[&str] = &[

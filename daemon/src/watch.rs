@@ -43,7 +43,7 @@ use tracing::Instrument;
 use crate::alerts::OwnerLookup;
 use crate::cluster::{Cluster, Scope};
 use crate::incident::NamespaceLabels;
-use crate::signal::Signal;
+use crate::model::signal::Signal;
 pub use owners::{Cache, SharedCache, Stores};
 use strip::Strip;
 
@@ -310,7 +310,7 @@ where
                     None => break,
                     Some(Err(err)) => {
                         ctx.stats.errors_total.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(error = %crate::app::error_chain(&err), "watch failed; retrying with backoff");
+                        tracing::warn!(error = %crate::model::error::error_chain(&err), "watch failed; retrying with backoff");
                     }
                     Some(Ok(event)) => {
                         ctx.stats.events_total.fetch_add(1, Ordering::Relaxed);

@@ -25,7 +25,7 @@ use tokio::io::AsyncBufReadExt;
 use crate::agent::Deps;
 use crate::approvals::{Approvals, ApprovalsConfig, ProposalState};
 use crate::cluster::Cluster;
-use crate::signal::WorkloadRef;
+use crate::model::signal::WorkloadRef;
 
 /// The namespace the demo works in.
 pub const NAMESPACE: &str = "kubemedic-demo";
@@ -127,7 +127,7 @@ async fn apply_object(cluster: &Cluster, mut obj: Value) -> Result<(), DemoError
 }
 
 async fn wait_ready(cluster: &Cluster, kind: &str, name: &str, timeout: Duration) -> Result<(), DemoError> {
-    let target = crate::approvals::TargetRef {
+    let target = crate::model::proposal::TargetRef {
         api_version: "apps/v1".into(),
         kind: kind.to_owned(),
         namespace: NAMESPACE.into(),
@@ -137,9 +137,11 @@ async fn wait_ready(cluster: &Cluster, kind: &str, name: &str, timeout: Duration
         content_digest: None,
     };
     // The rollout wait is the one apply uses; the scenario's manifest, applied above, is the change.
-    let applied_manifest =
-        crate::approvals::Action::Patch { patch_type: crate::approvals::PatchType::Merge, body: Value::Null };
-    let p = crate::approvals::Proposal::new(
+    let applied_manifest = crate::model::proposal::Action::Patch {
+        patch_type: crate::model::proposal::PatchType::Merge,
+        body: Value::Null,
+    };
+    let p = crate::model::proposal::Proposal::new(
         cluster.name.clone(),
         target,
         applied_manifest,
@@ -301,7 +303,7 @@ pub async fn run(
             let diagnosis = match crate::agent::run(deps, &request).await {
                 Ok(d) => d,
                 Err(e) => {
-                    row.outcome = format!("diagnosis failed: {}", crate::app::error_chain(&e));
+                    row.outcome = format!("diagnosis failed: {}", crate::model::error::error_chain(&e));
                     break;
                 }
             };
@@ -364,14 +366,14 @@ pub async fn run(
 }
 
 /// The rollback proposed after `failed` did not verify, if any.
-async fn rollback_of(approvals: &Approvals, failed: &str) -> Option<crate::approvals::Proposal> {
+async fn rollback_of(approvals: &Approvals, failed: &str) -> Option<crate::model::proposal::Proposal> {
     let all = approvals.store().list_proposals().await.ok()?;
     all.into_iter().find(|q| q.requested_by.contains(failed) && q.id != failed)
 }
 
 /// The result table, as plain text.
 pub fn table(rows: &[Row]) -> String {
-    let cut = |s: &str, n: usize| crate::approvals::slack::blocks::truncate(s, n);
+    let cut = |s: &str, n: usize| crate::slack::blocks::truncate(s, n);
     let mut out =
         format!("{:<26} {:<36} {:<9} {:<60} {}\n", "SCENARIO", "WORKLOAD", "DECISION", "ROOT CAUSE", "OUTCOME");
     for r in rows {

@@ -395,7 +395,7 @@ pub async fn verify(cluster: &Cluster, p: &Proposal, applied: &Applied, window: 
                     why
                 }
             },
-            Err(err) => format!("cannot read the workload: {}", crate::app::error_chain(&err)),
+            Err(err) => format!("cannot read the workload: {}", crate::model::error::error_chain(&err)),
         };
         if start.elapsed() + POLL > window.timeout {
             return Verdict::Unhealthy(format!("not stable within {}s: {last}", window.timeout.as_secs()));

@@ -14,9 +14,9 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-use super::auth::Authenticator;
 use super::server::KubemedicServer;
-use crate::config::HttpConfig;
+use crate::auth::Authenticator;
+use crate::listener::HttpConfig;
 
 /// Hosts always accepted: loopback.
 const LOOPBACK: &[&str] = &["localhost", "127.0.0.1", "::1", "[::1]"];

@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 
 use super::mutate::ProposalSink;
 use super::{Caller, Tools, Transport};
-use crate::approvals::{Proposal, ProposalEvent, ProposalState};
+use crate::cluster::ClusterConfig;
 use crate::cluster::{Cluster, Scope};
-use crate::config::ClusterConfig;
-use crate::mcp::auth::Role;
+use crate::model::identity::Role;
+use crate::model::proposal::{Proposal, ProposalEvent, ProposalState};
 use crate::telemetry::audit::AuditLog;
 
 /// A known secret value planted in fixtures; must never leave the tools.

@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::alerts::OwnerLookup;
-use crate::signal::WorkloadRef;
+use crate::model::signal::WorkloadRef;
 
 /// One store per watch (per namespace when the scope lists namespaces).
 pub struct Stores<K: kube::Resource<DynamicType = ()> + Clone + 'static> {

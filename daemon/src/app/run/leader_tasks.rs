@@ -11,7 +11,7 @@ use crate::alerts::SharedOwners;
 use crate::cluster::Cluster;
 use crate::drift::job::DriftJob;
 use crate::incident::tracker::Tracker;
-use crate::signal::Signal;
+use crate::model::signal::Signal;
 use crate::telemetry::health::Readiness;
 use crate::telemetry::metrics::Metrics;
 use crate::watch::{SharedCache, WatchConfig, WatchError};

@@ -1,30 +1,17 @@
-//! Who is calling: bearer tokens (stored as SHA-256 hashes) or OIDC JWTs
-//! over HTTP, a configured local user on stdio; roles gate every tool.
+//! Who is calling, proven: bearer tokens (stored as SHA-256 hashes) or OIDC JWTs over HTTP,
+//! a configured local user on stdio. One adapter for every door that takes credentials: MCP,
+//! the approvals HTTP API and the Alertmanager webhook; roles gate every tool.
 
 pub mod jwt;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::tools::{Caller, Transport};
-
-/// Roles, each including the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Reads.
-    Viewer,
-    /// Reads and proposes.
-    Operator,
-    /// Approves and applies.
-    Approver,
-    /// Everything, including revealing secret values.
-    Admin,
-}
+pub use crate::model::identity::Role;
+use crate::model::identity::{Caller, Transport};
 
 /// Authentication settings.
 #[derive(Debug, Clone, Deserialize)]

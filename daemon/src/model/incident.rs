@@ -127,4 +127,59 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a, fingerprint("c", &WorkloadRef::new("Deployment", "ns", "ab"), "X"));
     }
+    fn incident(status: IncidentStatus) -> Incident {
+        let w = WorkloadRef::new("Deployment", "ns", "web");
+        let now = Timestamp::UNIX_EPOCH;
+        let signal = Signal {
+            source: crate::model::signal::SignalSource::Cluster,
+            status: crate::model::signal::SignalStatus::Firing,
+            reason: "CrashLoopBackOff".into(),
+            cluster: "c".into(),
+            object: w.clone(),
+            workload: Some(w.clone()),
+            labels: BTreeMap::new(),
+            severity: None,
+            message: String::new(),
+            observed_at: now,
+        };
+        Incident {
+            id: "i-1".into(),
+            fingerprint: fingerprint("c", &w, "CrashLoopBackOff"),
+            cluster: "c".into(),
+            workload: w,
+            reason: "CrashLoopBackOff".into(),
+            rule: "r".into(),
+            prompt: "p".into(),
+            arguments: BTreeMap::new(),
+            allow_mutations: true,
+            approvers: Vec::new(),
+            status,
+            first_seen: now,
+            last_seen: now,
+            count: 7,
+            first_signal: signal,
+            summary: None,
+            proposals: vec!["p-0".into()],
+        }
+    }
+
+    #[test]
+    fn progress_keeps_what_it_does_not_own() {
+        let mut inc = incident(IncidentStatus::Diagnosing);
+        let mut done = Progress::status(IncidentStatus::Diagnosed).with_summary("bad key".into());
+        done.proposals = vec!["p-1".into(), "p-0".into()];
+        done.apply(&mut inc);
+        assert_eq!(inc.status, IncidentStatus::Diagnosed);
+        assert_eq!(inc.summary.as_deref(), Some("bad key"));
+        assert_eq!(inc.proposals, ["p-0", "p-1"], "merged without duplicates");
+        assert_eq!(inc.count, 7, "the tracker's count is not the diagnosis' to change");
+    }
+
+    #[test]
+    fn progress_never_reopens_a_resolved_incident() {
+        let mut inc = incident(IncidentStatus::Resolved);
+        Progress::status(IncidentStatus::Open).with_summary("retry later".into()).apply(&mut inc);
+        assert_eq!(inc.status, IncidentStatus::Resolved);
+        assert_eq!(inc.summary.as_deref(), Some("retry later"));
+    }
 }

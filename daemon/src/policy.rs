@@ -485,7 +485,7 @@ mod tests {
     /// or a tampered store) are refused before any request is built.
     #[tokio::test]
     async fn hostile_target_names_are_refused_before_any_api_path() {
-        let api = crate::tools::testing::shop_fixture();
+        let api = testkit::fakeapi::shop_fixture();
         let cluster = Cluster {
             name: "test".into(),
             client: api.client(),

@@ -21,8 +21,8 @@ pub mod workload;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::cluster::Cluster;

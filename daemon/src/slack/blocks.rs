@@ -11,8 +11,8 @@
 use serde_json::{Value, json};
 
 use crate::model::diagnosis::Diagnosis;
-use crate::model::proposal::{Proposal, ProposalState};
 use crate::model::incident::Incident;
+use crate::model::proposal::{Proposal, ProposalState};
 
 /// `action_id` of the Approve button.
 pub const APPROVE_ACTION: &str = "kubemedic_approve";

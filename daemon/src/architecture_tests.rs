@@ -75,7 +75,7 @@ impl Finder {
 
     /// The top-level module of a path given as its leading identifiers, if it leaves the
     /// file's own module through the crate root.
-    fn from_segments<'a>(&mut self, mut idents: impl Iterator<Item = &'a syn::Ident>) {
+    fn path_segments<'a>(&mut self, mut idents: impl Iterator<Item = &'a syn::Ident>) {
         let Some(first) = idents.next() else { return };
         if first == "crate" {
             if let Some(next) = idents.next() {
@@ -105,12 +105,12 @@ impl Finder {
             }
             syn::UseTree::Name(n) => {
                 prefix.push(n.ident.clone());
-                self.from_segments(prefix.iter());
+                self.path_segments(prefix.iter());
                 prefix.pop();
             }
             syn::UseTree::Rename(r) => {
                 prefix.push(r.ident.clone());
-                self.from_segments(prefix.iter());
+                self.path_segments(prefix.iter());
                 prefix.pop();
             }
             syn::UseTree::Glob(g) => {
@@ -121,7 +121,7 @@ impl Finder {
                     let star = g.star_token.span;
                     self.found.push(Import { module: "*".into(), line: star.start().line });
                 } else {
-                    self.from_segments(prefix.iter());
+                    self.path_segments(prefix.iter());
                 }
             }
             syn::UseTree::Group(g) => {
@@ -163,7 +163,7 @@ impl<'ast> Visit<'ast> for Finder {
     }
 
     fn visit_path(&mut self, path: &'ast syn::Path) {
-        self.from_segments(path.segments.iter().map(|s| &s.ident));
+        self.path_segments(path.segments.iter().map(|s| &s.ident));
         syn::visit::visit_path(self, path);
     }
 

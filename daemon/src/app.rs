@@ -20,13 +20,18 @@ use crate::tools::{ProposalSink, Tools};
 /// Errors from commands; each module has its own typed error underneath.
 pub type AppError = Box<dyn std::error::Error + Send + Sync>;
 
-/// `err: cause: cause`, for one-line messages.
+/// `err: cause: cause`, for one-line messages. A cause whose text the line already holds
+/// is left out: many errors quote their source in their own message, and a chain that
+/// says the same thing two or three times hides what to do about it.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
     }
     out
@@ -48,16 +53,55 @@ impl Telemetry {
     }
 }
 
+/// How chatty the logs are by default (`RUST_LOG`, when set, wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// One-shot commands (`demo`, `diagnose`, `drift`, ...): warnings and errors only, so
+    /// logs do not bury the command's own output.
+    Quiet,
+    /// The long-running commands (`run`, `mcp`), and `-v` for the others.
+    Info,
+    /// `-vv`: debug for kubemedic itself.
+    Debug,
+}
+
+impl Verbosity {
+    /// The level for a command: its default raised by each `-v`.
+    pub fn for_command(long_running: bool, verbose: u8) -> Self {
+        match (long_running, verbose) {
+            (false, 0) => Self::Quiet,
+            (true, 0) | (false, 1) => Self::Info,
+            _ => Self::Debug,
+        }
+    }
+
+    /// The `EnvFilter` directives. Targets match by prefix: `kube=warn` alone would also
+    /// silence `kubemedic`.
+    pub fn directives(self) -> &'static str {
+        match self {
+            Self::Quiet => "warn",
+            Self::Info => "info,kube=warn,rmcp=warn,kubemedic=info",
+            Self::Debug => "info,kube=warn,rmcp=warn,kubemedic=debug",
+        }
+    }
+}
+
+/// Colour in log lines only for a person at a terminal (a file, a pipe or a CI log gets
+/// plain text), and never when `NO_COLOR` is set (no-color.org).
+pub fn log_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
+}
+
 /// Logs to stderr (always: stdout belongs to MCP stdio and to command
 /// output); spans to OTLP when the standard `OTEL_*` variables ask for it.
 /// Must run inside the Tokio runtime (the gRPC exporter needs it).
-pub fn init_telemetry(_stdio: bool) -> Telemetry {
+pub fn init_telemetry(verbosity: Verbosity) -> Telemetry {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
 
-    // Targets match by prefix: `kube=warn` alone would also silence `kubemedic`.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,rmcp=warn,kubemedic=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(verbosity.directives()));
     let provider = match crate::telemetry::otel::provider_from_env() {
         Ok(p) => p,
         Err(err) => {
@@ -66,15 +110,21 @@ pub fn init_telemetry(_stdio: bool) -> Telemetry {
         }
     };
     let otel = provider.as_ref().map(crate::telemetry::otel::layer);
+    let colour = log_colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(crate::telemetry::logs::Gated(std::io::stderr)))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(colour)
+                .with_writer(crate::telemetry::logs::Gated(std::io::stderr)),
+        )
         .with(otel)
         .try_init();
     Telemetry { provider }
 }
 
 mod demo;
+mod progress;
 mod run;
 
 /// How long a command waits for the first listing of the Secrets in scope before it
@@ -177,6 +227,8 @@ pub struct DemoOptions {
     pub yes: bool,
     pub only: Vec<String>,
     pub scenarios: PathBuf,
+    /// The namespace the scenarios are created in (default `kubemedic-demo`).
+    pub namespace: Option<String>,
 }
 
 /// `kubemedic demo`.
@@ -188,12 +240,16 @@ pub async fn demo(config: Config, options: DemoOptions) -> Result<ExitCode, AppE
     let deps = Deps::new(cluster.clone(), config.policy.clone(), config.agent.clone(), prompts)?;
     let store: Arc<dyn Store> = Arc::new(crate::store::redb::RedbStore::open(&config.state_dir.join("demo"))?);
     let audit = AuditLog::open(&config.state_dir)?;
+    let (progress, verifying) = tokio::sync::watch::channel(String::new());
     let approvals = Arc::new(
         Approvals::new(store, cluster.clone(), None, config.approvals.clone())
             .with_policy(config.policy.clone())
-            .with_audit(audit),
+            .with_audit(audit)
+            .with_progress(progress),
     );
-    let rows = demo::run(&deps, &config.approvals, cluster, approvals, files, options.yes).await?;
+    let namespace = options.namespace.unwrap_or_else(|| demo::NAMESPACE.to_owned());
+    let cx = demo::Context { deps: &deps, config: &config.approvals, cluster, approvals, verifying, namespace };
+    let rows = demo::run(cx, files, options.yes).await?;
     println!("\n{}", demo::table(&rows));
     let failed = rows.iter().any(|r| r.decision == "approved" && !r.verified);
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })

@@ -39,10 +39,15 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Stores<K> {
         self.len() == 0
     }
 
-    pub async fn wait_until_ready(&self) {
+    /// Wait for every part's first complete list; false when a watcher stopped first
+    /// (its store can then never become ready).
+    pub async fn wait_until_ready(&self) -> bool {
         for (_, s) in &self.parts {
-            let _ = s.wait_until_ready().await;
+            if s.wait_until_ready().await.is_err() {
+                return false;
+            }
         }
+        true
     }
 }
 

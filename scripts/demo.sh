@@ -10,7 +10,9 @@
 #                                   # on a cluster you already have: nothing installed or started
 #
 # Other arguments go to `kubemedic demo` (see `kubemedic demo --help`). KUBEMEDIC_BIN, when set,
-# is the kubemedic binary to run (no build).
+# is the kubemedic binary to run (no build; nodesim from the same directory when it is there).
+# The control plane's ports can be moved with ETCD_PORT, PEER_PORT, PORT, CM_PORT, SCHED_PORT
+# (tests/cluster/up.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -44,12 +46,20 @@ build() {
 }
 
 BIN=${KUBEMEDIC_BIN:-}
+# With KUBEMEDIC_BIN, nodesim is the one built beside it, when there is one.
+NODESIM=
+[ -n "$BIN" ] && [ -x "$(dirname "$BIN")/nodesim" ] && NODESIM=$(dirname "$BIN")/nodesim
 if [ -z "$existing" ]; then
-  if [ -n "$BIN" ]; then build nodesim -p nodesim; else build "kubemedic and nodesim" -p kubemedic -p nodesim; fi
+  if [ -z "$BIN" ]; then
+    build "kubemedic and nodesim" -p kubemedic -p nodesim
+  elif [ -z "$NODESIM" ]; then
+    build nodesim -p nodesim
+  fi
 elif [ -z "$BIN" ]; then
   build kubemedic -p kubemedic
 fi
 BIN=${BIN:-$CARGO_TARGET_DIR/debug/kubemedic}
+NODESIM=${NODESIM:-$CARGO_TARGET_DIR/debug/nodesim}
 
 if [ -n "$existing" ]; then
   exec "$BIN" demo "$@"
@@ -71,7 +81,7 @@ trap cleanup EXIT INT TERM
 echo "== starting the local control plane" >&2
 heartbeat "starting the control plane" bash tests/cluster/up.sh "$K8S_BIN" "$STATE" >&2
 export KUBECONFIG=$STATE/admin.kubeconfig
-"$CARGO_TARGET_DIR/debug/nodesim" --kubeconfig "$KUBECONFIG" --nodes 3 > "$STATE/nodesim.log" 2>&1 &
+"$NODESIM" --kubeconfig "$KUBECONFIG" --nodes 3 > "$STATE/nodesim.log" 2>&1 &
 PIDS+=($!)
 echo "== waiting for 3 simulated nodes to be Ready" >&2
 for i in $(seq 120); do

@@ -360,3 +360,29 @@ pub async fn decide(url: &str, proposal: &str, approve: bool) -> Result<ExitCode
     let ok = matches!((approve, p.state), (true, ProposalState::Verified) | (false, ProposalState::Rejected));
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_shot_commands_are_quiet_unless_asked() {
+        assert_eq!(Verbosity::for_command(false, 0), Verbosity::Quiet);
+        assert_eq!(Verbosity::for_command(false, 1), Verbosity::Info);
+        assert_eq!(Verbosity::for_command(false, 2), Verbosity::Debug);
+        assert_eq!(Verbosity::for_command(true, 0), Verbosity::Info);
+        assert_eq!(Verbosity::for_command(true, 1), Verbosity::Debug);
+        assert_eq!(Verbosity::Quiet.directives(), "warn");
+        for v in [Verbosity::Quiet, Verbosity::Info, Verbosity::Debug] {
+            assert!(tracing_subscriber::EnvFilter::try_new(v.directives()).is_ok(), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(log_colour(true, None));
+        assert!(log_colour(true, Some("".as_ref())));
+        assert!(!log_colour(true, Some("1".as_ref())));
+        assert!(!log_colour(false, None));
+    }
+}

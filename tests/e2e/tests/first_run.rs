@@ -141,6 +141,9 @@ async fn demo_on_a_terminal_is_legible_and_shows_verification_progress() {
         times.len(),
         progress.last()
     );
+    // The demo logs at warn by default: none of its info lines reach the terminal.
+    let info: Vec<&str> = text.lines().chain(after.lines()).filter(|l| l.contains(" INFO ")).collect();
+    assert!(info.is_empty(), "info log lines on the demo's terminal: {info:?}");
     let table = &after[after.rfind("OUTCOME").unwrap()..];
     assert!(table.contains("approved") && table.contains("verified"), "{after}");
     assert!(status.success(), "demo.sh failed ({status}):\n{text}{after}");
@@ -175,4 +178,63 @@ async fn missing_kubeconfig_is_explained_once() {
         }
         assert_eq!(codes, [Some(64), Some(64)], "{args:?}");
     }
+}
+
+/// `kubemedic run` stopped (SIGTERM) while its watchers still wait for their first lists (an
+/// HTTP proxy of the test's own holds the pod list) says so, and never "watchers synced".
+#[tokio::test]
+async fn run_stopped_before_the_watchers_synced_does_not_say_they_did() {
+    use e2e::apiproxy::{ApiProxy, Fault, Rule};
+    let client = e2e::client().await;
+    let ns = e2e::Namespace::create(&client, "first-run-sync").await;
+    let proxy = ApiProxy::start(client.clone()).await;
+    proxy.set_rule(Some(Rule {
+        method: axum::http::Method::GET,
+        path: format!("/api/v1/namespaces/{}/pods", ns.name),
+        fault: Fault::HoldRequest,
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    proxy.kubeconfig(&dir.path().join("kubeconfig"));
+    let port = e2e::daemon::free_port();
+    let config = serde_json::json!({
+        "cluster": { "name": "sync", "namespaces": [ns.name], "kubeconfig": dir.path().join("kubeconfig") },
+        "rules_dir": e2e::daemon::repo_root().join("rules"),
+        "prompts_dir": e2e::daemon::repo_root().join("prompts"),
+        "state_dir": dir.path().join("state"),
+        "http": { "listen": format!("127.0.0.1:{port}") },
+    });
+    std::fs::write(dir.path().join("config.yaml"), serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+    let log_path = dir.path().join("run.log");
+    let mut child = tokio::process::Command::new(e2e::daemon::bin())
+        .args(["run", "--config"])
+        .arg(dir.path().join("config.yaml"))
+        .env_remove("RUST_LOG")
+        .env_remove("KUBEMEDIC_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    // The watchers are running (and waiting) once the held list request reached the proxy's rule;
+    // give them a moment after the daemon answers its liveness probe.
+    let http = reqwest::Client::new();
+    e2e::wait::until(Duration::from_secs(60), "kubemedic run is live", || async {
+        let r = http.get(format!("http://127.0.0.1:{port}/healthz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!log().contains("watchers synced"), "synced although the pod list is held:\n{}", log());
+
+    let pid = child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success());
+    let status =
+        tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("exits after SIGTERM").unwrap();
+    let text = log();
+    assert!(!text.contains("watchers synced"), "claimed a sync that never happened:\n{text}");
+    assert!(text.contains("watchers stopped before their first lists arrived"), "{text}");
+    assert!(!text.contains('\u{1b}'), "no colour in a log file: {text:?}");
+    assert!(status.success(), "graceful exit ({status}):\n{text}");
 }

@@ -76,7 +76,7 @@ cleanup() {
   [ $rc -ne 0 ] || rm -rf "$STATE"
   exit $rc
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT INT TERM HUP
 
 echo "== starting the local control plane" >&2
 heartbeat "starting the control plane" bash tests/cluster/up.sh "$K8S_BIN" "$STATE" >&2

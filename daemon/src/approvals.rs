@@ -181,6 +181,8 @@ pub struct Approvals {
     mutations: std::sync::atomic::AtomicU64,
     /// Proposals being posted to Slack (see [`slack::outbox`]).
     outbox: slack::outbox::Outbox,
+    /// What verification is waiting for, for a person watching (see [`Self::with_progress`]).
+    progress: Option<tokio::sync::watch::Sender<String>>,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -213,6 +215,7 @@ impl Approvals {
             crash: Mutex::new(None),
             mutations: std::sync::atomic::AtomicU64::new(0),
             outbox: slack::outbox::Outbox::default(),
+            progress: None,
         }
     }
 
@@ -238,6 +241,13 @@ impl Approvals {
     /// The patch policy rollback proposals pass.
     pub fn with_policy(mut self, policy: crate::policy::PolicyConfig) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Where verification reports what it waits for at each look ("rollout in progress: …",
+    /// "stable for 12s of 30s"), for the demo's progress line.
+    pub fn with_progress(mut self, tx: tokio::sync::watch::Sender<String>) -> Self {
+        self.progress = Some(tx);
         self
     }
 
@@ -593,7 +603,8 @@ impl Approvals {
     }
 
     async fn verify(&self, p: Proposal, applied: apply::Applied) -> Result<Proposal, ApprovalError> {
-        let verdict = verify::verify(&self.cluster, &p, &applied, self.config.verify_window()).await;
+        let verdict =
+            verify::verify(&self.cluster, &p, &applied, self.config.verify_window(), self.progress.as_ref()).await;
         let done = match &verdict {
             Verdict::Healthy(msg) => {
                 self.advance(&p.id, ProposalEvent::Verified, &self.replica, Some(msg.clone())).await?

@@ -112,17 +112,18 @@ impl WatchHandle {
         self.stats.clone()
     }
 
-    /// Wait until every store has its first complete list.
-    pub async fn ready(&self) {
+    /// Wait until every store has its first complete list: true then, false when a
+    /// watcher stopped before its store synced (shutdown).
+    pub async fn ready(&self) -> bool {
         let c = &self.cache;
-        c.pods.wait_until_ready().await;
-        c.replicasets.wait_until_ready().await;
-        c.deployments.wait_until_ready().await;
-        c.statefulsets.wait_until_ready().await;
-        c.daemonsets.wait_until_ready().await;
-        c.jobs.wait_until_ready().await;
-        c.nodes.wait_until_ready().await;
-        c.namespaces.wait_until_ready().await;
+        c.pods.wait_until_ready().await
+            && c.replicasets.wait_until_ready().await
+            && c.deployments.wait_until_ready().await
+            && c.statefulsets.wait_until_ready().await
+            && c.daemonsets.wait_until_ready().await
+            && c.jobs.wait_until_ready().await
+            && c.nodes.wait_until_ready().await
+            && c.namespaces.wait_until_ready().await
     }
 
     /// Wait for every watcher to stop (after the shutdown token is cancelled).

@@ -1,12 +1,17 @@
 //! Error helpers every layer shares.
 
-/// `err: cause: cause`, for one-line messages.
+/// `err: cause: cause`, for one-line messages. A cause whose text the line already holds
+/// is left out: many errors quote their source in their own message, and a chain that
+/// says the same thing two or three times hides what to do about it.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
     }
     out

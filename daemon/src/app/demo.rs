@@ -29,7 +29,8 @@ use crate::signal::WorkloadRef;
 
 /// The namespace the demo works in.
 pub const NAMESPACE: &str = "kubemedic-demo";
-const STEP_API_VERSION: &str = "scenario.kubemedic.io/v1";
+/// apiVersion of harness documents (steps and the scorecard's `Expect`), never applied.
+pub const STEP_API_VERSION: &str = "scenario.kubemedic.io/v1";
 const FIELD_MANAGER: &str = "kubemedic-demo";
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +76,10 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Step>, DemoError> {
             steps.push(Step::Apply(v));
             continue;
         }
+        if kind == "Expect" {
+            // The scorecard's expectation (`kubemedic eval`), not a step.
+            continue;
+        }
         if kind != "WaitReady" {
             return Err(bad(format!("document {}: unknown step kind {kind}", i + 1)));
         }
@@ -104,7 +109,53 @@ fn kube_err(what: String) -> impl FnOnce(kube::Error) -> DemoError {
     move |source| DemoError::Kube { what, source }
 }
 
-async fn apply_object(cluster: &Cluster, mut obj: Value) -> Result<(), DemoError> {
+/// Server-side apply one scenario object into `ns` with `manager`. Cluster-scoped objects are
+/// applied only when `cluster_scoped_ok`; for them the result says whether the object existed
+/// before (a change the caller undoes) or was created (left in place: scenarios share them).
+pub async fn apply_object(
+    cluster: &Cluster,
+    ns: &str,
+    manager: &str,
+    mut obj: Value,
+    cluster_scoped_ok: bool,
+) -> Result<Option<bool>, DemoError> {
+    let (api, name, kind, namespaced) = dynamic_api(cluster, ns, &obj).await?;
+    if !namespaced && !cluster_scoped_ok {
+        return Err(DemoError::Scenario {
+            file: format!("{kind}/{name}"),
+            reason: "cluster-scoped objects are not applied by the demo".into(),
+        });
+    }
+    let existed = if namespaced {
+        obj["metadata"]["namespace"] = Value::from(ns);
+        None
+    } else {
+        Some(api.get_opt(&name).await.map_err(kube_err(format!("cannot read {kind} {name}")))?.is_some())
+    };
+    api.patch(&name, &PatchParams::apply(manager).force(), &Patch::Apply(&obj))
+        .await
+        .map_err(kube_err(format!("cannot apply {kind} {ns}/{name}")))?;
+    Ok(existed)
+}
+
+/// Remove what `manager` set on a cluster-scoped object: apply it empty with the same manager.
+pub async fn undo_cluster_scoped(cluster: &Cluster, manager: &str, obj: &Value) -> Result<(), DemoError> {
+    let (api, name, kind, _) = dynamic_api(cluster, "", obj).await?;
+    let empty = serde_json::json!({
+        "apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": {"name": name},
+    });
+    api.patch(&name, &PatchParams::apply(manager).force(), &Patch::Apply(&empty))
+        .await
+        .map_err(kube_err(format!("cannot undo {kind} {name}")))?;
+    Ok(())
+}
+
+/// The API of an object's kind (namespaced into `ns` when the kind is), its name, kind and scope.
+async fn dynamic_api(
+    cluster: &Cluster,
+    ns: &str,
+    obj: &Value,
+) -> Result<(Api<DynamicObject>, String, String, bool), DemoError> {
     let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_owned();
     let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
     let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -112,25 +163,27 @@ async fn apply_object(cluster: &Cluster, mut obj: Value) -> Result<(), DemoError
     let (ar, caps) = kube::discovery::pinned_kind(&cluster.client, &GroupVersionKind::gvk(group, version, &kind))
         .await
         .map_err(kube_err(format!("cannot resolve {api_version} {kind}")))?;
-    if caps.scope != Scope::Namespaced {
-        return Err(DemoError::Scenario {
-            file: format!("{kind}/{name}"),
-            reason: "cluster-scoped objects are not applied by the demo".into(),
-        });
-    }
-    obj["metadata"]["namespace"] = Value::from(NAMESPACE);
-    let api: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), NAMESPACE, &ar);
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj))
-        .await
-        .map_err(kube_err(format!("cannot apply {kind} {NAMESPACE}/{name}")))?;
-    Ok(())
+    let namespaced = caps.scope == Scope::Namespaced;
+    let api = if namespaced {
+        Api::namespaced_with(cluster.client.clone(), ns, &ar)
+    } else {
+        Api::all_with(cluster.client.clone(), &ar)
+    };
+    Ok((api, name, kind, namespaced))
 }
 
-async fn wait_ready(cluster: &Cluster, kind: &str, name: &str, timeout: Duration) -> Result<(), DemoError> {
+/// Wait until the Deployment or StatefulSet `ns/name` is rolled out and Ready.
+pub async fn wait_ready(
+    cluster: &Cluster,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<(), DemoError> {
     let target = crate::approvals::TargetRef {
         api_version: "apps/v1".into(),
         kind: kind.to_owned(),
-        namespace: NAMESPACE.into(),
+        namespace: ns.to_owned(),
         name: name.to_owned(),
         resource_version: None,
         generation: None,
@@ -148,7 +201,7 @@ async fn wait_ready(cluster: &Cluster, kind: &str, name: &str, timeout: Duration
     );
     let live: Api<DynamicObject> = Api::namespaced_with(
         cluster.client.clone(),
-        NAMESPACE,
+        ns,
         &kube::api::ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", kind)),
     );
     let generation = live.get(name).await.ok().and_then(|o| o.metadata.generation);
@@ -276,8 +329,12 @@ pub async fn run(
         println!("\n== {name}: creating {workload}");
         for step in steps {
             match step {
-                Step::Apply(obj) => apply_object(&cluster, obj).await?,
-                Step::WaitReady { kind, name: w, timeout } => wait_ready(&cluster, &kind, &w, timeout).await?,
+                Step::Apply(obj) => {
+                    apply_object(&cluster, NAMESPACE, FIELD_MANAGER, obj, false).await?;
+                }
+                Step::WaitReady { kind, name: w, timeout } => {
+                    wait_ready(&cluster, NAMESPACE, &kind, &w, timeout).await?
+                }
             }
         }
         wait_for_symptom(&cluster, &workload.name, Duration::from_secs(60)).await;

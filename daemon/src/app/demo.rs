@@ -84,8 +84,8 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Step>, DemoError> {
             return Err(bad(format!("document {}: unknown step kind {kind}", i + 1)));
         }
         let target = v.get("target").and_then(Value::as_str).unwrap_or_default();
-        let Some((k, n)) = target.split_once('/').filter(|(k, _)| matches!(*k, "Deployment" | "StatefulSet")) else {
-            return Err(bad(format!("document {}: WaitReady needs target Deployment/NAME or StatefulSet/NAME", i + 1)));
+        let Some((k, n)) = target.split_once('/').filter(|(k, _)| matches!(*k, "Deployment" | "StatefulSet" | "DaemonSet")) else {
+            return Err(bad(format!("document {}: WaitReady needs target Deployment/NAME, StatefulSet/NAME or DaemonSet/NAME", i + 1)));
         };
         let secs = v.get("timeoutSeconds").and_then(Value::as_u64).unwrap_or(120);
         steps.push(Step::WaitReady { kind: k.to_owned(), name: n.to_owned(), timeout: Duration::from_secs(secs) });

@@ -126,6 +126,8 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<Step>> {
             }
             // The scorecard's expectation (`kubemedic eval`): not a step.
             "Expect" => {}
+            // The scorecard's expectation (`kubemedic eval`): not a step.
+            "Expect" => {}
             other => anyhow::bail!("document {}: unknown step kind {other}", i + 1),
         }
     }

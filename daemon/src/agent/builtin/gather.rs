@@ -37,6 +37,10 @@ pub struct Facts {
     pub secrets: BTreeMap<String, Option<BTreeSet<String>>>,
     /// Referenced ConfigMaps: name → key names (`None` = does not exist).
     pub config_maps: BTreeMap<String, Option<BTreeSet<String>>>,
+    /// A referenced Secret or ConfigMap that does not exist → the existing object of that kind
+    /// in the namespace whose name is close enough to be the one meant: (kind, missing) → name.
+    /// The near object's key names are in `secrets` / `config_maps` like any other.
+    pub near_names: BTreeMap<(String, String), String>,
     /// `pod/container` → last lines of the previous (crashed) instance's log.
     pub logs: BTreeMap<String, String>,
     /// Node → (cpu cores, memory bytes) requested by every non-terminal pod
@@ -63,6 +67,7 @@ impl Facts {
             nodes: Vec::new(),
             secrets: BTreeMap::new(),
             config_maps: BTreeMap::new(),
+            near_names: BTreeMap::new(),
             logs: BTreeMap::new(),
             node_requested: BTreeMap::new(),
             related: Vec::new(),
@@ -318,6 +323,71 @@ async fn gather_refs(cluster: &Cluster, facts: &mut Facts, describe_args: &Value
             let args = json!({"namespace": ns, "kind": "ConfigMap", "name": name});
             let line = lines.iter().find(|l| l.contains(&format!("ConfigMap {name} "))).cloned().unwrap_or_default();
             facts.record("get_resource", args, line);
+        }
+    }
+    near_names(cluster, facts).await;
+}
+
+/// For each referenced Secret or ConfigMap that does not exist, the existing one whose name is a
+/// near miss (names only are listed; of the near object, key names only are read).
+async fn near_names(cluster: &Cluster, facts: &mut Facts) {
+    let ns = facts.target.namespace.clone();
+    let missing = |m: &BTreeMap<String, Option<BTreeSet<String>>>| {
+        m.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.clone()).collect::<Vec<_>>()
+    };
+    let wanted = [("Secret", missing(&facts.secrets)), ("ConfigMap", missing(&facts.config_maps))];
+    for (kind, names) in wanted {
+        if names.is_empty() {
+            continue;
+        }
+        let listed = if kind == "Secret" {
+            Api::<Secret>::namespaced(cluster.client.clone(), &ns).list_metadata(&ListParams::default()).await.map(
+                |l| l.items.into_iter().filter_map(|o| o.metadata.name).collect::<Vec<_>>(),
+            )
+        } else {
+            Api::<ConfigMap>::namespaced(cluster.client.clone(), &ns).list_metadata(&ListParams::default()).await.map(
+                |l| l.items.into_iter().filter_map(|o| o.metadata.name).collect::<Vec<_>>(),
+            )
+        };
+        let existing = match listed {
+            Ok(names) => names,
+            Err(e) => {
+                facts.gaps.push(Gap::unread(format!("{} names", kind.to_ascii_lowercase()), target::describe(&e)));
+                continue;
+            }
+        };
+        for name in names {
+            let Some(near) = super::config::closest_key(&name, &existing).cloned() else { continue };
+            let keys = if kind == "Secret" {
+                Api::<Secret>::namespaced(cluster.client.clone(), &ns).get_opt(&near).await.ok().flatten().map(|s| {
+                    let mut k: BTreeSet<String> = s.data.unwrap_or_default().into_keys().collect();
+                    k.extend(s.string_data.unwrap_or_default().into_keys());
+                    k
+                })
+            } else {
+                Api::<ConfigMap>::namespaced(cluster.client.clone(), &ns).get_opt(&near).await.ok().flatten().map(
+                    |c| {
+                        let mut k: BTreeSet<String> = c.data.unwrap_or_default().into_keys().collect();
+                        k.extend(c.binary_data.unwrap_or_default().into_keys());
+                        k
+                    },
+                )
+            };
+            let Some(keys) = keys else { continue };
+            facts.record(
+                "list_resources",
+                json!({"namespace": ns, "kind": kind}),
+                format!(
+                    "{kind} {name} does not exist; {kind} {near} does, with keys [{}] (values not read)",
+                    keys.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
+            if kind == "Secret" {
+                facts.secrets.insert(near.clone(), Some(keys));
+            } else {
+                facts.config_maps.insert(near.clone(), Some(keys));
+            }
+            facts.near_names.insert((kind.to_owned(), name), near);
         }
     }
 }

@@ -84,8 +84,13 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Step>, DemoError> {
             return Err(bad(format!("document {}: unknown step kind {kind}", i + 1)));
         }
         let target = v.get("target").and_then(Value::as_str).unwrap_or_default();
-        let Some((k, n)) = target.split_once('/').filter(|(k, _)| matches!(*k, "Deployment" | "StatefulSet" | "DaemonSet")) else {
-            return Err(bad(format!("document {}: WaitReady needs target Deployment/NAME, StatefulSet/NAME or DaemonSet/NAME", i + 1)));
+        let Some((k, n)) =
+            target.split_once('/').filter(|(k, _)| matches!(*k, "Deployment" | "StatefulSet" | "DaemonSet"))
+        else {
+            return Err(bad(format!(
+                "document {}: WaitReady needs target Deployment/NAME, StatefulSet/NAME or DaemonSet/NAME",
+                i + 1
+            )));
         };
         let secs = v.get("timeoutSeconds").and_then(Value::as_u64).unwrap_or(120);
         steps.push(Step::WaitReady { kind: k.to_owned(), name: n.to_owned(), timeout: Duration::from_secs(secs) });
@@ -136,6 +141,16 @@ pub async fn apply_object(
         .await
         .map_err(kube_err(format!("cannot apply {kind} {ns}/{name}")))?;
     Ok(existed)
+}
+
+/// Whether applying `obj` would change a cluster-scoped object that already exists (a Node):
+/// a change other scenarios running at the same time would feel.
+pub async fn changes_shared_object(cluster: &Cluster, obj: &Value) -> Result<bool, DemoError> {
+    let (api, name, kind, namespaced) = dynamic_api(cluster, "default", obj).await?;
+    if namespaced {
+        return Ok(false);
+    }
+    Ok(api.get_opt(&name).await.map_err(kube_err(format!("cannot read {kind} {name}")))?.is_some())
 }
 
 /// Remove what `manager` set on a cluster-scoped object: apply it empty with the same manager.

@@ -183,15 +183,42 @@ pub struct Bench {
     pub keep: bool,
 }
 
-/// Run the scenarios, `jobs` at a time; rows in file order.
+/// Run the scenarios, `jobs` at a time; rows in file order. A scenario that changes an existing
+/// cluster-scoped object (a Node) would disturb the others, so those run alone, after the rest.
 pub async fn run(bench: &Bench, files: Vec<(String, PathBuf)>, jobs: usize) -> Vec<Score> {
-    let mut rows: Vec<(usize, Score)> = futures::stream::iter(files.into_iter().enumerate())
+    let mut shared = Vec::new();
+    let mut alone = Vec::new();
+    for (i, (name, path)) in files.into_iter().enumerate() {
+        if changes_shared_objects(bench, &name, &path).await {
+            alone.push((i, (name, path)));
+        } else {
+            shared.push((i, (name, path)));
+        }
+    }
+    let mut rows: Vec<(usize, Score)> = futures::stream::iter(shared)
         .map(|(i, (name, path))| async move { (i, scenario(bench, &name, &path).await) })
         .buffer_unordered(jobs.max(1))
         .collect()
         .await;
+    for (i, (name, path)) in alone {
+        rows.push((i, scenario(bench, &name, &path).await));
+    }
     rows.sort_by_key(|(i, _)| *i);
     rows.into_iter().map(|(_, s)| s).collect()
+}
+
+/// Whether a scenario changes an existing cluster-scoped object (when unsure: yes, run it alone).
+async fn changes_shared_objects(bench: &Bench, name: &str, path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else { return true };
+    let Ok(steps) = demo::parse(name, &text) else { return true };
+    for step in &steps {
+        if let Step::Apply(obj) = step
+            && demo::changes_shared_object(&bench.cluster, obj).await.unwrap_or(true)
+        {
+            return true;
+        }
+    }
+    false
 }
 
 fn namespace_for(name: &str) -> String {

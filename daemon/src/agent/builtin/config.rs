@@ -196,11 +196,18 @@ pub fn analyze(facts: &Facts) -> Option<Finding> {
         };
         let used = match at {
             Whole::EnvFrom { list, container, index } => {
-                env_from_fixes.entry((list, container.clone())).or_default().insert(*index, (source.clone(), near.clone()));
+                env_from_fixes
+                    .entry((list, container.clone()))
+                    .or_default()
+                    .insert(*index, (source.clone(), near.clone()));
                 format!("envFrom of container {container}")
             }
             Whole::Volume(volume) => {
-                let field = if source == "Secret" { json!({"secret": {"secretName": near}}) } else { json!({"configMap": {"name": near}}) };
+                let field = if source == "Secret" {
+                    json!({"secret": {"secretName": near}})
+                } else {
+                    json!({"configMap": {"name": near}})
+                };
                 let mut v = json!({"name": volume});
                 merge(&mut v, field);
                 volume_fixes.push(v);
@@ -346,9 +353,11 @@ mod tests {
             "volumes": [{"name": "tls", "secret": {"secretName": "tls-cert", "defaultMode": 256}}]
         }}));
         f.config_maps.insert("base".into(), Some(BTreeSet::new()));
-        for (kind, missing, near, key) in
-            [("ConfigMap", "app-setting", "app-settings", "A"), ("Secret", "api-tokn", "api-token", "token"), ("Secret", "tls-cert", "tls-certs", "tls.crt")]
-        {
+        for (kind, missing, near, key) in [
+            ("ConfigMap", "app-setting", "app-settings", "A"),
+            ("Secret", "api-tokn", "api-token", "token"),
+            ("Secret", "tls-cert", "tls-certs", "tls.crt"),
+        ] {
             let m = if kind == "Secret" { &mut f.secrets } else { &mut f.config_maps };
             m.insert(missing.into(), None);
             m.insert(near.into(), Some([key.to_string()].into()));
@@ -359,9 +368,15 @@ mod tests {
         let crate::approvals::Action::Patch { body, .. } = &found.drafts[0].action else { panic!("a patch") };
         let c = &body["spec"]["template"]["spec"]["containers"][0];
         // envFrom is replaced whole: the untouched entry stays, the near miss is renamed.
-        assert_eq!(c["envFrom"], json!([{"configMapRef": {"name": "base"}}, {"configMapRef": {"name": "app-settings"}}]));
+        assert_eq!(
+            c["envFrom"],
+            json!([{"configMapRef": {"name": "base"}}, {"configMapRef": {"name": "app-settings"}}])
+        );
         assert_eq!(c["env"][0]["valueFrom"]["secretKeyRef"], json!({"name": "api-token", "key": "token"}));
-        assert_eq!(body["spec"]["template"]["spec"]["volumes"], json!([{"name": "tls", "secret": {"secretName": "tls-certs"}}]));
+        assert_eq!(
+            body["spec"]["template"]["spec"]["volumes"],
+            json!([{"name": "tls", "secret": {"secretName": "tls-certs"}}])
+        );
         assert!(found.root_cause.contains("app-settings was meant"), "{}", found.root_cause);
     }
 

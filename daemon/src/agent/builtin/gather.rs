@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, PodSpec, PodTemplateSpec, Secret};
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, LimitRange, Node, Pod, PodSpec, PodTemplateSpec, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams, LogParams};
 use serde_json::{Value, json};
@@ -29,6 +29,8 @@ pub struct Facts {
     pub template: Option<PodTemplateSpec>,
     /// ReplicaSets owned by the Deployment, newest revision first.
     pub replica_sets: Vec<ReplicaSet>,
+    /// ControllerRevisions owned by a StatefulSet or DaemonSet, newest revision first.
+    pub controller_revisions: Vec<ControllerRevision>,
     pub pods: Vec<Pod>,
     /// Events of the workload, its ReplicaSets and pods, oldest first.
     pub events: Vec<Event>,
@@ -62,6 +64,7 @@ impl Facts {
             deployment: None,
             template: None,
             replica_sets: Vec::new(),
+            controller_revisions: Vec::new(),
             pods: Vec::new(),
             events: Vec::new(),
             nodes: Vec::new(),
@@ -184,6 +187,21 @@ pub async fn gather(cluster: &Cluster, target: &WorkloadRef, log_lines: i64) -> 
             owned_uids.extend(owned.iter().filter_map(|rs| rs.metadata.uid.clone()));
             facts.replica_sets = owned;
         }
+        if matches!(info.kind, "StatefulSet" | "DaemonSet") {
+            let cr_api: Api<ControllerRevision> = Api::namespaced(client.clone(), ns);
+            match cr_api.list(&lp).await {
+                Ok(list) => {
+                    let mut owned: Vec<ControllerRevision> = list
+                        .items
+                        .into_iter()
+                        .filter(|r| r.metadata.owner_references.iter().flatten().any(|o| o.uid == uid))
+                        .collect();
+                    owned.sort_by_key(|r| std::cmp::Reverse(r.revision));
+                    facts.controller_revisions = owned;
+                }
+                Err(e) => facts.gaps.push(Gap::unread("controllerrevisions", target::describe(&e))),
+            }
+        }
         let list = pods_api.list(&lp).await.map_err(read_err(format!("pods of {target}")))?;
         facts.pods = list
             .items
@@ -204,6 +222,14 @@ pub async fn gather(cluster: &Cluster, target: &WorkloadRef, log_lines: i64) -> 
     facts.record("describe_workload", describe_args.clone(), describe);
     if info.kind == "Deployment" {
         let history = history_finding(&facts.replica_sets);
+        facts.record("rollout_history", describe_args.clone(), history);
+    } else if !facts.controller_revisions.is_empty() {
+        let history = facts
+            .controller_revisions
+            .iter()
+            .map(|r| format!("revision {} ({})", r.revision, r.metadata.name.clone().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(", ");
         facts.record("rollout_history", describe_args.clone(), history);
     }
 
@@ -238,6 +264,29 @@ pub async fn gather(cluster: &Cluster, target: &WorkloadRef, log_lines: i64) -> 
             );
         }
         Err(e) => facts.gaps.push(Gap::unread("events", target::describe(&e))),
+    }
+
+    // A LimitRange refusing pods is not named by the refusal: list the namespace's LimitRanges.
+    let limit_refused = facts.events.iter().any(|e| {
+        e.reason.as_deref() == Some("FailedCreate") && e.message.as_deref().is_some_and(|m| m.contains(" usage per "))
+    });
+    if limit_refused {
+        match Api::<LimitRange>::namespaced(client.clone(), ns).list(&ListParams::default()).await {
+            Ok(list) => {
+                let names: Vec<String> = list.items.iter().filter_map(|l| l.metadata.name.clone()).collect();
+                facts.record(
+                    "list_resources",
+                    json!({"namespace": ns, "kind": "LimitRange"}),
+                    format!("LimitRanges in {ns}: {}", names.join(", ")),
+                );
+                for l in list.items {
+                    let mut v = serde_json::to_value(l).unwrap_or_default();
+                    v["kind"] = json!("LimitRange");
+                    facts.related.push(v);
+                }
+            }
+            Err(e) => facts.gaps.push(Gap::unread("limitranges", target::describe(&e))),
+        }
     }
 
     // Nodes, for scheduling questions.
@@ -341,13 +390,15 @@ async fn near_names(cluster: &Cluster, facts: &mut Facts) {
             continue;
         }
         let listed = if kind == "Secret" {
-            Api::<Secret>::namespaced(cluster.client.clone(), &ns).list_metadata(&ListParams::default()).await.map(
-                |l| l.items.into_iter().filter_map(|o| o.metadata.name).collect::<Vec<_>>(),
-            )
+            Api::<Secret>::namespaced(cluster.client.clone(), &ns)
+                .list_metadata(&ListParams::default())
+                .await
+                .map(|l| l.items.into_iter().filter_map(|o| o.metadata.name).collect::<Vec<_>>())
         } else {
-            Api::<ConfigMap>::namespaced(cluster.client.clone(), &ns).list_metadata(&ListParams::default()).await.map(
-                |l| l.items.into_iter().filter_map(|o| o.metadata.name).collect::<Vec<_>>(),
-            )
+            Api::<ConfigMap>::namespaced(cluster.client.clone(), &ns)
+                .list_metadata(&ListParams::default())
+                .await
+                .map(|l| l.items.into_iter().filter_map(|o| o.metadata.name).collect::<Vec<_>>())
         };
         let existing = match listed {
             Ok(names) => names,
@@ -365,13 +416,11 @@ async fn near_names(cluster: &Cluster, facts: &mut Facts) {
                     k
                 })
             } else {
-                Api::<ConfigMap>::namespaced(cluster.client.clone(), &ns).get_opt(&near).await.ok().flatten().map(
-                    |c| {
-                        let mut k: BTreeSet<String> = c.data.unwrap_or_default().into_keys().collect();
-                        k.extend(c.binary_data.unwrap_or_default().into_keys());
-                        k
-                    },
-                )
+                Api::<ConfigMap>::namespaced(cluster.client.clone(), &ns).get_opt(&near).await.ok().flatten().map(|c| {
+                    let mut k: BTreeSet<String> = c.data.unwrap_or_default().into_keys().collect();
+                    k.extend(c.binary_data.unwrap_or_default().into_keys());
+                    k
+                })
             };
             let Some(keys) = keys else { continue };
             facts.record(

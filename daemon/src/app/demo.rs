@@ -256,9 +256,8 @@ async fn wait_for_symptom(cluster: &Cluster, name: &str, timeout: Duration) {
     }
 }
 
-/// Scenario files to run: `only` by stem, else all but the healthy ones,
-/// those that touch cluster-scoped objects, and those without a Deployment or
-/// StatefulSet to heal (the object scenarios: Service, Ingress, claims, ...).
+/// Scenario files to run: `only` by stem, else those whose `Expect` document says `demo: true`
+/// (a short tour of the failure catalog; `kubemedic eval` runs them all).
 pub fn select(dir: &Path, only: &[String]) -> Result<Vec<(String, PathBuf)>, DemoError> {
     let read = |source| DemoError::Read { path: dir.to_owned(), source };
     let mut out = Vec::new();
@@ -269,11 +268,10 @@ pub fn select(dir: &Path, only: &[String]) -> Result<Vec<(String, PathBuf)>, Dem
         }
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
         let wanted = if only.is_empty() {
-            let heals_a_workload = std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|text| parse(&stem, &text).ok())
-                .is_some_and(|steps| workload(&steps).is_some());
-            !stem.starts_with("healthy-") && stem != "node-not-ready" && heals_a_workload
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| DemoError::Read { path: path.clone(), source })?;
+            let heals_a_workload = parse(&stem, &text).is_ok_and(|steps| workload(&steps).is_some());
+            heals_a_workload && super::eval::expectation(&stem, &text)?.is_some_and(|e| e.demo)
         } else {
             only.contains(&stem)
         };
@@ -486,6 +484,7 @@ mod tests {
         let all = select(&dir, &[]).unwrap();
         assert!(all.iter().any(|(s, _)| s == "image-pull-bad-tag"));
         assert!(all.iter().all(|(s, _)| !s.starts_with("healthy-") && s != "node-not-ready"));
+        assert!((5..=10).contains(&all.len()), "the demo is a short tour: {all:?}");
         for (name, path) in &all {
             let steps = parse(name, &std::fs::read_to_string(path).unwrap()).unwrap();
             assert!(workload(&steps).is_some(), "{name} has a workload");

@@ -78,6 +78,8 @@ pub struct Expect {
     pub outcome: Outcome,
     /// How long the failure may take to show.
     pub timeout: Duration,
+    /// `kubemedic demo` runs this scenario when no `--only` is given.
+    pub demo: bool,
 }
 
 /// The `Expect` document of a scenario file, if it has one.
@@ -122,7 +124,8 @@ pub fn expectation(file: &str, text: &str) -> Result<Option<Expect>, DemoError> 
         };
         let timeout =
             v.get("timeoutSeconds").and_then(Value::as_u64).map(Duration::from_secs).unwrap_or(DEFAULT_TIMEOUT);
-        found = Some(Expect { kind: kind.to_owned(), name: name.to_owned(), cause, outcome, timeout });
+        let demo = v.get("demo").and_then(Value::as_bool).unwrap_or(false);
+        found = Some(Expect { kind: kind.to_owned(), name: name.to_owned(), cause, outcome, timeout, demo });
     }
     Ok(found)
 }

@@ -244,8 +244,20 @@ pub fn analyze(facts: &Facts) -> Option<Finding> {
             .and_then(|(_, text)| super::logline::explaining_line(text).map(|l| truncate(l, 160)));
         let code = code.map(|c| format!("exit code {c}")).unwrap_or_else(|| reason.clone());
         let log_part = log.as_ref().map(|l| format!("; the log reports: {l:?}")).unwrap_or_default();
+        let several = facts.replica_sets.len() > 1 || facts.controller_revisions.len() > 1;
+        let whose = if several { "the new revision's container" } else { "container" };
         f.summary = format!("{w}: container {container} of revision {newest_rev} crash-loops ({code})");
-        f.root_cause = format!("the new revision's container {container} exits with {code}{log_part}{introduced}");
+        f.root_cause = format!("{whose} {container} exits with {code}{log_part}{introduced}");
+        if let Some(refusal) = log.as_deref().and_then(super::logline::forbidden) {
+            // The process says why: a permission it lacks. Name the rule; never grant it.
+            f.root_cause = format!("{}; {}", refusal.cause(), f.root_cause);
+            f.advice.push(format!(
+                "Grant {} to it if it should have this permission ({}); kubemedic never changes RBAC.",
+                refusal.cause().split(" may not").next().unwrap_or("the workload's identity"),
+                refusal.rule()
+            ));
+            f.chain.push(format!("apiserver: {}", refusal.cause()));
+        }
         f.chain.push(format!("pod {pod}: CrashLoopBackOff"));
         f.chain.push(format!("container {container} exits ({code})"));
         if let Some(l) = &log {

@@ -66,6 +66,13 @@ done
 echo "== cargo nextest"
 cargo nextest run --workspace --no-fail-fast "$@"
 
+echo "== diagnosis scorecard (kubemedic eval, must be 100 %)"
+# After the tests, alone: scenarios change shared objects (a Node's heartbeat) that tests running
+# beside them would feel. Verification's stability window is shortened to keep CI time down.
+printf 'state_dir: %s/eval\napprovals:\n  verify_stable_seconds: 10\n' "$STATE" > "$STATE/eval.yaml"
+"$CARGO_TARGET_DIR/debug/kubemedic" -c "$STATE/eval.yaml" eval tests/scenarios --jobs 6 --min-pass 100 \
+  2> "$STATE/eval.log"
+
 if compgen -G "tests/python/test_*.py" >/dev/null; then
   echo "== pytest"
   python -m pytest -q tests/python

@@ -109,6 +109,7 @@ pub fn init_telemetry(verbosity: Verbosity) -> Telemetry {
 }
 
 mod demo;
+pub mod eval;
 mod progress;
 mod run;
 
@@ -238,6 +239,45 @@ pub async fn demo(config: Config, options: DemoOptions) -> Result<ExitCode, AppE
     println!("\n{}", demo::table(&rows));
     let failed = rows.iter().any(|r| r.decision == "approved" && !r.verified);
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Options of `kubemedic eval`.
+pub struct EvalOptions {
+    pub scenarios: PathBuf,
+    pub only: Vec<String>,
+    /// Scenarios run at the same time.
+    pub jobs: usize,
+    /// Keep each scenario's namespace afterwards.
+    pub keep: bool,
+    /// Exit non-zero when fewer than this share (percent) of scenarios pass.
+    pub min_pass: f64,
+    pub json: bool,
+}
+
+/// `kubemedic eval`: the diagnosis scorecard over a directory of scenarios.
+pub async fn eval(config: Config, options: EvalOptions) -> Result<ExitCode, AppError> {
+    let files = eval::select(&options.scenarios, &options.only)?;
+    let prompts = Arc::new(prompts_or_builtin(&config.prompts_dir)?);
+    let cluster = Cluster::connect(&config.cluster).await?;
+    watch_secrets(&cluster, tokio_util::sync::CancellationToken::new()).await;
+    let deps = Deps::new(cluster.clone(), config.policy.clone(), config.agent.clone(), prompts)?;
+    let store: Arc<dyn Store> = Arc::new(crate::store::redb::RedbStore::open(&config.state_dir.join("eval"))?);
+    let audit = AuditLog::open(&config.state_dir)?;
+    let approvals = Arc::new(
+        Approvals::new(store, cluster.clone(), None, config.approvals.clone())
+            .with_policy(config.policy.clone())
+            .with_audit(audit),
+    );
+    let bench = eval::Bench { deps, cluster, approvals, keep: options.keep };
+    let rows = eval::run(&bench, files, options.jobs).await;
+    // The sink: root causes are cluster text.
+    let gate = crate::redact::gate();
+    if options.json {
+        println!("{}", gate.text(&serde_json::to_string_pretty(&rows)?));
+    } else {
+        println!("{}", gate.text(&eval::table(&rows)));
+    }
+    Ok(if eval::percent(&rows) + 1e-9 < options.min_pass { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// `kubemedic diagnose`.

@@ -60,6 +60,27 @@ enum Command {
         #[arg(long, value_parser = namespace_name)]
         namespace: Option<String>,
     },
+    /// The diagnosis scorecard: run every scenario with an `Expect` document, each in its own
+    /// namespace, apply the first proposal, check it healed; print a table.
+    Eval {
+        /// Directory of scenario manifests.
+        #[arg(default_value = "tests/scenarios")]
+        scenarios: PathBuf,
+        /// Only these scenarios (file stems).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Scenarios run at the same time.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+        /// Keep each scenario's namespace afterwards (to look at a miss).
+        #[arg(long)]
+        keep: bool,
+        /// Exit 1 when fewer than this percentage of scenarios pass.
+        #[arg(long, default_value_t = 100.0)]
+        min_pass: f64,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
     /// Diagnose one workload now: NAMESPACE/KIND/NAME.
     Diagnose {
         target: String,
@@ -134,6 +155,10 @@ fn main() -> ExitCode {
             Command::Mcp => app::mcp_stdio(config).await,
             Command::Demo { yes, only, scenarios, namespace } => {
                 app::demo(config, app::DemoOptions { yes, only, scenarios, namespace }).await
+            }
+            Command::Eval { scenarios, only, jobs, keep, min_pass, output } => {
+                let json = matches!(output, Output::Json);
+                app::eval(config, app::EvalOptions { scenarios, only, jobs, keep, min_pass, json }).await
             }
             Command::Diagnose { target, output } => {
                 app::diagnose(config, &target, matches!(output, Output::Json)).await

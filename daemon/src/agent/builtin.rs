@@ -3,6 +3,7 @@
 //! hands the facts to the analyzers of the failure catalog, and passes each
 //! proposed fix through [`crate::policy::prepare`].
 
+pub mod admission;
 pub mod analyze;
 pub mod batch;
 pub mod config;

@@ -32,7 +32,8 @@ use crate::model::signal::WorkloadRef;
 
 /// The namespace the demo works in unless told otherwise.
 pub const NAMESPACE: &str = "kubemedic-demo";
-const STEP_API_VERSION: &str = "scenario.kubemedic.io/v1";
+/// apiVersion of harness documents (steps and the scorecard's `Expect`), never applied.
+pub const STEP_API_VERSION: &str = "scenario.kubemedic.io/v1";
 const FIELD_MANAGER: &str = "kubemedic-demo";
 
 #[derive(Debug, thiserror::Error)]
@@ -78,12 +79,21 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Step>, DemoError> {
             steps.push(Step::Apply(v));
             continue;
         }
+        if kind == "Expect" {
+            // The scorecard's expectation (`kubemedic eval`), not a step.
+            continue;
+        }
         if kind != "WaitReady" {
             return Err(bad(format!("document {}: unknown step kind {kind}", i + 1)));
         }
         let target = v.get("target").and_then(Value::as_str).unwrap_or_default();
-        let Some((k, n)) = target.split_once('/').filter(|(k, _)| matches!(*k, "Deployment" | "StatefulSet")) else {
-            return Err(bad(format!("document {}: WaitReady needs target Deployment/NAME or StatefulSet/NAME", i + 1)));
+        let Some((k, n)) =
+            target.split_once('/').filter(|(k, _)| matches!(*k, "Deployment" | "StatefulSet" | "DaemonSet"))
+        else {
+            return Err(bad(format!(
+                "document {}: WaitReady needs target Deployment/NAME, StatefulSet/NAME or DaemonSet/NAME",
+                i + 1
+            )));
         };
         let secs = v.get("timeoutSeconds").and_then(Value::as_u64).unwrap_or(120);
         steps.push(Step::WaitReady { kind: k.to_owned(), name: n.to_owned(), timeout: Duration::from_secs(secs) });
@@ -107,7 +117,63 @@ fn kube_err(what: String) -> impl FnOnce(kube::Error) -> DemoError {
     move |source| DemoError::Kube { what, source }
 }
 
-async fn apply_object(cluster: &Cluster, ns: &str, mut obj: Value) -> Result<(), DemoError> {
+/// Server-side apply one scenario object into `ns` with `manager`. Cluster-scoped objects are
+/// applied only when `cluster_scoped_ok`; for them the result says whether the object existed
+/// before (a change the caller undoes) or was created (left in place: scenarios share them).
+pub async fn apply_object(
+    cluster: &Cluster,
+    ns: &str,
+    manager: &str,
+    mut obj: Value,
+    cluster_scoped_ok: bool,
+) -> Result<Option<bool>, DemoError> {
+    let (api, name, kind, namespaced) = dynamic_api(cluster, ns, &obj).await?;
+    if !namespaced && !cluster_scoped_ok {
+        return Err(DemoError::Scenario {
+            file: format!("{kind}/{name}"),
+            reason: "cluster-scoped objects are not applied by the demo".into(),
+        });
+    }
+    let existed = if namespaced {
+        obj["metadata"]["namespace"] = Value::from(ns);
+        None
+    } else {
+        Some(api.get_opt(&name).await.map_err(kube_err(format!("cannot read {kind} {name}")))?.is_some())
+    };
+    api.patch(&name, &PatchParams::apply(manager).force(), &Patch::Apply(&obj))
+        .await
+        .map_err(kube_err(format!("cannot apply {kind} {ns}/{name}")))?;
+    Ok(existed)
+}
+
+/// Whether applying `obj` would change a cluster-scoped object that already exists (a Node):
+/// a change other scenarios running at the same time would feel.
+pub async fn changes_shared_object(cluster: &Cluster, obj: &Value) -> Result<bool, DemoError> {
+    let (api, name, kind, namespaced) = dynamic_api(cluster, "default", obj).await?;
+    if namespaced {
+        return Ok(false);
+    }
+    Ok(api.get_opt(&name).await.map_err(kube_err(format!("cannot read {kind} {name}")))?.is_some())
+}
+
+/// Remove what `manager` set on a cluster-scoped object: apply it empty with the same manager.
+pub async fn undo_cluster_scoped(cluster: &Cluster, manager: &str, obj: &Value) -> Result<(), DemoError> {
+    let (api, name, kind, _) = dynamic_api(cluster, "", obj).await?;
+    let empty = serde_json::json!({
+        "apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": {"name": name},
+    });
+    api.patch(&name, &PatchParams::apply(manager).force(), &Patch::Apply(&empty))
+        .await
+        .map_err(kube_err(format!("cannot undo {kind} {name}")))?;
+    Ok(())
+}
+
+/// The API of an object's kind (namespaced into `ns` when the kind is), its name, kind and scope.
+async fn dynamic_api(
+    cluster: &Cluster,
+    ns: &str,
+    obj: &Value,
+) -> Result<(Api<DynamicObject>, String, String, bool), DemoError> {
     let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_owned();
     let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
     let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -115,25 +181,27 @@ async fn apply_object(cluster: &Cluster, ns: &str, mut obj: Value) -> Result<(),
     let (ar, caps) = kube::discovery::pinned_kind(&cluster.client, &GroupVersionKind::gvk(group, version, &kind))
         .await
         .map_err(kube_err(format!("cannot resolve {api_version} {kind}")))?;
-    if caps.scope != Scope::Namespaced {
-        return Err(DemoError::Scenario {
-            file: format!("{kind}/{name}"),
-            reason: "cluster-scoped objects are not applied by the demo".into(),
-        });
-    }
-    obj["metadata"]["namespace"] = Value::from(ns);
-    let api: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), ns, &ar);
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj))
-        .await
-        .map_err(kube_err(format!("cannot apply {kind} {ns}/{name}")))?;
-    Ok(())
+    let namespaced = caps.scope == Scope::Namespaced;
+    let api = if namespaced {
+        Api::namespaced_with(cluster.client.clone(), ns, &ar)
+    } else {
+        Api::all_with(cluster.client.clone(), &ar)
+    };
+    Ok((api, name, kind, namespaced))
 }
 
-async fn wait_ready(cluster: &Cluster, ns: &str, kind: &str, name: &str, timeout: Duration) -> Result<(), DemoError> {
+/// Wait until the Deployment or StatefulSet `ns/name` is rolled out and Ready.
+pub async fn wait_ready(
+    cluster: &Cluster,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<(), DemoError> {
     let target = crate::model::proposal::TargetRef {
         api_version: "apps/v1".into(),
         kind: kind.to_owned(),
-        namespace: ns.into(),
+        namespace: ns.to_owned(),
         name: name.to_owned(),
         resource_version: None,
         generation: None,
@@ -197,9 +265,8 @@ async fn wait_for_symptom(cluster: &Cluster, ns: &str, name: &str, timeout: Dura
     }
 }
 
-/// Scenario files to run: `only` by stem, else all but the healthy ones,
-/// those that touch cluster-scoped objects, and those without a Deployment or
-/// StatefulSet to heal (the object scenarios: Service, Ingress, claims, ...).
+/// Scenario files to run: `only` by stem, else those whose `Expect` document says `demo: true`
+/// (a short tour of the failure catalog; `kubemedic eval` runs them all).
 pub fn select(dir: &Path, only: &[String]) -> Result<Vec<(String, PathBuf)>, DemoError> {
     let read = |source| DemoError::Read { path: dir.to_owned(), source };
     let mut out = Vec::new();
@@ -210,11 +277,10 @@ pub fn select(dir: &Path, only: &[String]) -> Result<Vec<(String, PathBuf)>, Dem
         }
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
         let wanted = if only.is_empty() {
-            let heals_a_workload = std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|text| parse(&stem, &text).ok())
-                .is_some_and(|steps| workload(&steps, NAMESPACE).is_some());
-            !stem.starts_with("healthy-") && stem != "node-not-ready" && heals_a_workload
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| DemoError::Read { path: path.clone(), source })?;
+            let heals_a_workload = parse(&stem, &text).is_ok_and(|steps| workload(&steps, NAMESPACE).is_some());
+            heals_a_workload && super::eval::expectation(&stem, &text)?.is_some_and(|e| e.demo)
         } else {
             only.contains(&stem)
         };
@@ -293,7 +359,9 @@ pub async fn run(cx: Context<'_>, files: Vec<(String, PathBuf)>, yes: bool) -> R
         println!("\n== {name}: creating {workload}");
         for step in steps {
             match step {
-                Step::Apply(obj) => apply_object(&cluster, &ns, obj).await?,
+                Step::Apply(obj) => {
+                    apply_object(&cluster, &ns, FIELD_MANAGER, obj, false).await?;
+                }
                 Step::WaitReady { kind, name: w, timeout } => wait_ready(&cluster, &ns, &kind, &w, timeout).await?,
             }
         }
@@ -448,6 +516,7 @@ mod tests {
         let all = select(&dir, &[]).unwrap();
         assert!(all.iter().any(|(s, _)| s == "image-pull-bad-tag"));
         assert!(all.iter().all(|(s, _)| !s.starts_with("healthy-") && s != "node-not-ready"));
+        assert!((5..=10).contains(&all.len()), "the demo is a short tour: {all:?}");
         for (name, path) in &all {
             let steps = parse(name, &std::fs::read_to_string(path).unwrap()).unwrap();
             assert!(workload(&steps, NAMESPACE).is_some(), "{name} has a workload");

@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, PodSpec, PodTemplateSpec, Secret};
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, LimitRange, Node, Pod, PodSpec, PodTemplateSpec, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams, LogParams};
 use serde_json::{Value, json};
@@ -29,6 +29,8 @@ pub struct Facts {
     pub template: Option<PodTemplateSpec>,
     /// ReplicaSets owned by the Deployment, newest revision first.
     pub replica_sets: Vec<ReplicaSet>,
+    /// ControllerRevisions owned by a StatefulSet or DaemonSet, newest revision first.
+    pub controller_revisions: Vec<ControllerRevision>,
     pub pods: Vec<Pod>,
     /// Events of the workload, its ReplicaSets and pods, oldest first.
     pub events: Vec<Event>,
@@ -37,6 +39,10 @@ pub struct Facts {
     pub secrets: BTreeMap<String, Option<BTreeSet<String>>>,
     /// Referenced ConfigMaps: name → key names (`None` = does not exist).
     pub config_maps: BTreeMap<String, Option<BTreeSet<String>>>,
+    /// A referenced Secret or ConfigMap that does not exist → the existing object of that kind
+    /// in the namespace whose name is close enough to be the one meant: (kind, missing) → name.
+    /// The near object's key names are in `secrets` / `config_maps` like any other.
+    pub near_names: BTreeMap<(String, String), String>,
     /// `pod/container` → last lines of the previous (crashed) instance's log.
     pub logs: BTreeMap<String, String>,
     /// Node → (cpu cores, memory bytes) requested by every non-terminal pod
@@ -58,11 +64,13 @@ impl Facts {
             deployment: None,
             template: None,
             replica_sets: Vec::new(),
+            controller_revisions: Vec::new(),
             pods: Vec::new(),
             events: Vec::new(),
             nodes: Vec::new(),
             secrets: BTreeMap::new(),
             config_maps: BTreeMap::new(),
+            near_names: BTreeMap::new(),
             logs: BTreeMap::new(),
             node_requested: BTreeMap::new(),
             related: Vec::new(),
@@ -179,6 +187,21 @@ pub async fn gather(cluster: &Cluster, target: &WorkloadRef, log_lines: i64) -> 
             owned_uids.extend(owned.iter().filter_map(|rs| rs.metadata.uid.clone()));
             facts.replica_sets = owned;
         }
+        if matches!(info.kind, "StatefulSet" | "DaemonSet") {
+            let cr_api: Api<ControllerRevision> = Api::namespaced(client.clone(), ns);
+            match cr_api.list(&lp).await {
+                Ok(list) => {
+                    let mut owned: Vec<ControllerRevision> = list
+                        .items
+                        .into_iter()
+                        .filter(|r| r.metadata.owner_references.iter().flatten().any(|o| o.uid == uid))
+                        .collect();
+                    owned.sort_by_key(|r| std::cmp::Reverse(r.revision));
+                    facts.controller_revisions = owned;
+                }
+                Err(e) => facts.gaps.push(Gap::unread("controllerrevisions", target::describe(&e))),
+            }
+        }
         let list = pods_api.list(&lp).await.map_err(read_err(format!("pods of {target}")))?;
         facts.pods = list
             .items
@@ -199,6 +222,14 @@ pub async fn gather(cluster: &Cluster, target: &WorkloadRef, log_lines: i64) -> 
     facts.record("describe_workload", describe_args.clone(), describe);
     if info.kind == "Deployment" {
         let history = history_finding(&facts.replica_sets);
+        facts.record("rollout_history", describe_args.clone(), history);
+    } else if !facts.controller_revisions.is_empty() {
+        let history = facts
+            .controller_revisions
+            .iter()
+            .map(|r| format!("revision {} ({})", r.revision, r.metadata.name.clone().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(", ");
         facts.record("rollout_history", describe_args.clone(), history);
     }
 
@@ -233,6 +264,29 @@ pub async fn gather(cluster: &Cluster, target: &WorkloadRef, log_lines: i64) -> 
             );
         }
         Err(e) => facts.gaps.push(Gap::unread("events", target::describe(&e))),
+    }
+
+    // A LimitRange refusing pods is not named by the refusal: list the namespace's LimitRanges.
+    let limit_refused = facts.events.iter().any(|e| {
+        e.reason.as_deref() == Some("FailedCreate") && e.message.as_deref().is_some_and(|m| m.contains(" usage per "))
+    });
+    if limit_refused {
+        match Api::<LimitRange>::namespaced(client.clone(), ns).list(&ListParams::default()).await {
+            Ok(list) => {
+                let names: Vec<String> = list.items.iter().filter_map(|l| l.metadata.name.clone()).collect();
+                facts.record(
+                    "list_resources",
+                    json!({"namespace": ns, "kind": "LimitRange"}),
+                    format!("LimitRanges in {ns}: {}", names.join(", ")),
+                );
+                for l in list.items {
+                    let mut v = serde_json::to_value(l).unwrap_or_default();
+                    v["kind"] = json!("LimitRange");
+                    facts.related.push(v);
+                }
+            }
+            Err(e) => facts.gaps.push(Gap::unread("limitranges", target::describe(&e))),
+        }
     }
 
     // Nodes, for scheduling questions.
@@ -318,6 +372,71 @@ async fn gather_refs(cluster: &Cluster, facts: &mut Facts, describe_args: &Value
             let args = json!({"namespace": ns, "kind": "ConfigMap", "name": name});
             let line = lines.iter().find(|l| l.contains(&format!("ConfigMap {name} "))).cloned().unwrap_or_default();
             facts.record("get_resource", args, line);
+        }
+    }
+    near_names(cluster, facts).await;
+}
+
+/// For each referenced Secret or ConfigMap that does not exist, the existing one whose name is a
+/// near miss (names only are listed; of the near object, key names only are read).
+async fn near_names(cluster: &Cluster, facts: &mut Facts) {
+    let ns = facts.target.namespace.clone();
+    let missing = |m: &BTreeMap<String, Option<BTreeSet<String>>>| {
+        m.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.clone()).collect::<Vec<_>>()
+    };
+    let wanted = [("Secret", missing(&facts.secrets)), ("ConfigMap", missing(&facts.config_maps))];
+    for (kind, names) in wanted {
+        if names.is_empty() {
+            continue;
+        }
+        let listed = if kind == "Secret" {
+            Api::<Secret>::namespaced(cluster.client.clone(), &ns)
+                .list_metadata(&ListParams::default())
+                .await
+                .map(|l| l.items.into_iter().filter_map(|o| o.metadata.name).collect::<Vec<_>>())
+        } else {
+            Api::<ConfigMap>::namespaced(cluster.client.clone(), &ns)
+                .list_metadata(&ListParams::default())
+                .await
+                .map(|l| l.items.into_iter().filter_map(|o| o.metadata.name).collect::<Vec<_>>())
+        };
+        let existing = match listed {
+            Ok(names) => names,
+            Err(e) => {
+                facts.gaps.push(Gap::unread(format!("{} names", kind.to_ascii_lowercase()), target::describe(&e)));
+                continue;
+            }
+        };
+        for name in names {
+            let Some(near) = super::config::closest_key(&name, &existing).cloned() else { continue };
+            let keys = if kind == "Secret" {
+                Api::<Secret>::namespaced(cluster.client.clone(), &ns).get_opt(&near).await.ok().flatten().map(|s| {
+                    let mut k: BTreeSet<String> = s.data.unwrap_or_default().into_keys().collect();
+                    k.extend(s.string_data.unwrap_or_default().into_keys());
+                    k
+                })
+            } else {
+                Api::<ConfigMap>::namespaced(cluster.client.clone(), &ns).get_opt(&near).await.ok().flatten().map(|c| {
+                    let mut k: BTreeSet<String> = c.data.unwrap_or_default().into_keys().collect();
+                    k.extend(c.binary_data.unwrap_or_default().into_keys());
+                    k
+                })
+            };
+            let Some(keys) = keys else { continue };
+            facts.record(
+                "list_resources",
+                json!({"namespace": ns, "kind": kind}),
+                format!(
+                    "{kind} {name} does not exist; {kind} {near} does, with keys [{}] (values not read)",
+                    keys.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
+            if kind == "Secret" {
+                facts.secrets.insert(near.clone(), Some(keys));
+            } else {
+                facts.config_maps.insert(near.clone(), Some(keys));
+            }
+            facts.near_names.insert((kind.to_owned(), name), near);
         }
     }
 }

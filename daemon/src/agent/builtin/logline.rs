@@ -111,3 +111,77 @@ mod tests {
         assert_eq!(explaining_line(""), None);
     }
 }
+
+/// An apiserver RBAC refusal quoted in a log line: who, which verb on which resource, where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forbidden {
+    pub user: String,
+    pub verb: String,
+    pub resource: String,
+    pub group: String,
+    /// `None`: at the cluster scope.
+    pub namespace: Option<String>,
+}
+
+impl Forbidden {
+    /// The refusal as a root cause, naming the rule that is missing.
+    pub fn cause(&self) -> String {
+        let who = match self.user.strip_prefix("system:serviceaccount:").and_then(|s| s.split_once(':')) {
+            Some((ns, name)) => format!("ServiceAccount {ns}/{name}"),
+            None => format!("user {}", self.user),
+        };
+        let group = if self.group.is_empty() { "core".to_owned() } else { self.group.clone() };
+        let scope = match &self.namespace {
+            Some(ns) => format!("in namespace {ns}"),
+            None => "at the cluster scope".to_owned(),
+        };
+        format!("{who} may not {} {} (API group {group}) {scope}: the RBAC rule is missing", self.verb, self.resource)
+    }
+
+    /// The rule that would allow it, for a human to grant (never granted automatically).
+    pub fn rule(&self) -> String {
+        let binding =
+            if self.namespace.is_some() { "a Role and RoleBinding" } else { "a ClusterRole and ClusterRoleBinding" };
+        format!(
+            "{binding} with rule {{apiGroups: [\"{}\"], resources: [\"{}\"], verbs: [\"{}\"]}}",
+            self.group, self.resource, self.verb
+        )
+    }
+}
+
+/// The RBAC refusal in `line`, as client-go and kubectl print it.
+pub fn forbidden(line: &str) -> Option<Forbidden> {
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"User \\?"([^"\\]+)\\?" cannot (\w+) resource \\?"([^"\\]+)\\?" in API group \\?"([^"\\]*)\\?"(?: in the namespace \\?"([^"\\]+)\\?")?"#,
+        )
+        .expect("static regex")
+    });
+    let c = RE.captures(line)?;
+    Some(Forbidden {
+        user: c[1].to_owned(),
+        verb: c[2].to_owned(),
+        resource: c[3].to_owned(),
+        group: c[4].to_owned(),
+        namespace: c.get(5).map(|m| m.as_str().to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod forbidden_tests {
+    use super::*;
+
+    #[test]
+    fn reads_client_go_refusals() {
+        let f = forbidden(r#"E1204 watch.go:88] failed to list *v1.Pod: pods is forbidden: User "system:serviceaccount:shop:sync" cannot list resource "pods" in API group "" at the cluster scope"#).unwrap();
+        assert_eq!(
+            f.cause(),
+            "ServiceAccount shop/sync may not list pods (API group core) at the cluster scope: the RBAC rule is missing"
+        );
+        assert!(f.rule().starts_with("a ClusterRole and ClusterRoleBinding with rule {apiGroups: [\"\"], resources: [\"pods\"], verbs: [\"list\"]}"));
+        let f = forbidden(r#"deployments.apps is forbidden: User "alice" cannot patch resource "deployments" in API group "apps" in the namespace "web""#).unwrap();
+        assert_eq!(f.namespace.as_deref(), Some("web"));
+        assert!(f.cause().starts_with("user alice may not patch deployments (API group apps) in namespace web"));
+        assert!(forbidden("error: connection refused").is_none());
+    }
+}

@@ -4,7 +4,7 @@
 //! ReplicaSet has ready or available pods), done the way `kubectl rollout
 //! undo` does it: the Deployment's pod template becomes that ReplicaSet's.
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
 use serde_json::{Map, Value, json};
 
 use super::analyze::{
@@ -96,6 +96,79 @@ fn rollback(facts: &Facts, good: &ReplicaSet, because: &str) -> Option<ProposalD
     Some(draft)
 }
 
+/// The newest earlier ControllerRevision of a StatefulSet or DaemonSet whose pods ran, its pod
+/// template, and how that is known: ready pods still at that revision, or (StatefulSet) the
+/// controller's `currentRevision` while an update to a newer one is under way; failing both,
+/// when the update replaced every pod, the revision just before it, said to be unverified.
+fn revision_that_ran(facts: &Facts) -> Option<(&ControllerRevision, Value, String)> {
+    let update = facts.object.pointer("/status/updateRevision").and_then(Value::as_str);
+    let current = facts.object.pointer("/status/currentRevision").and_then(Value::as_str);
+    let newest = facts.controller_revisions.first()?;
+    let previous = facts.controller_revisions.iter().map(|r| r.revision).filter(|r| *r < newest.revision).max();
+    let previous = previous.unwrap_or(-1);
+    facts.controller_revisions.iter().skip(1).filter(|r| r.revision < newest.revision).find_map(|r| {
+        let name = r.metadata.name.clone().unwrap_or_default();
+        let ready_pods = facts
+            .pods
+            .iter()
+            .filter(|p| pod_ready(p))
+            .filter(|p| {
+                let label = p.metadata.labels.as_ref().and_then(|l| l.get("controller-revision-hash"));
+                label.is_some_and(|h| *h == name)
+            })
+            .count();
+        let why = if ready_pods > 0 {
+            format!("{ready_pods} ready pod(s) still run it")
+        } else if current == Some(name.as_str()) && update != Some(name.as_str()) {
+            "it is the controller's current revision; the update to the newer one never completed".to_owned()
+        } else if current == update && r.revision == previous {
+            // Every pod was replaced (Parallel, or a completed update): the controller keeps no
+            // record of whether the previous revision's pods ran. Offered as what it is.
+            "it is the revision before the update, which replaced every pod; the controller does not record \
+             whether its pods ran, so check before approving"
+                .to_owned()
+        } else {
+            return None;
+        };
+        let mut template = r.data.as_ref()?.0.pointer("/spec/template")?.clone();
+        template.as_object_mut()?.remove("$patch");
+        Some((r, template, why))
+    })
+}
+
+/// The rollback of a StatefulSet or DaemonSet to a ControllerRevision's template, as
+/// `kubectl rollout undo` does it.
+fn controller_rollback(
+    facts: &Facts,
+    rev: &ControllerRevision,
+    template: &Value,
+    because: &str,
+    why: &str,
+) -> Option<ProposalDraft> {
+    let current = facts.object.pointer("/spec/template")?;
+    let diff = merge_diff(current, template);
+    if diff.as_object().is_some_and(Map::is_empty) {
+        return None;
+    }
+    let w = &facts.target;
+    let mut draft = ProposalDraft::patch(
+        &w.kind,
+        &w.namespace,
+        &w.name,
+        PatchType::Merge,
+        json!({"spec": {"template": diff}}),
+        &format!(
+            "{because} Revision {} (ControllerRevision {}) ran: {why}; rolling the pod template back to it is what \
+             `kubectl rollout undo --to-revision={}` does.",
+            rev.revision,
+            rev.metadata.name.clone().unwrap_or_default(),
+            rev.revision
+        ),
+    );
+    draft.risk = Some(Risk::Medium);
+    Some(draft)
+}
+
 /// Failures tied to the newest revision.
 pub fn analyze(facts: &Facts) -> Option<Finding> {
     let dep = facts.deployment.as_ref();
@@ -171,8 +244,20 @@ pub fn analyze(facts: &Facts) -> Option<Finding> {
             .and_then(|(_, text)| super::logline::explaining_line(text).map(|l| truncate(l, 160)));
         let code = code.map(|c| format!("exit code {c}")).unwrap_or_else(|| reason.clone());
         let log_part = log.as_ref().map(|l| format!("; the log reports: {l:?}")).unwrap_or_default();
+        let several = facts.replica_sets.len() > 1 || facts.controller_revisions.len() > 1;
+        let whose = if several { "the new revision's container" } else { "container" };
         f.summary = format!("{w}: container {container} of revision {newest_rev} crash-loops ({code})");
-        f.root_cause = format!("the new revision's container {container} exits with {code}{log_part}{introduced}");
+        f.root_cause = format!("{whose} {container} exits with {code}{log_part}{introduced}");
+        if let Some(refusal) = log.as_deref().and_then(super::logline::forbidden) {
+            // The process says why: a permission it lacks. Name the rule; never grant it.
+            f.root_cause = format!("{}; {}", refusal.cause(), f.root_cause);
+            f.advice.push(format!(
+                "Grant {} to it if it should have this permission ({}); kubemedic never changes RBAC.",
+                refusal.cause().split(" may not").next().unwrap_or("the workload's identity"),
+                refusal.rule()
+            ));
+            f.chain.push(format!("apiserver: {}", refusal.cause()));
+        }
         f.chain.push(format!("pod {pod}: CrashLoopBackOff"));
         f.chain.push(format!("container {container} exits ({code})"));
         if let Some(l) = &log {
@@ -193,6 +278,60 @@ pub fn analyze(facts: &Facts) -> Option<Finding> {
         f.confidence = if good.is_some() { 0.8 } else { 0.5 };
     }
 
+    if matches!(w.kind.as_str(), "StatefulSet" | "DaemonSet") {
+        match revision_that_ran(facts) {
+            Some((rev, template, why)) => {
+                f.chain.push(format!("revision {} ran ({why})", rev.revision));
+                f.evidence.push(Evidence {
+                    tool: "rollout_history".into(),
+                    args: json!({"namespace": w.namespace, "kind": w.kind, "name": w.name}),
+                    finding: format!("revision {} ran: {why}", rev.revision),
+                });
+                match controller_rollback(facts, rev, &template, &format!("{}.", f.root_cause), &why) {
+                    Some(d) => {
+                        f.confidence = f.confidence.max(0.8);
+                        f.drafts.push(d);
+                        if w.kind == "StatefulSet"
+                            && facts.object.pointer("/spec/podManagementPolicy").and_then(Value::as_str)
+                                != Some("Parallel")
+                        {
+                            // OrderedReady does not replace a pod that never became ready.
+                            let stuck: Vec<String> =
+                                facts.pods.iter().filter(|p| !pod_ready(p)).map(pod_name).collect();
+                            // The pods to delete once the template is back: a further step the approver
+                            // sees as a proposal of its own, after the rollback.
+                            for pod in stuck {
+                                let mut d = ProposalDraft::patch(
+                                    "Pod",
+                                    &w.namespace,
+                                    &pod,
+                                    PatchType::Merge,
+                                    Value::Null,
+                                    &format!(
+                                        "Step 2, after the rollback of {w}: with podManagementPolicy OrderedReady \
+                                         the controller waits for pod {pod} to become ready before it replaces it, \
+                                         so the template fix alone does not reach it; deleting it lets the \
+                                         controller recreate it from the rolled-back template."
+                                    ),
+                                );
+                                d.action = crate::approvals::Action::Delete;
+                                d.risk = Some(Risk::Medium);
+                                f.drafts.push(d);
+                            }
+                        }
+                    }
+                    None => f.advice.push(format!(
+                        "The pod template already equals revision {}; the failure is not in the template.",
+                        rev.revision
+                    )),
+                }
+            }
+            None => f.advice.push(format!(
+                "No earlier revision of {w} is known to have run; fix the pod template (image, command) by hand."
+            )),
+        }
+        return Some(f);
+    }
     if facts.deployment.is_none() {
         f.advice.push(format!(
             "{} keeps its revision history in ControllerRevisions; roll back with `kubectl rollout undo {}/{} -n {}` \

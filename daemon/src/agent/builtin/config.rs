@@ -121,7 +121,7 @@ pub fn analyze(facts: &Facts) -> Option<Finding> {
     let mut f = Finding { confidence: if symptom.is_some() { 0.95 } else { 0.7 }, ..Default::default() };
     // (container list, container) → the env entries to merge (by name), and the whole new envFrom list.
     let mut fixes: BTreeMap<(&'static str, String), Vec<serde_json::Value>> = BTreeMap::new();
-    let mut env_from_fixes: BTreeMap<(&'static str, String), BTreeMap<usize, (String, String)>> = BTreeMap::new();
+    let mut env_from_fixes: BTreeMap<(&'static str, String), EnvFromFix> = BTreeMap::new();
     let mut volume_fixes: Vec<serde_json::Value> = Vec::new();
     let mut causes = Vec::new();
     let mut to_create: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
@@ -293,6 +293,9 @@ pub fn analyze(facts: &Facts) -> Option<Finding> {
     }
     Some(f)
 }
+
+/// envFrom entries of one container to rename: index → (kind, existing name).
+type EnvFromFix = BTreeMap<usize, (String, String)>;
 
 /// Where a whole missing object is referenced.
 #[derive(Debug)]

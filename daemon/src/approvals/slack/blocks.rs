@@ -171,7 +171,15 @@ pub fn proposal_blocks(p: &Proposal, ctx: Context<'_>) -> Value {
     }
     blocks.push(json!({
         "type": "context",
-        "elements": [mrkdwn(&format!("proposal `{}` · {}", escape(&p.id), p.state.as_str()), FIELD_MAX)]
+        "elements": [mrkdwn(
+            &format!(
+                "proposal `{}` · {} · digest `{}`",
+                escape(&p.id),
+                p.state.as_str(),
+                escape(crate::approvals::seal::short(p.digest.as_deref().unwrap_or("none")))
+            ),
+            FIELD_MAX
+        )]
     }));
     Value::Array(blocks)
 }
@@ -273,6 +281,7 @@ mod tests {
             requested_by: "rule:test".into(),
             ..Proposal::new("local", target, action, created, jiff::SignedDuration::from_hours(1))
         };
+        let p = Proposal { digest: Some(crate::approvals::seal::digest(&p)), ..p };
         let d = Diagnosis {
             incident_id: None,
             workload: WorkloadRef::new("Deployment", "shop", "web"),

@@ -59,6 +59,8 @@ const ALL_FEATURES: &[&str] = &[
     "secrets.llm=kubemedic-llm",
     "--set",
     "secrets.approvalKey=kubemedic-approval-key",
+    "--set",
+    "secrets.nats=kubemedic-nats",
 ];
 
 #[tokio::test]
@@ -81,6 +83,7 @@ async fn chart_lints_strict_and_renders_valid_manifests() {
     // No secret value is rendered: credentials are references to existing Secrets.
     assert!(rendered.contains("secretKeyRef"));
     assert!(rendered.contains("KUBEMEDIC_APPROVAL_KEY") && rendered.contains("kubemedic-approval-key"), "approval key wired");
+    assert!(rendered.contains("NATS_PASSWORD") && rendered.contains("secretName: kubemedic-nats"), "NATS credentials wired");
     assert!(!rendered.contains("kind: Secret\n"), "the chart must not create Secrets");
     for needle in [
         "readOnlyRootFilesystem: true",

@@ -483,8 +483,11 @@ impl Approvals {
         };
         let diagnosis = lock(&self.context).get(&p.id).cloned();
         let mentions = self.slack_approvers.as_ref().map(|a| a.mentions());
-        let ctx =
-            blocks::Context { incident: incident.as_ref(), diagnosis: diagnosis.as_ref(), approvers: mentions.as_deref() };
+        let ctx = blocks::Context {
+            incident: incident.as_ref(),
+            diagnosis: diagnosis.as_ref(),
+            approvers: mentions.as_deref(),
+        };
         (blocks::message_text(p), blocks::proposal_blocks(p, ctx))
     }
 

@@ -127,7 +127,7 @@ impl NatsConfig {
         ];
         if methods.iter().filter(|m| **m).count() > 1 {
             return Err(
-                "nats: set at most one of credentials_file, nkey_seed_file, user (+ password_env) and token_env".into()
+                "nats: set at most one of credentials_file, nkey_seed_file, user (+ password_env) and token_env".into(),
             );
         }
         if self.user.is_some() != self.password_env.is_some() {
@@ -335,6 +335,9 @@ mod tests {
         parse("url: nats://x\nnkey_seed_file: /s\n").unwrap();
         assert!(parse("url: nats://x\nuser: km\n").unwrap_err().contains("go together"));
         assert!(parse("url: nats://x\nuser: km\npassword_env: P\ntoken_env: T\n").unwrap_err().contains("at most one"));
-        assert!(serde_yaml_ng::from_str::<NatsConfig>("url: x\npassword: hunter2\n").is_err(), "no password in the file");
+        assert!(
+            serde_yaml_ng::from_str::<NatsConfig>("url: x\npassword: hunter2\n").is_err(),
+            "no password in the file"
+        );
     }
 }

@@ -121,9 +121,15 @@ async fn slack_interactions(State(s): State<AppState>, headers: HeaderMap, body:
     let approvals = s.approvals.clone();
     let principal = approvals.slack_principal(&click.user).await;
     let pre = if !principal.role.is_some_and(|r| r >= Role::Approver) {
-        Some(("not mapped to the approver role in slack.approvers", "You do not hold the approver role in kubemedic (slack.approvers); nothing was changed."))
+        Some((
+            "not mapped to the approver role in slack.approvers",
+            "You do not hold the approver role in kubemedic (slack.approvers); nothing was changed.",
+        ))
     } else if click.digest.is_none() {
-        Some(("the click carries no content digest", "This button does not say which content it approves (an old or forged message); nothing was changed."))
+        Some((
+            "the click carries no content digest",
+            "This button does not say which content it approves (an old or forged message); nothing was changed.",
+        ))
     } else {
         None
     };

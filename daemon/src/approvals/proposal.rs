@@ -379,7 +379,12 @@ mod tests {
             content_digest: None,
         };
         let mut p = Proposal::new("c", t, Action::Delete, now, jiff::SignedDuration::from_secs(60));
-        for (by, who) in [("alice (http)", "alice"), ("rule:crashloop", "rule:crashloop"), ("bob", "bob"), ("a (b) (stdio)", "a (b)")] {
+        for (by, who) in [
+            ("alice (http)", "alice"),
+            ("rule:crashloop", "rule:crashloop"),
+            ("bob", "bob"),
+            ("a (b) (stdio)", "a (b)"),
+        ] {
             p.requested_by = by.into();
             assert_eq!(p.requester(), who);
         }

@@ -156,7 +156,11 @@ impl ApprovalKey {
     pub fn process_default() -> Self {
         static KEY: std::sync::OnceLock<ApprovalKey> = std::sync::OnceLock::new();
         KEY.get_or_init(|| {
-            match std::env::var(KEY_ENV).ok().filter(|v| !v.trim().is_empty()).map(|v| Self::from_bytes(v.trim().as_bytes())) {
+            match std::env::var(KEY_ENV)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| Self::from_bytes(v.trim().as_bytes()))
+            {
                 Some(Ok(k)) => k,
                 _ => Self::random(),
             }

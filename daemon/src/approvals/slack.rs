@@ -79,9 +79,11 @@ impl SlackConfig {
     /// What serde cannot check: a mapping that names at least one approver.
     pub fn validate(&self) -> Result<(), String> {
         match &self.approvers {
-            None => Err("slack.approvers is required when Slack is enabled: map Slack user ids (users: {U123: approver}) \
+            None => {
+                Err("slack.approvers is required when Slack is enabled: map Slack user ids (users: {U123: approver}) \
                  and/or user-group ids (groups: {S456: approver}) to roles, or anyone in the channel could approve"
-                .into()),
+                    .into())
+            }
             Some(a) => a.validate().map_err(|e| format!("slack.approvers: {e}")),
         }
     }
@@ -301,9 +303,9 @@ impl SlackClient {
         loop {
             let request = self.http.post(&url).bearer_auth(self.token.expose());
             let request = match &form_body {
-                Some(f) => request
-                    .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(f.clone()),
+                Some(f) => {
+                    request.header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(f.clone())
+                }
                 None => request.json(body),
             };
             let sent = request.send().await;

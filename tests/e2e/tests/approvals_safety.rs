@@ -154,7 +154,9 @@ async fn an_approved_proposal_forged_into_the_store_is_not_applied_on_resume() {
             p.id = id;
             p.digest = Some(kubemedic::approvals::seal::digest(&p));
             let now = jiff::Timestamp::now();
-            for (from, to) in [(ProposalState::Proposed, ProposalState::Pending), (ProposalState::Pending, ProposalState::Approved)] {
+            for (from, to) in
+                [(ProposalState::Proposed, ProposalState::Pending), (ProposalState::Pending, ProposalState::Approved)]
+            {
                 p.history.push(Transition { from, to, at: now, by: APPROVER.into(), note: String::new() });
             }
             p.state = ProposalState::Approved;

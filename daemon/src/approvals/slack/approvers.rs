@@ -84,9 +84,7 @@ impl ApproversConfig {
 }
 
 fn is_id(id: &str, first: &[char]) -> bool {
-    id.len() >= 3
-        && id.starts_with(first)
-        && id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    id.len() >= 3 && id.starts_with(first) && id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// A Slack user as the approval rules see them.
@@ -162,7 +160,8 @@ impl SlackApprovers {
 
     /// The card's "who may approve": mentions of mapped users and groups holding the approver role.
     pub fn mentions(&self) -> String {
-        let users = self.config.users.iter().filter(|(_, e)| e.role() >= Role::Approver).map(|(u, _)| format!("<@{u}>"));
+        let users =
+            self.config.users.iter().filter(|(_, e)| e.role() >= Role::Approver).map(|(u, _)| format!("<@{u}>"));
         let groups = self
             .config
             .groups
@@ -183,7 +182,9 @@ mod tests {
 
     #[test]
     fn mapping_forms_and_validation() {
-        let c = parse("users: {U1AAA: approver, U2BBB: {role: admin, identity: alice}, U3CCC: viewer}\ngroups: {S9ONCALL: approver}\n");
+        let c = parse(
+            "users: {U1AAA: approver, U2BBB: {role: admin, identity: alice}, U3CCC: viewer}\ngroups: {S9ONCALL: approver}\n",
+        );
         c.validate().unwrap();
         let a = SlackApprovers::new(c);
         assert_eq!(a.identity("U2BBB"), "alice");

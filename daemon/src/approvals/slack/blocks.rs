@@ -313,7 +313,11 @@ mod tests {
 
     fn golden_set() -> Value {
         let (mut p, d) = fixed();
-        let ctx = Context { incident: None, diagnosis: Some(&d), approvers: Some("<@U0APPROVER>, members of <!subteam^S0ONCALL>") };
+        let ctx = Context {
+            incident: None,
+            diagnosis: Some(&d),
+            approvers: Some("<@U0APPROVER>, members of <!subteam^S0ONCALL>"),
+        };
         let now = p.created_at;
         p.state = ProposalState::Pending;
         let pending = proposal_blocks(&p, ctx);

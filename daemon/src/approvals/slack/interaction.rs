@@ -155,7 +155,13 @@ mod tests {
         let a = parse(body.as_bytes()).unwrap().unwrap();
         assert_eq!(
             a.click(),
-            Some(Click { proposal_id: "p 1".into(), digest: None, approve: true, user: "U1".into(), channel: Some("C1".into()) })
+            Some(Click {
+                proposal_id: "p 1".into(),
+                digest: None,
+                approve: true,
+                user: "U1".into(),
+                channel: Some("C1".into())
+            })
         );
     }
 

@@ -120,7 +120,7 @@ async fn slack_interactions(State(s): State<AppState>, headers: HeaderMap, body:
     let Some(click) = click else { return StatusCode::OK.into_response() };
     let approvals = s.approvals.clone();
     let principal = approvals.slack_principal(&click.user).await;
-    let pre = if !principal.role.is_some_and(|r| r >= Role::Approver) {
+    let pre = if principal.role.is_none_or(|r| r < Role::Approver) {
         Some((
             "not mapped to the approver role in slack.approvers",
             "You do not hold the approver role in kubemedic (slack.approvers); nothing was changed.",

@@ -193,8 +193,10 @@ pub async fn mcp_stdio(config: Config) -> Result<ExitCode, AppError> {
             }
         },
     };
+    let seal_key = crate::approvals::seal::ApprovalKey::load(&config.state_dir)?;
     let approvals: Option<Arc<dyn ProposalSink>> = store.clone().map(|store| {
         let a = Approvals::new(store, cluster.clone(), None, config.approvals.clone())
+            .with_seal_key(seal_key.clone())
             .with_audit(audit.clone())
             .with_policy(config.policy.clone());
         Arc::new(a) as Arc<dyn ProposalSink>
@@ -355,7 +357,37 @@ pub async fn decide(url: &str, proposal: &str, approve: bool) -> Result<ExitCode
     let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
     let base = url.trim_end_matches('/');
     let verb = if approve { "approve" } else { "reject" };
-    let resp = http.post(format!("{base}/api/proposals/{proposal}/{verb}")).bearer_auth(token.trim()).send().await?;
+    // Read what is being decided and send its digest: the daemon refuses the decision if the
+    // stored change is no longer the one shown here.
+    let resp = http.get(format!("{base}/api/proposals/{proposal}")).bearer_auth(token.trim()).send().await?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let msg = body.get("error").and_then(|e| e.as_str()).unwrap_or("no detail");
+        return Err(format!("cannot read proposal {proposal} ({status}): {msg}").into());
+    }
+    let shown: Proposal = resp.json().await?;
+    let digest = shown
+        .digest
+        .clone()
+        .filter(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or("the proposal carries no valid content digest; refusing to decide blind")?;
+    let t = &shown.target;
+    println!(
+        "proposal {} ({}): {} {}/{} in {}; digest {digest}\n{}",
+        shown.id,
+        shown.state.as_str(),
+        t.kind,
+        t.namespace,
+        t.name,
+        shown.cluster,
+        shown.diff
+    );
+    let resp = http
+        .post(format!("{base}/api/proposals/{proposal}/{verb}?digest={digest}"))
+        .bearer_auth(token.trim())
+        .send()
+        .await?;
     let status = resp.status();
     let body: serde_json::Value = resp.json().await.unwrap_or_default();
     if !status.is_success() {

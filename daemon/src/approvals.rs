@@ -14,6 +14,7 @@ pub mod apply;
 pub mod http;
 pub mod precondition;
 pub mod proposal;
+pub mod seal;
 pub mod slack;
 pub mod verify;
 
@@ -59,6 +60,13 @@ pub struct ApprovalsConfig {
     pub expiry_interval_seconds: u64,
     /// Propose a rollback (through approval again) when verification fails.
     pub rollback_on_failure: bool,
+    /// Let the requester of a proposal (the MCP user who proposed it, or the rule) approve it.
+    /// Off by default: a second person approves.
+    pub allow_self_approval: bool,
+    /// An MCP elicitation "accept" is the MCP client's answer, not proof a human looked. When
+    /// true it approves (recorded as `mcp-elicitation (client answer)`); when false the
+    /// proposal stays pending for a decision in Slack, the CLI or the approvals API.
+    pub mcp_accept_applies: bool,
 }
 
 impl Default for ApprovalsConfig {
@@ -70,6 +78,8 @@ impl Default for ApprovalsConfig {
             takeover_seconds: 120,
             expiry_interval_seconds: 30,
             rollback_on_failure: true,
+            allow_self_approval: false,
+            mcp_accept_applies: true,
         }
     }
 }
@@ -109,6 +119,12 @@ pub enum ApprovalError {
     AlreadyDecided { id: String, state: ProposalState, by: Option<String> },
     #[error("proposal {0} has expired")]
     Expired(String),
+    #[error("{user} requested proposal {id} and may not approve it (approvals.allow_self_approval is off)")]
+    SelfApproval { id: String, user: String },
+    #[error(
+        "proposal {id} changed since it was shown: the approver saw digest {seen}, the stored change is {now}; nothing was changed"
+    )]
+    DigestMismatch { id: String, seen: String, now: String },
     #[error("invalid proposal: {0}")]
     Invalid(String),
     #[error("proposal store failed")]
@@ -144,6 +160,21 @@ pub struct Rediagnose {
     pub incident_id: Option<String>,
     pub target: TargetRef,
     pub reason: String,
+}
+
+/// One human decision, as the channel that carried it knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a> {
+    /// Who decided, as recorded (a Slack user id, an MCP/CLI user name).
+    pub user: &'a str,
+    /// The identity compared with the requester for the no-self-approval rule (the same as
+    /// `user` except for Slack users mapped to an MCP/CLI name).
+    pub identity: &'a str,
+    pub approve: bool,
+    /// `slack`, `http`, `mcp`, `mcp-elicitation (client answer)`, ...
+    pub via: &'a str,
+    /// The digest the decider was shown; `None` = the current one (never for Slack clicks).
+    pub digest: Option<&'a str>,
 }
 
 /// An approved proposal to apply.
@@ -183,6 +214,10 @@ pub struct Approvals {
     outbox: slack::outbox::Outbox,
     /// What verification is waiting for, for a person watching (see [`Self::with_progress`]).
     progress: Option<tokio::sync::watch::Sender<String>>,
+    /// Seals approvals; apply checks the seal (see [`seal`]).
+    seal_key: seal::ApprovalKey,
+    /// Who may decide in Slack.
+    slack_approvers: Option<Arc<slack::approvers::SlackApprovers>>,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -216,6 +251,41 @@ impl Approvals {
             mutations: std::sync::atomic::AtomicU64::new(0),
             outbox: slack::outbox::Outbox::default(),
             progress: None,
+            seal_key: seal::ApprovalKey::process_default(),
+            slack_approvers: None,
+        }
+    }
+
+    /// The key approvals are sealed with (see [`seal::ApprovalKey::load`]); every replica
+    /// sharing a store needs the same one.
+    pub fn with_seal_key(mut self, key: seal::ApprovalKey) -> Self {
+        self.seal_key = key;
+        self
+    }
+
+    /// Who may decide in Slack; also what the card says about it.
+    pub fn with_slack_approvers(mut self, approvers: slack::approvers::ApproversConfig) -> Self {
+        self.slack_approvers = Some(Arc::new(slack::approvers::SlackApprovers::new(approvers)));
+        self
+    }
+
+    /// The Slack approver mapping, if configured.
+    pub fn slack_approvers(&self) -> Option<&slack::approvers::SlackApprovers> {
+        self.slack_approvers.as_deref()
+    }
+
+    /// Resolve a Slack user's role and identity (`None` role: not mapped, or no mapping at all).
+    pub async fn slack_principal(&self, user: &str) -> slack::approvers::SlackPrincipal {
+        match &self.slack_approvers {
+            Some(a) => a.resolve(self.slack.as_ref(), user).await,
+            None => slack::approvers::SlackPrincipal { role: None, identity: format!("slack:{user}") },
+        }
+    }
+
+    /// Record a refused decision attempt that never reached the store (no role, bad request).
+    pub fn audit_refusal(&self, user: &str, via: &str, id: &str, approve: bool, reason: &str) {
+        if let Some(audit) = &self.audit {
+            audit.decision(user, via, id, if approve { "approve" } else { "reject" }, "denied", reason);
         }
     }
 
@@ -401,6 +471,8 @@ impl Approvals {
         if let Some(d) = diagnosis {
             lock(&self.context).insert(p.id.clone(), d);
         }
+        p.approval = None;
+        p.digest = Some(seal::digest(&p));
         self.store.create_proposal(&p).await?;
         self.published(&p).await;
         self.offer(&p.id).await
@@ -420,7 +492,12 @@ impl Approvals {
             None => None,
         };
         let diagnosis = lock(&self.context).get(&p.id).cloned();
-        let ctx = blocks::Context { incident: incident.as_ref(), diagnosis: diagnosis.as_ref() };
+        let mentions = self.slack_approvers.as_ref().map(|a| a.mentions());
+        let ctx = blocks::Context {
+            incident: incident.as_ref(),
+            diagnosis: diagnosis.as_ref(),
+            approvers: mentions.as_deref(),
+        };
         (blocks::message_text(p), blocks::proposal_blocks(p, ctx))
     }
 
@@ -465,6 +542,9 @@ impl Approvals {
     /// Record a human decision. The first decision wins; every later one
     /// (double click, replay, another replica) gets [`ApprovalError::AlreadyDecided`]
     /// and changes nothing. Does not apply: see [`Approvals::execute`].
+    ///
+    /// The decider is `user` (also the identity for the self-approval rule) and the digest
+    /// is the current one; channels that know more use [`Approvals::record`].
     pub async fn record_decision(
         &self,
         id: &str,
@@ -472,8 +552,18 @@ impl Approvals {
         approve: bool,
         transport: &str,
     ) -> Result<Proposal, ApprovalError> {
+        self.record(id, &Decision { user, identity: user, approve, via: transport, digest: None }).await
+    }
+
+    /// Record a human decision (see [`Approvals::record_decision`]). Refused, changing nothing:
+    /// a decider not on the proposal's list, the requester approving their own proposal
+    /// (unless `allow_self_approval`), an expired proposal, and content that does not hash to
+    /// the digest the decider saw or to the digest stored when it was offered. An approval is
+    /// sealed (see [`seal`]) over the digest it approved.
+    pub async fn record(&self, id: &str, d: &Decision<'_>) -> Result<Proposal, ApprovalError> {
         let now = Timestamp::now();
         let mut expired = false;
+        let allow_self = self.config.allow_self_approval;
         let result = self
             .update(id, |p| {
                 if !matches!(p.state, ProposalState::Proposed | ProposalState::Pending) {
@@ -483,36 +573,61 @@ impl Approvals {
                         by: p.decided_by().map(str::to_owned),
                     });
                 }
-                if !p.approvers.is_empty() && !p.approvers.iter().any(|a| a == user) {
-                    return Err(ApprovalError::NotAllowed { id: p.id.clone(), user: user.to_owned() });
+                if !p.approvers.is_empty() && !p.approvers.iter().any(|a| a == d.user) {
+                    return Err(ApprovalError::NotAllowed { id: p.id.clone(), user: d.user.to_owned() });
+                }
+                let requester = p.requester();
+                if d.approve && !allow_self && (requester == d.identity || requester == d.user) {
+                    return Err(ApprovalError::SelfApproval { id: p.id.clone(), user: d.user.to_owned() });
                 }
                 if p.expires_at <= now {
                     expired = true;
                     return Err(ApprovalError::Expired(p.id.clone()));
                 }
-                let event = if approve {
-                    ProposalEvent::Approve { by: user.to_owned() }
+                let current = seal::digest(p);
+                let stored = p.digest.clone().unwrap_or_else(|| current.clone());
+                let seen = d.digest.map_or_else(|| stored.clone(), str::to_owned);
+                if d.approve && (seen != current || stored != current) {
+                    return Err(ApprovalError::DigestMismatch {
+                        id: p.id.clone(),
+                        seen: seal::short(&seen).to_owned(),
+                        now: seal::short(&current).to_owned(),
+                    });
+                }
+                let event = if d.approve {
+                    ProposalEvent::Approve { by: d.user.to_owned() }
                 } else {
-                    ProposalEvent::Reject { by: user.to_owned() }
+                    ProposalEvent::Reject { by: d.user.to_owned() }
                 };
-                p.transition(&event, user, now)?;
+                p.transition(&event, d.user, now)?;
+                if d.approve {
+                    p.approval = Some(self.seal_key.seal(&p.id, &current, d.user, &now.to_string(), d.via));
+                }
                 Ok(())
             })
             .await;
-        let decision = if approve { "approve" } else { "reject" };
+        let decision = if d.approve { "approve" } else { "reject" };
         if let Some(audit) = &self.audit {
             let (outcome, detail) = match &result {
-                Ok(p) => ("ok", p.state.as_str().to_owned()),
+                Ok(p) => (
+                    "ok",
+                    format!(
+                        "{} (digest {})",
+                        p.state.as_str(),
+                        seal::short(p.approval.as_ref().map_or(p.digest.as_deref().unwrap_or(""), |s| &s.digest))
+                    ),
+                ),
                 Err(ApprovalError::NotAllowed { .. }) => ("denied", "not on the approver list".to_owned()),
+                Err(e @ ApprovalError::SelfApproval { .. }) => ("denied", e.to_string()),
                 Err(e) => ("refused", e.to_string()),
             };
-            audit.decision(user, transport, id, decision, outcome, &detail);
+            audit.decision(d.user, d.via, id, decision, outcome, &detail);
         }
         if expired {
             self.expire(id).await?;
         }
         let p = result?;
-        tracing::info!(proposal = %p.id, user, decision, "proposal decided");
+        tracing::info!(proposal = %p.id, user = d.user, via = d.via, decision, "proposal decided");
         self.tell_slack(&p, None).await;
         #[cfg(feature = "crash-points")]
         self.crash_if(CrashPoint::AfterDecision)?;
@@ -523,6 +638,47 @@ impl Approvals {
     pub async fn decide(&self, id: &str, user: &str, approve: bool) -> Result<Proposal, ApprovalError> {
         let p = self.record_decision(id, user, approve, "api").await?;
         if p.state == ProposalState::Approved { self.execute(id).await } else { Ok(p) }
+    }
+
+    /// [`Approvals::decide`] for a [`Decision`].
+    pub async fn decide_with(&self, id: &str, d: &Decision<'_>) -> Result<Proposal, ApprovalError> {
+        let p = self.record(id, d).await?;
+        if p.state == ProposalState::Approved { self.execute(id).await } else { Ok(p) }
+    }
+
+    /// Why a claimed proposal may not be sent, if it may not: its approval seal and content
+    /// digest (a proposal forged or rewritten in the store), then the policy of its drafter's
+    /// tier, run again on the stored change against the live object.
+    async fn preflight(&self, p: &Proposal) -> Result<(), String> {
+        self.seal_key.check(p)?;
+        let mut target = p.target.clone();
+        // The precondition is checked by apply (with its status-only re-pin); here the policy.
+        target.resource_version = None;
+        let draft = crate::policy::ProposalDraft {
+            incident_id: p.incident_id.clone(),
+            target,
+            action: p.action.clone(),
+            rationale: p.rationale.clone(),
+            risk: Some(p.risk),
+            requested_by: p.requested_by.clone(),
+            approvers: p.approvers.clone(),
+            ttl_seconds: self.config.ttl_seconds,
+        };
+        crate::policy::prepare(&self.cluster, &self.policy, p.drafter, draft)
+            .await
+            .map(drop)
+            .map_err(|r| format!("the policy refuses it at apply time: {r}"))
+    }
+
+    async fn refuse(&self, p: &Proposal, reason: String) -> Result<Proposal, ApprovalError> {
+        tracing::warn!(proposal = %p.id, %reason, "approved proposal refused before anything was sent");
+        let refused = self
+            .advance(&p.id, ProposalEvent::Refuse { reason: reason.clone() }, &self.replica, Some(reason.clone()))
+            .await?;
+        self.audit_event(&refused, "apply", "refused", &reason);
+        self.tell_slack(&refused, Some(&format!(":no_entry: Not applied: {}", blocks::escape(&reason)))).await;
+        lock(&self.context).remove(&refused.id);
+        Ok(refused)
     }
 
     /// Apply an approved proposal and verify it. Only the caller that moves
@@ -549,6 +705,9 @@ impl Approvals {
     }
 
     async fn apply_claimed(&self, p: Proposal) -> Result<Proposal, ApprovalError> {
+        if let Err(reason) = self.preflight(&p).await {
+            return self.refuse(&p, reason).await;
+        }
         match apply::apply(&self.cluster, &p, &self.mutations).await {
             Ok(applied) => {
                 #[cfg(feature = "crash-points")]

@@ -29,9 +29,23 @@ pub const SUBJECT_PREFIX: &str = "kubemedic";
 pub struct NatsConfig {
     /// Server URL, e.g. `nats://127.0.0.1:4222`.
     pub url: String,
-    /// NATS credentials file (JWT + nkey); the `NATS_TOKEN` env var is used when set instead.
+    /// NATS credentials file (`.creds`: JWT + nkey seed). At most one of `credentials_file`,
+    /// `nkey_seed_file`, `user` (with `password_env`) and `token_env` may be set; with none,
+    /// the `NATS_TOKEN` env var is used when set.
     #[serde(default)]
     pub credentials_file: Option<PathBuf>,
+    /// File holding an nkey user seed (`SU…`).
+    #[serde(default)]
+    pub nkey_seed_file: Option<PathBuf>,
+    /// User name for user/password authentication.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Env var holding the password of `user` (never the password itself).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Env var holding a token.
+    #[serde(default)]
+    pub token_env: Option<String>,
     /// JetStream stream that holds incidents waiting for diagnosis (work-queue retention).
     #[serde(default = "default_stream")]
     pub incident_stream: String,
@@ -80,6 +94,10 @@ impl NatsConfig {
         Self {
             url: url.into(),
             credentials_file: None,
+            nkey_seed_file: None,
+            user: None,
+            password_env: None,
+            token_env: None,
             incident_stream: default_stream(),
             incident_subject: default_subject(),
             incident_consumer: default_consumer(),
@@ -100,6 +118,20 @@ impl NatsConfig {
         }
         if self.incident_subject.is_empty() || self.incident_subject.contains([' ', '*', '>']) {
             return Err("nats.incident_subject must be a literal subject".into());
+        }
+        let methods = [
+            self.credentials_file.is_some(),
+            self.nkey_seed_file.is_some(),
+            self.user.is_some(),
+            self.token_env.is_some(),
+        ];
+        if methods.iter().filter(|m| **m).count() > 1 {
+            return Err(
+                "nats: set at most one of credentials_file, nkey_seed_file, user (+ password_env) and token_env".into(),
+            );
+        }
+        if self.user.is_some() != self.password_env.is_some() {
+            return Err("nats.user and nats.password_env go together".into());
         }
         if self.dedup_window_seconds == 0 || self.ack_wait_seconds == 0 {
             return Err("nats.dedup_window_seconds and nats.ack_wait_seconds must be > 0".into());
@@ -125,6 +157,8 @@ pub enum BusError {
         #[source]
         source: std::io::Error,
     },
+    #[error("NATS credential env var {0} is not set or empty")]
+    MissingEnv(String),
     #[error("invalid bus subject suffix {0:?} (dot-separated tokens, no spaces or wildcards)")]
     Subject(String),
     #[error("cannot encode event for {subject}")]
@@ -144,11 +178,26 @@ pub enum BusError {
 /// Connect to NATS as configured (shared by the bus, the incident queue and the NATS store).
 pub async fn connect(config: &NatsConfig) -> Result<async_nats::Client, BusError> {
     let mut options = async_nats::ConnectOptions::new().name("kubemedic").connection_timeout(Duration::from_secs(5));
+    let env = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| BusError::MissingEnv(var.to_owned()))
+    };
     if let Some(path) = &config.credentials_file {
         options = options
             .credentials_file(path)
             .await
             .map_err(|source| BusError::Credentials { path: path.clone(), source })?;
+    } else if let Some(path) = &config.nkey_seed_file {
+        let seed =
+            std::fs::read_to_string(path).map_err(|source| BusError::Credentials { path: path.clone(), source })?;
+        options = options.nkey(seed.trim().to_owned());
+    } else if let (Some(user), Some(var)) = (&config.user, &config.password_env) {
+        options = options.user_and_password(user.clone(), env(var)?);
+    } else if let Some(var) = &config.token_env {
+        options = options.token(env(var)?);
     } else if let Ok(token) = std::env::var("NATS_TOKEN")
         && !token.is_empty()
     {
@@ -276,5 +325,19 @@ mod tests {
         let c = NatsConfig { incident_stream: "a.b".into(), ..NatsConfig::new("nats://x") };
         assert!(c.validate().is_err());
         assert!(serde_yaml_ng::from_str::<NatsConfig>("url: x\nstreem: y\n").is_err());
+    }
+
+    #[test]
+    fn nats_credentials_are_one_method_and_passwords_come_from_env() {
+        let parse = |y: &str| serde_yaml_ng::from_str::<NatsConfig>(y).unwrap().validate();
+        parse("url: nats://x\nuser: km\npassword_env: NATS_PASSWORD\n").unwrap();
+        parse("url: nats://x\ntoken_env: NATS_TOKEN\n").unwrap();
+        parse("url: nats://x\nnkey_seed_file: /s\n").unwrap();
+        assert!(parse("url: nats://x\nuser: km\n").unwrap_err().contains("go together"));
+        assert!(parse("url: nats://x\nuser: km\npassword_env: P\ntoken_env: T\n").unwrap_err().contains("at most one"));
+        assert!(
+            serde_yaml_ng::from_str::<NatsConfig>("url: x\npassword: hunter2\n").is_err(),
+            "no password in the file"
+        );
     }
 }

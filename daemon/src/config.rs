@@ -110,6 +110,9 @@ impl Config {
         self.policy.validate().map_err(|e| invalid("policy", e))?;
         self.approvals.validate().map_err(|e| invalid("approvals", e))?;
         self.drift.validate().map_err(|e| invalid("drift.schedule", crate::model::error::error_chain(&e)))?;
+        if let Some(slack) = &self.slack {
+            slack.validate().map_err(ConfigError::Invalid)?;
+        }
         if let Some(nats) = &self.nats {
             nats.validate().map_err(|e| invalid("nats", e))?;
         }

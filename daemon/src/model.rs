@@ -7,6 +7,7 @@
 //! a type two services share lives here, never inside one of them.
 
 pub mod diagnosis;
+pub mod digest;
 pub mod error;
 pub mod identity;
 pub mod incident;

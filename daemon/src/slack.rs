@@ -9,6 +9,7 @@
 //! errors with exponential backoff; the retry policy lives in [`Retry`],
 //! apart from the calls.
 
+pub mod approvers;
 pub mod blocks;
 pub mod interaction;
 pub mod signature;
@@ -41,6 +42,10 @@ pub struct SlackConfig {
     /// Per-request timeout in seconds.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// Who may approve in Slack (user ids and user-group ids → role). Required: without it
+    /// anyone who can click in the channel (guests, Slack Connect users) could approve.
+    #[serde(default)]
+    pub approvers: Option<approvers::ApproversConfig>,
 }
 
 fn default_api_url() -> String {
@@ -69,6 +74,19 @@ impl SlackConfig {
             signing_secret_env: default_secret_env(),
             max_retries: default_retries(),
             timeout_seconds: default_timeout(),
+            approvers: None,
+        }
+    }
+
+    /// What serde cannot check: a mapping that names at least one approver.
+    pub fn validate(&self) -> Result<(), String> {
+        match &self.approvers {
+            None => {
+                Err("slack.approvers is required when Slack is enabled: map Slack user ids (users: {U123: approver}) \
+                 and/or user-group ids (groups: {S456: approver}) to roles, or anyone in the channel could approve"
+                    .into())
+            }
+            Some(a) => a.validate().map_err(|e| format!("slack.approvers: {e}")),
         }
     }
 
@@ -258,17 +276,41 @@ impl SlackClient {
         self.call("chat.postEphemeral", &body).await.map(drop)
     }
 
+    /// Members (user ids) of a user group, with `usergroups.users.list` (a form-encoded read).
+    pub async fn usergroup_members(&self, group: &str) -> Result<Vec<String>, SlackError> {
+        let out = self.call_as("usergroups.users.list", &json!({"usergroup": group}), true).await?;
+        let users = out.get("users").and_then(Value::as_array).ok_or_else(|| SlackError::Api {
+            method: "usergroups.users.list".into(),
+            error: "response has no users".into(),
+        })?;
+        Ok(users.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+    }
+
     /// One Web API call with the retry policy. Slack answers 200 with
     /// `ok: false` for API errors; those are not retried.
     async fn call(&self, method: &str, body: &Value) -> Result<Value, SlackError> {
+        self.call_as(method, body, false).await
+    }
+
+    /// [`Self::call`], the body sent as JSON or (`form`) as `application/x-www-form-urlencoded`
+    /// from a flat object of strings.
+    async fn call_as(&self, method: &str, body: &Value, form: bool) -> Result<Value, SlackError> {
         let url = format!("{}/{method}", self.base_url);
         // The sink: every message, card and reply leaves through the redaction gate.
         let mut gated = body.clone();
         crate::redact::gate().value(&mut gated);
         let body = &gated;
+        let form_body = form.then(|| form_encode(body));
         let mut attempt = 0;
         loop {
-            let sent = self.http.post(&url).bearer_auth(self.token.expose()).json(body).send().await;
+            let request = self.http.post(&url).bearer_auth(self.token.expose());
+            let request = match &form_body {
+                Some(f) => {
+                    request.header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(f.clone())
+                }
+                None => request.json(body),
+            };
+            let sent = request.send().await;
             let (status, retry_after) = match sent {
                 Ok(resp) if resp.status().is_success() => {
                     let out: Value =
@@ -315,9 +357,38 @@ impl SlackClient {
     }
 }
 
+fn form_encode(body: &Value) -> String {
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    body.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{}={}", enc(k), enc(v.as_str().unwrap_or_default())))
+                .collect::<Vec<_>>()
+                .join("&")
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slack_without_an_approver_mapping_is_refused() {
+        let mut c = SlackConfig::new("C1");
+        let err = c.validate().unwrap_err();
+        assert!(err.contains("slack.approvers is required"), "{err}");
+        c.approvers = Some(serde_yaml_ng::from_str("users: {U1AAA: approver}").unwrap());
+        c.validate().unwrap();
+        assert_eq!(form_encode(&json!({"usergroup": "S1 &x"})), "usergroup=S1%20%26x");
+    }
 
     fn client(base: &str, retries: u32) -> SlackClient {
         let retry = Retry { max_retries: retries, base: Duration::from_millis(10), cap: Duration::from_secs(2) };

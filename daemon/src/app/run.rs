@@ -62,8 +62,15 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     let signing_secret = config.slack.as_ref().map(|s| s.signing_secret()).transpose()?;
     let (rediagnose_tx, rediagnose_rx) = mpsc::channel(REDIAGNOSE_QUEUE);
     let (applies_tx, applies_rx) = mpsc::unbounded_channel();
+    let seal_key = crate::approvals::seal::ApprovalKey::load(&config.state_dir)?;
+    let mut approvals =
+        Approvals::new(backends.store.clone(), cluster.clone(), slack.clone(), config.approvals.clone());
+    if let Some(mapping) = config.slack.as_ref().and_then(|s| s.approvers.clone()) {
+        approvals = approvals.with_slack_approvers(mapping);
+    }
     let approvals = Arc::new(
-        Approvals::new(backends.store.clone(), cluster.clone(), slack.clone(), config.approvals.clone())
+        approvals
+            .with_seal_key(seal_key)
             .with_replica(&shutdown::replica_name())
             .with_audit(audit.clone())
             .with_bus(backends.bus.clone())

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::{ApprovalError, Approvals, ProposalState};
+use super::{ApprovalError, Approvals, Decision, ProposalState};
 use crate::auth::{Authenticator, Role};
 use crate::slack::{Secret, blocks, interaction, signature};
 
@@ -119,7 +119,36 @@ async fn slack_interactions(State(s): State<AppState>, headers: HeaderMap, body:
     };
     let Some(click) = click else { return StatusCode::OK.into_response() };
     let approvals = s.approvals.clone();
-    let result = approvals.record_decision(&click.proposal_id, &click.user, click.approve, "slack").await;
+    let principal = approvals.slack_principal(&click.user).await;
+    let pre = if principal.role.is_none_or(|r| r < Role::Approver) {
+        Some((
+            "not mapped to the approver role in slack.approvers",
+            "You do not hold the approver role in kubemedic (slack.approvers); nothing was changed.",
+        ))
+    } else if click.digest.is_none() {
+        Some((
+            "the click carries no content digest",
+            "This button does not say which content it approves (an old or forged message); nothing was changed.",
+        ))
+    } else {
+        None
+    };
+    if let Some((reason, reply)) = pre {
+        tracing::warn!(user = %click.user, proposal = %click.proposal_id, reason, "refused a Slack decision");
+        approvals.audit_refusal(&click.user, "slack", &click.proposal_id, click.approve, reason);
+        if let Some(channel) = click.channel.as_deref() {
+            approvals.tell_user(channel, &click.user, reply).await;
+        }
+        return StatusCode::OK.into_response();
+    }
+    let decision = Decision {
+        user: &click.user,
+        identity: &principal.identity,
+        approve: click.approve,
+        via: "slack",
+        digest: click.digest.as_deref(),
+    };
+    let result = approvals.record(&click.proposal_id, &decision).await;
     let refusal = match result {
         Ok(p) => {
             if p.state == ProposalState::Approved {
@@ -136,6 +165,12 @@ async fn slack_interactions(State(s): State<AppState>, headers: HeaderMap, body:
             by.map(|b| format!(" by {}", blocks::who(&b))).unwrap_or_default()
         )),
         Err(ApprovalError::Expired(_)) => Some("This proposal has expired; nothing was changed.".to_owned()),
+        Err(ApprovalError::SelfApproval { .. }) => {
+            Some("You requested this proposal and may not approve it yourself; nothing was changed.".to_owned())
+        }
+        Err(ApprovalError::DigestMismatch { seen, now, .. }) => Some(format!(
+            "This proposal's change is no longer the one this card showed (digest {seen}, now {now}); nothing was changed."
+        )),
         Err(ApprovalError::NotFound(_)) => Some("kubemedic does not know this proposal.".to_owned()),
         Err(err) => {
             tracing::error!(proposal = %click.proposal_id, error = %crate::model::error::error_chain(&err), "cannot record a Slack decision");
@@ -173,7 +208,8 @@ async fn get_proposal(State(s): State<AppState>, headers: HeaderMap, Path(id): P
 fn api_error(err: &ApprovalError) -> Response {
     let status = match err {
         ApprovalError::NotFound(_) => StatusCode::NOT_FOUND,
-        ApprovalError::NotAllowed { .. } => StatusCode::FORBIDDEN,
+        ApprovalError::NotAllowed { .. } | ApprovalError::SelfApproval { .. } => StatusCode::FORBIDDEN,
+        ApprovalError::DigestMismatch { .. } => StatusCode::CONFLICT,
         ApprovalError::AlreadyDecided { .. } | ApprovalError::Expired(_) => StatusCode::CONFLICT,
         ApprovalError::Invalid(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -181,7 +217,14 @@ fn api_error(err: &ApprovalError) -> Response {
     error(status, &crate::model::error::error_chain(err))
 }
 
-async fn decide(s: AppState, headers: HeaderMap, id: String, approve: bool) -> Response {
+/// Query of approve/reject: `digest`, the content digest the approver reviewed (optional: the
+/// current one when absent; the CLI always sends it).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct DecideQuery {
+    pub digest: Option<String>,
+}
+
+async fn decide(s: AppState, headers: HeaderMap, id: String, approve: bool, digest: Option<String>) -> Response {
     let who = match caller(&s, &headers).await {
         Ok(c) => c,
         Err(resp) => return *resp,
@@ -190,7 +233,8 @@ async fn decide(s: AppState, headers: HeaderMap, id: String, approve: bool) -> R
         return error(StatusCode::FORBIDDEN, &format!("{} does not have the approver role", who.name));
     }
     let approvals = s.approvals.clone();
-    match approvals.record_decision(&id, &who.name, approve, "http").await {
+    let decision = Decision { user: &who.name, identity: &who.name, approve, via: "http", digest: digest.as_deref() };
+    match approvals.record(&id, &decision).await {
         Ok(p) => {
             if p.state == ProposalState::Approved {
                 approvals.apply_later(p.id.clone(), "http");
@@ -201,12 +245,22 @@ async fn decide(s: AppState, headers: HeaderMap, id: String, approve: bool) -> R
     }
 }
 
-async fn approve(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    decide(s, headers, id, true).await
+async fn approve(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<DecideQuery>,
+) -> Response {
+    decide(s, headers, id, true, q.digest).await
 }
 
-async fn reject(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    decide(s, headers, id, false).await
+async fn reject(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<DecideQuery>,
+) -> Response {
+    decide(s, headers, id, false, q.digest).await
 }
 
 /// Serve `app` alone on `addr` (tests, or a listener of its own); returns the bound address.

@@ -51,7 +51,13 @@ struct PendingConfirmation {
     proposal: String,
     user: String,
     tool: String,
+    /// The digest of the change the confirmation showed.
+    #[serde(default)]
+    digest: Option<String>,
 }
+
+/// How an approval by MCP elicitation is recorded: the client's answer, not proof a human looked.
+const MCP_ELICITATION: &str = "mcp-elicitation (client answer)";
 
 /// Key under which the confirmation is requested in an `InputRequiredResult`.
 const CONFIRM_KEY: &str = "confirm";
@@ -174,7 +180,7 @@ impl KubemedicServer {
                 a.get("action").and_then(Value::as_str) == Some("accept")
                     && a.pointer("/content/approve").and_then(Value::as_bool) == Some(true)
             });
-            return self.finish(caller, &pending.proposal, accepted).await;
+            return self.finish(caller, &pending.proposal, accepted, pending.digest.as_deref()).await;
         }
         let out = match tools.call(caller, name, args).await {
             Ok(v) => v,
@@ -182,31 +188,35 @@ impl KubemedicServer {
         };
         let proposal: crate::model::proposal::Proposal = serde_json::from_value(out["proposal"].clone())
             .map_err(|e| McpError::internal_error(format!("proposal encoding: {e}"), None))?;
+        let own = proposal.requester() == caller.user && !tools.allow_self_approval();
         let can_approve = caller.role >= Role::Approver
+            && !own
             && (proposal.approvers.is_empty() || proposal.approvers.iter().any(|a| a == &caller.user));
         if !can_approve {
             let mut out = out;
+            let why = if own { "they requested it".to_owned() } else { format!("{:?} role", caller.role) };
             out["message"] = Value::String(format!(
-                "Proposal {} is pending; {} cannot approve it ({:?} role). An approver must confirm it (Slack, MCP or `kubemedic approve {}`).",
-                proposal.id, caller.user, caller.role, proposal.id
+                "Proposal {} is pending; {} cannot approve it ({why}). Another approver must confirm it (Slack, MCP or `kubemedic approve {}`).",
+                proposal.id, caller.user, proposal.id
             ));
             return Ok(CallToolResult::structured(out).into());
         }
+        let digest = proposal.digest.clone();
         let question = crate::redact::gate().text(&confirmation_text(&proposal)).into_owned();
         if legacy {
             return match ctx.peer.elicit::<Confirm>(question).await {
-                Ok(Some(Confirm { approve })) => self.finish(caller, &proposal.id, approve).await,
+                Ok(Some(Confirm { approve })) => self.finish(caller, &proposal.id, approve, digest.as_deref()).await,
                 Ok(None) | Err(ElicitationError::UserDeclined | ElicitationError::UserCancelled) => {
-                    self.finish(caller, &proposal.id, false).await
+                    self.finish(caller, &proposal.id, false, None).await
                 }
                 Err(e) => {
                     tracing::info!(proposal = %proposal.id, error = %e, "cannot ask for confirmation; proposal stays pending");
-                    self.finish(caller, &proposal.id, false).await
+                    self.finish(caller, &proposal.id, false, None).await
                 }
             };
         }
         if !supports_form_elicitation(ctx.client_capabilities().as_ref()) {
-            return self.finish(caller, &proposal.id, false).await;
+            return self.finish(caller, &proposal.id, false, None).await;
         }
         let schema = ElicitationSchema::from_type::<Confirm>()
             .map_err(|e| McpError::internal_error(format!("confirmation schema: {e}"), None))?;
@@ -226,16 +236,43 @@ impl KubemedicServer {
                 proposal: proposal.id.clone(),
                 user: caller.user.clone(),
                 tool: name.into(),
+                digest,
             })
             .map_err(|e| McpError::internal_error(format!("sealing requestState: {e}"), None))?;
         Ok(InputRequiredResult::new(Some(requests), Some(state)).into())
     }
 
-    /// After the confirmation round: approve on accept, else leave pending.
-    async fn finish(&self, caller: &Caller, id: &str, approve: bool) -> Result<CallToolResponse, McpError> {
+    /// After the confirmation round: approve on accept (the MCP client's answer, recorded as
+    /// such; with `approvals.mcp_accept_applies: false` the proposal stays pending for Slack or
+    /// the CLI), else leave pending.
+    async fn finish(
+        &self,
+        caller: &Caller,
+        id: &str,
+        approve: bool,
+        digest: Option<&str>,
+    ) -> Result<CallToolResponse, McpError> {
         let tools = &self.shared.tools;
+        if approve && !tools.mcp_accept_applies() {
+            let p = match tools.get_proposal(caller, crate::tools::state::ProposalIdInput { id: id.to_owned() }).await {
+                Ok(o) => o.proposal,
+                Err(e) => return tool_error(&e).map(Into::into),
+            };
+            tools.audit().record(
+                AuditRecord::new(AuditKind::Decision, &caller.user, MCP_ELICITATION, "accept_not_applied")
+                    .target(id)
+                    .outcome(p.state.as_str(), "approvals.mcp_accept_applies is false: a second channel must approve"),
+            );
+            let message = format!(
+                "Accepted in the MCP client, which this installation does not take as an approval (approvals.mcp_accept_applies: false): proposal {} stays {} for an approver in Slack or `kubemedic approve {}`.",
+                p.id,
+                p.state.as_str(),
+                p.id
+            );
+            return Ok(CallToolResult::structured(serde_json::json!({"proposal": p, "message": message})).into());
+        }
         if approve {
-            return match tools.decide(caller, id, true).await {
+            return match tools.decide_via(caller, id, true, MCP_ELICITATION, digest).await {
                 Ok(p) => {
                     let message = format!("Proposal {} approved by {}; now {}.", p.id, caller.user, p.state.as_str());
                     Ok(CallToolResult::structured(serde_json::json!({"proposal": p, "message": message})).into())

@@ -191,8 +191,19 @@ async fn scale(s: &Setup) -> Value {
 }
 
 async fn confirmation_flow(new_protocol: bool) {
+    // No self-approval (the default): an approver who proposes is not asked to approve it.
+    let s = setup(Role::Approver, Some(ElicitationAction::Accept), new_protocol).await;
+    let out = scale(&s).await;
+    assert_eq!(out["proposal"]["state"], "pending", "{out}");
+    assert!(out["message"].as_str().unwrap().contains("they requested it"), "{out}");
+    assert!(s.asked.lock().unwrap().is_empty());
+    assert!(s.sink.decisions.lock().unwrap().is_empty());
+
+    // The confirmation mechanics, with approvals.allow_self_approval on.
+    let allow = |s: &Setup| s.sink.allow_self.store(true, std::sync::atomic::Ordering::SeqCst);
     // Accept: the approver's confirmation approves the proposal (the approvals service applies it).
     let s = setup(Role::Approver, Some(ElicitationAction::Accept), new_protocol).await;
+    allow(&s);
     let out = scale(&s).await;
     assert_eq!(out["proposal"]["state"], "approved", "{out}");
     assert_eq!(s.asked.lock().unwrap().len(), 1);
@@ -204,6 +215,7 @@ async fn confirmation_flow(new_protocol: bool) {
     // Decline: nothing decided, the proposal stays pending, its id comes back.
     for answer in [ElicitationAction::Decline, ElicitationAction::Cancel] {
         let s = setup(Role::Approver, Some(answer), new_protocol).await;
+        allow(&s);
         let out = scale(&s).await;
         assert_eq!(out["proposal"]["state"], "pending", "{out}");
         assert!(out["message"].as_str().unwrap().contains("nothing was changed"));
@@ -215,6 +227,7 @@ async fn confirmation_flow(new_protocol: bool) {
 
     // A client that cannot elicit gets a pending proposal, never an applied change.
     let s = setup(Role::Approver, None, new_protocol).await;
+    allow(&s);
     let out = scale(&s).await;
     assert_eq!(out["proposal"]["state"], "pending");
     assert!(s.sink.decisions.lock().unwrap().is_empty());
@@ -239,6 +252,7 @@ async fn confirmation_by_input_required_2026_07_28() {
 #[tokio::test]
 async fn apply_proposal_confirms_an_existing_proposal() {
     let s = setup(Role::Approver, Some(ElicitationAction::Decline), false).await;
+    s.sink.allow_self.store(true, std::sync::atomic::Ordering::SeqCst);
     let pending = scale(&s).await;
     let id = pending["proposal"]["id"].as_str().unwrap().to_owned();
     // A second session of an approver who accepts.

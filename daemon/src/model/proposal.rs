@@ -115,12 +115,15 @@ pub enum ProposalState {
     Verified,
     /// Apply or verification failed.
     Failed,
+    /// Not applied because a safety check failed before anything was sent: the
+    /// approval seal, the content digest, or the policy re-run at apply time.
+    Refused,
 }
 
 impl ProposalState {
     /// No further transition is possible.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Rejected | Self::Expired | Self::Verified | Self::Failed)
+        matches!(self, Self::Rejected | Self::Expired | Self::Verified | Self::Failed | Self::Refused)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -134,6 +137,7 @@ impl ProposalState {
             Self::Applied => "applied",
             Self::Verified => "verified",
             Self::Failed => "failed",
+            Self::Refused => "refused",
         }
     }
 }
@@ -156,6 +160,10 @@ pub enum ProposalEvent {
     Applied,
     Verified,
     Fail {
+        reason: String,
+    },
+    /// A safety check refused it before anything was sent.
+    Refuse {
         reason: String,
     },
 }
@@ -181,6 +189,7 @@ pub fn step(state: ProposalState, event: &ProposalEvent) -> Result<ProposalState
         (S::Applying, E::Applied) => S::Applied,
         (S::Applied, E::Verified) => S::Verified,
         (S::Applying | S::Applied, E::Fail { .. }) => S::Failed,
+        (S::Proposed | S::Pending | S::Approved | S::Applying, E::Refuse { .. }) => S::Refused,
         _ => {
             let name = serde_json::to_value(event)
                 .ok()
@@ -242,6 +251,13 @@ pub struct Proposal {
     /// Last outcome message (apply error, verification result).
     pub outcome: Option<String>,
     pub slack: Option<SlackRef>,
+    /// SHA-256 (hex) of what would change (see [`super::seal::digest`]), set when the
+    /// proposal is stored; approvers approve this digest and apply checks it again.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// The sealed approval (who approved which digest when); apply refuses without a valid one.
+    #[serde(default)]
+    pub approval: Option<ApprovalSeal>,
 }
 
 impl Proposal {
@@ -274,6 +290,8 @@ impl Proposal {
             history: Vec::new(),
             outcome: None,
             slack: None,
+            digest: None,
+            approval: None,
         }
     }
 
@@ -286,12 +304,22 @@ impl Proposal {
     ) -> Result<ProposalState, TransitionError> {
         let to = step(self.state, event)?;
         let note = match event {
-            ProposalEvent::Fail { reason } => reason.clone(),
+            ProposalEvent::Fail { reason } | ProposalEvent::Refuse { reason } => reason.clone(),
             _ => String::new(),
         };
         self.history.push(Transition { from: self.state, to, at: now, by: by.to_owned(), note });
         self.state = to;
         Ok(to)
+    }
+
+    /// The identity that asked for the proposal: `requested_by` without the transport an MCP
+    /// caller is recorded with (`alice (http)` is `alice`); `rule:<name>` for a rule's.
+    pub fn requester(&self) -> &str {
+        let r = self.requested_by.trim();
+        match r.rsplit_once(" (") {
+            Some((who, rest)) if rest.ends_with(')') && !who.is_empty() => who,
+            _ => r,
+        }
     }
 
     /// Who decided (approved or rejected), if anyone.
@@ -301,6 +329,20 @@ impl Proposal {
             .find(|t| matches!(t.to, ProposalState::Approved | ProposalState::Rejected))
             .map(|t| t.by.as_str())
     }
+}
+
+/// A recorded approval: who approved which digest when, over which channel, sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ApprovalSeal {
+    pub approver: String,
+    /// The digest the approver saw.
+    pub digest: String,
+    /// RFC 3339.
+    pub decided_at: String,
+    /// The channel: `slack`, `http`, `mcp`, `mcp-elicitation (client answer)`, `api`.
+    pub via: String,
+    /// Hex HMAC-SHA256 over (id, digest, approver, decided_at) under the approval key.
+    pub mac: String,
 }
 
 #[cfg(test)]
@@ -326,6 +368,40 @@ mod tests {
         assert!(step(s, &E::Reject { by: "b".into() }).is_err());
         let r = step(S::Pending, &E::Reject { by: "a".into() }).unwrap();
         assert!(step(r, &E::StartApply).is_err());
+    }
+
+    #[test]
+    fn refused_is_terminal_and_never_applies() {
+        let r = E::Refuse { reason: "digest mismatch".into() };
+        assert_eq!(step(S::Approved, &r).unwrap(), S::Refused);
+        assert_eq!(step(S::Pending, &r).unwrap(), S::Refused);
+        assert!(S::Refused.is_terminal());
+        assert!(step(S::Refused, &E::StartApply).is_err());
+        assert!(step(S::Applied, &r).is_err(), "a change that landed is not refused after the fact");
+    }
+
+    #[test]
+    fn the_requester_identity_drops_the_transport() {
+        let now = Timestamp::now();
+        let t = TargetRef {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            namespace: "n".into(),
+            name: "p".into(),
+            resource_version: None,
+            generation: None,
+            content_digest: None,
+        };
+        let mut p = Proposal::new("c", t, Action::Delete, now, jiff::SignedDuration::from_secs(60));
+        for (by, who) in [
+            ("alice (http)", "alice"),
+            ("rule:crashloop", "rule:crashloop"),
+            ("bob", "bob"),
+            ("a (b) (stdio)", "a (b)"),
+        ] {
+            p.requested_by = by.into();
+            assert_eq!(p.requester(), who);
+        }
     }
 
     #[test]

@@ -31,6 +31,8 @@ const EVIDENCE_MAX: usize = 6;
 pub struct Context<'a> {
     pub incident: Option<&'a Incident>,
     pub diagnosis: Option<&'a Diagnosis>,
+    /// Who may approve in Slack, as mrkdwn mentions (from `slack.approvers`).
+    pub approvers: Option<&'a str>,
 }
 
 /// Escape Slack mrkdwn control characters (`&`, `<`, `>`).
@@ -103,6 +105,7 @@ pub fn status_line(p: &Proposal) -> Option<String> {
         }
         ProposalState::Verified => format!(":white_check_mark: Approved by {by}; applied and verified. {outcome}"),
         ProposalState::Failed => format!(":x: Approved by {by}; failed: {outcome}"),
+        ProposalState::Refused => format!(":no_entry: Refused before anything was sent: {outcome}"),
         ProposalState::Rejected => format!(":no_entry_sign: Rejected by {by}. Nothing was changed."),
         ProposalState::Expired => ":zzz: Expired without a decision. Nothing was changed.".to_owned(),
     };
@@ -133,14 +136,7 @@ pub fn proposal_blocks(p: &Proposal, ctx: Context<'_>) -> Value {
         format!("*Risk*\n{}", format!("{:?}", p.risk).to_lowercase()),
         format!("*Requested by*\n{}", escape(&p.requested_by)),
         format!("*Expires*\n{}", date(p.expires_at)),
-        format!(
-            "*Approvers*\n{}",
-            if p.approvers.is_empty() {
-                "anyone with the approver role".to_owned()
-            } else {
-                p.approvers.iter().map(|a| who(a)).collect::<Vec<_>>().join(", ")
-            }
-        ),
+        format!("*Who may approve*\n{}", who_may_approve(p, ctx.approvers)),
     ];
     blocks.push(json!({"type": "section", "fields": fields.iter().map(|f| mrkdwn(f, FIELD_MAX)).collect::<Vec<_>>()}));
 
@@ -175,9 +171,38 @@ pub fn proposal_blocks(p: &Proposal, ctx: Context<'_>) -> Value {
     }
     blocks.push(json!({
         "type": "context",
-        "elements": [mrkdwn(&format!("proposal `{}` · {}", escape(&p.id), p.state.as_str()), FIELD_MAX)]
+        "elements": [mrkdwn(
+            &format!(
+                "proposal `{}` · {} · digest `{}`",
+                escape(&p.id),
+                p.state.as_str(),
+                escape(crate::model::digest::short(p.digest.as_deref().unwrap_or("none")))
+            ),
+            FIELD_MAX
+        )]
     }));
     Value::Array(blocks)
+}
+
+/// The truthful answer to "who may approve": the Slack approver mapping, narrowed by the
+/// proposal's own list, never the requester.
+pub fn who_may_approve(p: &Proposal, mapping: Option<&str>) -> String {
+    let base = match (p.approvers.is_empty(), mapping) {
+        (true, Some(m)) => m.to_owned(),
+        (true, None) => "holders of the approver role (CLI, MCP)".to_owned(),
+        (false, Some(m)) => format!(
+            "only {}, and only if also listed here: {m}",
+            p.approvers.iter().map(|a| who(a)).collect::<Vec<_>>().join(", ")
+        ),
+        (false, None) => p.approvers.iter().map(|a| who(a)).collect::<Vec<_>>().join(", "),
+    };
+    format!("{base}; not the requester ({})", escape(p.requester()))
+}
+
+/// The buttons' `value`: the proposal id and the digest the approver is shown, so a click
+/// approves exactly this content (`<id>:<digest>`).
+pub fn button_value(p: &Proposal) -> String {
+    format!("{}:{}", p.id, p.digest.as_deref().unwrap_or_default())
 }
 
 fn decision_actions(p: &Proposal) -> Value {
@@ -195,7 +220,7 @@ fn decision_actions(p: &Proposal) -> Value {
                 "action_id": APPROVE_ACTION,
                 "text": plain("Approve", 75),
                 "style": "primary",
-                "value": p.id,
+                "value": button_value(p),
                 "confirm": {
                     "title": plain("Apply this change?", 100),
                     "text": mrkdwn(&confirm_text, 300),
@@ -209,7 +234,7 @@ fn decision_actions(p: &Proposal) -> Value {
                 "action_id": REJECT_ACTION,
                 "text": plain("Reject", 75),
                 "style": "danger",
-                "value": p.id
+                "value": button_value(p)
             }
         ]
     })
@@ -256,6 +281,7 @@ mod tests {
             requested_by: "rule:test".into(),
             ..Proposal::new("local", target, action, created, jiff::SignedDuration::from_hours(1))
         };
+        let p = Proposal { digest: Some(crate::model::digest::digest(&p)), ..p };
         let d = Diagnosis {
             incident_id: None,
             workload: WorkloadRef::new("Deployment", "shop", "web"),
@@ -287,7 +313,11 @@ mod tests {
 
     fn golden_set() -> Value {
         let (mut p, d) = fixed();
-        let ctx = Context { incident: None, diagnosis: Some(&d) };
+        let ctx = Context {
+            incident: None,
+            diagnosis: Some(&d),
+            approvers: Some("<@U0APPROVER>, members of <!subteam^S0ONCALL>"),
+        };
         let now = p.created_at;
         p.state = ProposalState::Pending;
         let pending = proposal_blocks(&p, ctx);

@@ -46,6 +46,8 @@ pub struct Container {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Click {
     pub proposal_id: String,
+    /// The digest shown on the card the user clicked (`<id>:<digest>` in the button value).
+    pub digest: Option<String>,
     pub approve: bool,
     pub user: String,
     pub channel: Option<String>,
@@ -115,13 +117,17 @@ impl BlockActions {
                 REJECT_ACTION => false,
                 _ => return None,
             };
-            let proposal_id = a.value.clone().filter(|v| !v.is_empty())?;
+            let value = a.value.as_deref().filter(|v| !v.is_empty())?;
+            let (proposal_id, digest) = match value.split_once(':') {
+                Some((id, d)) => (id.to_owned(), Some(d.to_owned()).filter(|d| !d.is_empty())),
+                None => (value.to_owned(), None),
+            };
             let channel = self
                 .channel
                 .as_ref()
                 .map(|c| c.id.clone())
                 .or_else(|| self.container.as_ref().and_then(|c| c.channel_id.clone()));
-            Some(Click { proposal_id, approve, user: self.user.id.clone(), channel })
+            Some(Click { proposal_id, digest, approve, user: self.user.id.clone(), channel })
         })
     }
 }
@@ -149,7 +155,13 @@ mod tests {
         let a = parse(body.as_bytes()).unwrap().unwrap();
         assert_eq!(
             a.click(),
-            Some(Click { proposal_id: "p 1".into(), approve: true, user: "U1".into(), channel: Some("C1".into()) })
+            Some(Click {
+                proposal_id: "p 1".into(),
+                digest: None,
+                approve: true,
+                user: "U1".into(),
+                channel: Some("C1".into())
+            })
         );
     }
 

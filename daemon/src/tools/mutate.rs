@@ -31,6 +31,27 @@ pub trait ProposalSink: Send + Sync + 'static {
     async fn submit(&self, proposal: Proposal) -> Result<Proposal, String>;
     /// One decision by `user`; on approval the service applies and verifies.
     async fn decide(&self, id: &str, user: &str, approve: bool) -> Result<Proposal, String>;
+    /// [`ProposalSink::decide`] naming the channel (`via`, for the audit trail and the seal)
+    /// and the content digest the decider was shown.
+    async fn decide_via(
+        &self,
+        id: &str,
+        user: &str,
+        approve: bool,
+        via: &str,
+        digest: Option<&str>,
+    ) -> Result<Proposal, String> {
+        let _ = (via, digest);
+        self.decide(id, user, approve).await
+    }
+    /// `approvals.allow_self_approval`.
+    fn allow_self_approval(&self) -> bool {
+        false
+    }
+    /// `approvals.mcp_accept_applies`.
+    fn mcp_accept_applies(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]
@@ -43,6 +64,26 @@ impl ProposalSink for crate::approvals::Approvals {
         crate::approvals::Approvals::decide(self, id, user, approve)
             .await
             .map_err(|e| crate::model::error::error_chain(&e))
+    }
+
+    async fn decide_via(
+        &self,
+        id: &str,
+        user: &str,
+        approve: bool,
+        via: &str,
+        digest: Option<&str>,
+    ) -> Result<Proposal, String> {
+        let d = crate::approvals::Decision { user, identity: user, approve, via, digest };
+        crate::approvals::Approvals::decide_with(self, id, &d).await.map_err(|e| crate::model::error::error_chain(&e))
+    }
+
+    fn allow_self_approval(&self) -> bool {
+        self.config().allow_self_approval
+    }
+
+    fn mcp_accept_applies(&self) -> bool {
+        self.config().mcp_accept_applies
     }
 }
 
@@ -131,6 +172,16 @@ pub struct MutationOutput {
 }
 
 impl Tools {
+    /// `approvals.allow_self_approval` of the approvals service (false without one).
+    pub fn allow_self_approval(&self) -> bool {
+        self.approvals.as_ref().is_some_and(|a| a.allow_self_approval())
+    }
+
+    /// `approvals.mcp_accept_applies` of the approvals service (true without one).
+    pub fn mcp_accept_applies(&self) -> bool {
+        self.approvals.as_ref().is_none_or(|a| a.mcp_accept_applies())
+    }
+
     fn sink(&self) -> Result<&SharedSink, ToolError> {
         self.approvals.as_ref().ok_or(ToolError::Unavailable {
             what: "approvals service",
@@ -387,13 +438,25 @@ impl Tools {
     /// A human's decision on a proposal, after they confirmed. Approving makes
     /// the approvals service apply it (exactly once) and verify.
     pub async fn decide(&self, caller: &Caller, id: &str, approve: bool) -> Result<Proposal, ToolError> {
+        self.decide_via(caller, id, approve, caller.transport.as_str(), None).await
+    }
+
+    /// [`Tools::decide`] naming the channel and the digest the caller was shown.
+    pub async fn decide_via(
+        &self,
+        caller: &Caller,
+        id: &str,
+        approve: bool,
+        via: &str,
+        digest: Option<&str>,
+    ) -> Result<Proposal, ToolError> {
         let started = std::time::Instant::now();
         let decision = if approve { "approve" } else { "reject" };
         let result = async {
             check_id("decide", id)?;
             let p = self.load_proposal(id).await?;
             self.check_decidable(caller, &p)?;
-            self.sink()?.decide(id, &caller.user, approve).await.map_err(ToolError::Approvals)
+            self.sink()?.decide_via(id, &caller.user, approve, via, digest).await.map_err(ToolError::Approvals)
         }
         .await;
         let (outcome, detail) = match &result {
@@ -401,7 +464,7 @@ impl Tools {
             Err(e) => (e.outcome().to_owned(), crate::model::error::error_chain(e)),
         };
         self.audit.record(
-            AuditRecord::new(AuditKind::Decision, &caller.user, caller.transport.as_str(), decision)
+            AuditRecord::new(AuditKind::Decision, &caller.user, via, decision)
                 .target(id)
                 .outcome(&outcome, &detail)
                 .duration(started.elapsed()),

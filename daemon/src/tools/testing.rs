@@ -21,6 +21,8 @@ pub struct MemorySink {
     pub store: Arc<dyn crate::store::Store>,
     pub proposals: Mutex<BTreeMap<String, Proposal>>,
     pub decisions: Mutex<Vec<(String, String, bool)>>,
+    /// What `approvals.allow_self_approval` answers (false, as the default config).
+    pub allow_self: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -32,6 +34,10 @@ impl ProposalSink for MemorySink {
         self.store.create_proposal(&p).await.map_err(|e| e.to_string())?;
         self.proposals.lock().unwrap().insert(p.id.clone(), p.clone());
         Ok(p)
+    }
+
+    fn allow_self_approval(&self) -> bool {
+        self.allow_self.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn decide(&self, id: &str, user: &str, approve: bool) -> Result<Proposal, String> {
@@ -65,7 +71,12 @@ pub fn tools(api: &FakeApi) -> (Tools, Arc<MemorySink>) {
     let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::redb::RedbStore::open(dir.path()).unwrap());
     // The store keeps the file open; the directory may go.
     drop(dir);
-    let sink = Arc::new(MemorySink { store: store.clone(), proposals: Mutex::default(), decisions: Mutex::default() });
+    let sink = Arc::new(MemorySink {
+        store: store.clone(),
+        proposals: Mutex::default(),
+        decisions: Mutex::default(),
+        allow_self: Default::default(),
+    });
     let tools = Tools::new(cluster, Some(store), AuditLog::in_memory()).with_approvals(sink.clone());
     (tools, sink)
 }

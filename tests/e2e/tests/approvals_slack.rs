@@ -31,7 +31,7 @@ async fn approve_applies_once_and_verifies_healthy() {
     let posted = slack.message(&at.ts).unwrap();
     assert!(posted.blocks.to_string().contains("kubemedic_approve"), "Approve button posted");
 
-    assert_eq!(click(&addr, &p.id, APPROVER, true).await, 200);
+    assert_eq!(click(&addr, &p, APPROVER, true).await, 200);
     let done = settled(&approvals, &p.id, Duration::from_secs(120)).await;
     assert_state(&done, ProposalState::Verified);
     assert_eq!(done.decided_by(), Some(APPROVER));
@@ -55,7 +55,7 @@ async fn approve_applies_once_and_verifies_healthy() {
     assert!(m.replies.iter().any(|r| r.contains("verified")), "{:?}", m.replies);
 
     // A replayed click changes nothing and gets an ephemeral answer.
-    assert_eq!(click(&addr, &p.id, APPROVER, true).await, 200);
+    assert_eq!(click(&addr, &p, APPROVER, true).await, 200);
     assert_eq!(approvals.mutations_sent(), 1);
     assert_eq!(approvals.get(&p.id).await.unwrap().history, done.history);
     assert!(slack.ephemerals().iter().any(|(u, t)| u == APPROVER && t.contains("already verified")));
@@ -75,13 +75,13 @@ async fn reject_and_expiry_mutate_nothing() {
         .submit(proposal(&client, &ns.name, "api", PatchType::Strategic, image_patch("nginx:1.25.3")).await)
         .await
         .unwrap();
-    assert_eq!(click(&addr, &rejected.id, APPROVER, false).await, 200);
+    assert_eq!(click(&addr, &rejected, APPROVER, false).await, 200);
     let r = approvals.get(&rejected.id).await.unwrap();
     assert_state(&r, ProposalState::Rejected);
     let m = slack.message(&r.slack.unwrap().ts).unwrap();
     assert!(m.text.contains("Rejected by") && !m.blocks.to_string().contains("kubemedic_approve"), "{}", m.text);
     // Approving after the rejection changes nothing.
-    assert_eq!(click(&addr, &rejected.id, APPROVER, true).await, 200);
+    assert_eq!(click(&addr, &rejected, APPROVER, true).await, 200);
     assert_state(&approvals.get(&rejected.id).await.unwrap(), ProposalState::Rejected);
 
     let mut p = proposal(&client, &ns.name, "api", PatchType::Strategic, image_patch("nginx:1.25.3")).await;
@@ -91,7 +91,7 @@ async fn reject_and_expiry_mutate_nothing() {
     let expired = approvals.expire_due().await.unwrap();
     assert!(expired.iter().any(|e| e.id == expiring.id), "{expired:?}");
     assert_state(&approvals.get(&expiring.id).await.unwrap(), ProposalState::Expired);
-    assert_eq!(click(&addr, &expiring.id, APPROVER, true).await, 200);
+    assert_eq!(click(&addr, &expiring, APPROVER, true).await, 200);
     assert_state(&approvals.get(&expiring.id).await.unwrap(), ProposalState::Expired);
     assert!(slack.ephemerals().iter().any(|(_, t)| t.contains("already expired")), "{:?}", slack.ephemerals());
 
@@ -116,7 +116,7 @@ async fn forged_or_stale_signatures_get_401_and_change_nothing() {
         .unwrap();
     let calls_before = slack.calls().len();
 
-    let body = click_body(&p.id, APPROVER, true);
+    let body = click_body(&p, APPROVER, true);
     let post = |headers: Vec<(&'static str, String)>, body: String| {
         let addr = addr.clone();
         async move { http(&addr, "POST", "/slack/interactions", &headers, &body).await.0 }
@@ -128,7 +128,7 @@ async fn forged_or_stale_signatures_get_401_and_change_nothing() {
     // Correct secret, from the future.
     assert_eq!(post(signed(&body, SIGNING_SECRET, now() + 360), body.clone()).await, 401);
     // Valid signature of another body, body swapped.
-    let other = click_body(&p.id, "U0SOMEONE", true);
+    let other = click_body(&p, "U0SOMEONE", true);
     assert_eq!(post(signed(&other, SIGNING_SECRET, now()), body.clone()).await, 401);
     // No signature at all.
     assert_eq!(post(vec![("Content-Type", "application/x-www-form-urlencoded".into())], body.clone()).await, 401);
@@ -153,7 +153,7 @@ async fn non_approver_click_is_refused() {
         .await
         .unwrap();
 
-    assert_eq!(click(&addr, &p.id, "U0INTRUDER", true).await, 200);
+    assert_eq!(click(&addr, &p, "U0INTRUDER", true).await, 200);
     let eph = slack.ephemerals();
     assert!(eph.iter().any(|(u, t)| u == "U0INTRUDER" && t.contains("not on the approver list")), "{eph:?}");
     let still = approvals.get(&p.id).await.unwrap();
@@ -185,7 +185,7 @@ async fn two_replicas_receiving_the_same_click_apply_once() {
         .unwrap();
 
     // Slack retries and load balancers can deliver one click to both replicas at once.
-    let body = click_body(&p.id, APPROVER, true);
+    let body = click_body(&p, APPROVER, true);
     let headers = signed(&body, SIGNING_SECRET, now());
     let (ra, rb) = tokio::join!(
         http(&addr_a, "POST", "/slack/interactions", &headers, &body),

@@ -57,6 +57,10 @@ const ALL_FEATURES: &[&str] = &[
     "secrets.slack=kubemedic-slack",
     "--set",
     "secrets.llm=kubemedic-llm",
+    "--set",
+    "secrets.approvalKey=kubemedic-approval-key",
+    "--set",
+    "secrets.nats=kubemedic-nats",
 ];
 
 #[tokio::test]
@@ -78,6 +82,14 @@ async fn chart_lints_strict_and_renders_valid_manifests() {
     let rendered = ok(&helm, &args).await;
     // No secret value is rendered: credentials are references to existing Secrets.
     assert!(rendered.contains("secretKeyRef"));
+    assert!(
+        rendered.contains("KUBEMEDIC_APPROVAL_KEY") && rendered.contains("kubemedic-approval-key"),
+        "approval key wired"
+    );
+    assert!(
+        rendered.contains("NATS_PASSWORD") && rendered.contains("secretName: kubemedic-nats"),
+        "NATS credentials wired"
+    );
     assert!(!rendered.contains("kind: Secret\n"), "the chart must not create Secrets");
     for needle in [
         "readOnlyRootFilesystem: true",

@@ -28,7 +28,8 @@ fn form_encode(s: &str) -> String {
         .collect()
 }
 
-/// POST what Slack sends when `USER` clicks Approve on proposal `id`, signed now.
+/// POST what Slack sends when `USER` clicks Approve on a card whose button value is `id`
+/// (`<proposal id>:<digest>`), signed now.
 async fn click_approve(url: &str, id: &str) -> u16 {
     let payload = json!({
         "type": "block_actions",
@@ -84,7 +85,8 @@ async fn slack_429_and_500_outage_posts_every_proposal_once_and_approvals_still_
         "http": { "listen": format!("127.0.0.1:{}", free_port()) },
         "auth": { "tokens": [token_entry("alice", APPROVER_TOKEN, "approver")] },
         "approvals": { "verify_timeout_seconds": 60, "expiry_interval_seconds": 1 },
-        "slack": { "channel": CHANNEL, "api_url": slack.base_url(), "max_retries": MAX_RETRIES, "timeout_seconds": 5 },
+        "slack": { "channel": CHANNEL, "api_url": slack.base_url(), "max_retries": MAX_RETRIES, "timeout_seconds": 5,
+                   "approvers": { "users": { USER: "approver" } } },
     });
     let daemon = Daemon::start(
         &dir,
@@ -138,8 +140,9 @@ async fn slack_429_and_500_outage_posts_every_proposal_once_and_approvals_still_
     .await;
 
     // Approve each through a signed button click; each is applied and verified.
-    for id in &ids {
-        assert_eq!(click_approve(&daemon.url, id).await, 200, "signed click on {id}");
+    for (id, p) in ids.iter().zip(&stored) {
+        let value = format!("{id}:{}", p["digest"].as_str().expect("a stored proposal carries its digest"));
+        assert_eq!(click_approve(&daemon.url, &value).await, 200, "signed click on {id}");
     }
     for id in &ids {
         let done = e2e::wait::until(Duration::from_secs(90), &format!("proposal {id} verified"), || async {

@@ -63,6 +63,7 @@ struct Inner {
     messages: BTreeMap<String, Message>,
     ephemerals: Vec<(String, String)>,
     next_ts: u64,
+    usergroups: BTreeMap<String, Vec<String>>,
 }
 
 /// The running stand-in; stops when dropped.
@@ -148,6 +149,11 @@ impl SlackStandin {
         lock(&self.inner).messages.get(ts).cloned()
     }
 
+    /// Members served by `usergroups.users.list` for `group` (unknown groups: `no_such_subteam`).
+    pub fn set_usergroup(&self, group: &str, members: &[&str]) {
+        lock(&self.inner).usergroups.insert(group.to_owned(), members.iter().map(|m| (*m).to_owned()).collect());
+    }
+
     /// `(user, text)` of ephemeral messages.
     pub fn ephemerals(&self) -> Vec<(String, String)> {
         lock(&self.inner).ephemerals.clone()
@@ -177,7 +183,7 @@ async fn handle(
         body: parsed.clone(),
         status: 0,
     });
-    let response = answer(&mut inner, &state.token, &method, authorization, json_body, parsed);
+    let response = answer(&mut inner, &state.token, &method, authorization, json_body, parsed, &body);
     if let Some(call) = inner.calls.last_mut() {
         call.status = response.status().as_u16();
     }
@@ -191,6 +197,7 @@ fn answer(
     authorization: Option<String>,
     json_body: bool,
     parsed: Value,
+    raw_form: &str,
 ) -> Response {
     let scripted = match inner.script.pop_front() {
         Some(reply) => Some(reply),
@@ -211,6 +218,14 @@ fn answer(
     }
     if authorization.as_deref() != Some(format!("Bearer {token}").as_str()) {
         return api_error(if authorization.is_none() { "not_authed" } else { "invalid_auth" });
+    }
+    if method == "usergroups.users.list" {
+        // A read: form-encoded (`usergroup=S…`), as the Web API takes it.
+        let group = raw_form.split('&').find_map(|kv| kv.strip_prefix("usergroup=")).unwrap_or_default();
+        return match inner.usergroups.get(group) {
+            Some(users) => Json(json!({"ok": true, "users": users})).into_response(),
+            None => api_error("no_such_subteam"),
+        };
     }
     if !json_body || !parsed.is_object() {
         return api_error("invalid_json");

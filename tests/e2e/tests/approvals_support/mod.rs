@@ -29,6 +29,27 @@ pub const SIGNING_SECRET: &str = "e2e-signing-secret-0123456789abcdef";
 pub const BOT_TOKEN: &str = "xoxb-e2e-token";
 pub const API_TOKEN: &str = "km-e2e-approver-token";
 pub const APPROVER: &str = "U0APPROVER";
+/// Mapped to the approver role, but not on the support proposals' own approver list.
+pub const INTRUDER: &str = "U0INTRUDER";
+/// Mapped to the approver role with identity `bob` (who proposes in the self-approval tests).
+pub const BOB_IN_SLACK: &str = "U0BOB";
+/// A user group mapped to the approver role; its members are set on the stand-in per test.
+pub const ONCALL_GROUP: &str = "S0ONCALL";
+
+/// The `slack.approvers` mapping of these tests.
+pub fn slack_mapping() -> kubemedic::approvals::slack::approvers::ApproversConfig {
+    serde_json::from_value(json!({
+        "users": {
+            APPROVER: "approver",
+            INTRUDER: "approver",
+            BOB_IN_SLACK: {"role": "approver", "identity": "bob"},
+            "U0OPERATOR": "operator",
+        },
+        "groups": {ONCALL_GROUP: "approver"},
+        "group_cache_seconds": 60,
+    }))
+    .unwrap()
+}
 
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -74,7 +95,11 @@ pub fn approvals(
     slack: Option<&SlackStandin>,
     replica: &str,
 ) -> Arc<Approvals> {
-    Arc::new(Approvals::new(store, cluster(client), slack.map(slack_client), config()).with_replica(replica))
+    Arc::new(
+        Approvals::new(store, cluster(client), slack.map(slack_client), config())
+            .with_slack_approvers(slack_mapping())
+            .with_replica(replica),
+    )
 }
 
 /// Serve the approval routes; returns `127.0.0.1:PORT`.
@@ -117,8 +142,14 @@ fn form_encode(s: &str) -> String {
         .collect()
 }
 
-/// The form body Slack sends when `user` clicks Approve (or Reject) on proposal `id`.
-pub fn click_body(id: &str, user: &str, approve: bool) -> String {
+/// The form body Slack sends when `user` clicks Approve (or Reject) on the card of `p`
+/// (the button value carries the id and the digest the card showed).
+pub fn click_body(p: &Proposal, user: &str, approve: bool) -> String {
+    click_body_value(&kubemedic::approvals::slack::blocks::button_value(p), user, approve)
+}
+
+/// [`click_body`] with a button value as given (forged or old cards).
+pub fn click_body_value(id: &str, user: &str, approve: bool) -> String {
     let payload = json!({
         "type": "block_actions",
         "user": {"id": user, "username": user.to_lowercase(), "team_id": "T0"},
@@ -150,9 +181,9 @@ pub fn signed(body: &str, secret: &str, timestamp: i64) -> Vec<(&'static str, St
     ]
 }
 
-/// POST a click to `/slack/interactions`, correctly signed now.
-pub async fn click(addr: &str, id: &str, user: &str, approve: bool) -> u16 {
-    let body = click_body(id, user, approve);
+/// POST a click on the card of `p` to `/slack/interactions`, correctly signed now.
+pub async fn click(addr: &str, p: &Proposal, user: &str, approve: bool) -> u16 {
+    let body = click_body(p, user, approve);
     http(addr, "POST", "/slack/interactions", &signed(&body, SIGNING_SECRET, now()), &body).await.0
 }
 
@@ -200,6 +231,8 @@ pub async fn proposal(client: &Client, ns: &str, name: &str, patch_type: PatchTy
     p.target.content_digest = Some(kubemedic::approvals::precondition::fingerprint(&raw));
     p.action = Action::Patch { patch_type, body };
     p.approvers = vec![APPROVER.to_owned(), "alice".to_owned()];
+    // As the built-in diagnostician drafts it: apply re-runs the policy of this tier.
+    p.drafter = kubemedic::approvals::Drafter::Builtin;
     p.diff = format!("change to Deployment {ns}/{name}");
     p
 }

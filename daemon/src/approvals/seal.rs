@@ -1,0 +1,303 @@
+//! Binding an approval to content: a proposal's [`digest`] covers what would
+//! change (cluster, target, action with patch type and body), the approver
+//! approves that digest, and the decision is sealed with an HMAC under the
+//! installation's approval key. Apply recomputes the digest and checks the
+//! seal, so a writer to the store (a NATS KV client, a copied redb file) who
+//! rewrites a patch after it was shown, or forges an `approved` proposal,
+//! gets nothing applied.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, KeyInit, Mac};
+
+use sha2::Sha256;
+
+use crate::model::proposal::Proposal;
+
+/// Env var holding the approval key (hex or any string of at least 32 bytes); every replica
+/// sharing a store must use the same key.
+pub const KEY_ENV: &str = "KUBEMEDIC_APPROVAL_KEY";
+/// File under `state_dir` holding a generated key when [`KEY_ENV`] is not set.
+pub const KEY_FILE: &str = "approval.key";
+const KEY_LEN: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("cannot read the approval key {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the approval key {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the approval key {path} is {len} bytes, not {KEY_LEN}: delete it to make a new one")]
+    Length { path: PathBuf, len: usize },
+    #[error("{KEY_ENV} must hold at least {KEY_LEN} bytes")]
+    ShortEnv,
+}
+
+pub use crate::model::digest::{canonical, digest, short};
+pub use crate::model::proposal::ApprovalSeal;
+
+/// The approval key. Its `Debug` does not print it.
+#[derive(Clone)]
+pub struct ApprovalKey(Vec<u8>);
+
+impl std::fmt::Debug for ApprovalKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApprovalKey(..)")
+    }
+}
+
+impl ApprovalKey {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SealError> {
+        if bytes.len() < KEY_LEN {
+            return Err(SealError::ShortEnv);
+        }
+        Ok(Self(bytes.to_vec()))
+    }
+
+    /// A fresh random key (seals verifiable within this process only).
+    pub fn random() -> Self {
+        let mut key = [0u8; KEY_LEN];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key).expect("system randomness");
+        Self(key.to_vec())
+    }
+
+    /// The key for a process without a state directory: [`KEY_ENV`] if set, else one random key
+    /// shared by everything in this process.
+    pub fn process_default() -> Self {
+        static KEY: std::sync::OnceLock<ApprovalKey> = std::sync::OnceLock::new();
+        KEY.get_or_init(|| {
+            match std::env::var(KEY_ENV)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| Self::from_bytes(v.trim().as_bytes()))
+            {
+                Some(Ok(k)) => k,
+                _ => Self::random(),
+            }
+        })
+        .clone()
+    }
+
+    /// [`KEY_ENV`] when set, else `state_dir/approval.key`, created (owner-only) on first use.
+    pub fn load(state_dir: &Path) -> Result<Self, SealError> {
+        if let Some(v) = std::env::var(KEY_ENV).ok().filter(|v| !v.trim().is_empty()) {
+            return Self::from_bytes(v.trim().as_bytes());
+        }
+        let path = state_dir.join(KEY_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) if bytes.len() == KEY_LEN => Ok(Self(bytes)),
+            Ok(bytes) => Err(SealError::Length { path, len: bytes.len() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::random();
+                let write = |path: &Path| -> std::io::Result<()> {
+                    std::fs::create_dir_all(state_dir)?;
+                    let mut options = std::fs::OpenOptions::new();
+                    options.write(true).create_new(true);
+                    #[cfg(unix)]
+                    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                    let mut file = options.open(path)?;
+                    file.write_all(&key.0)?;
+                    file.sync_all()
+                };
+                match write(&path) {
+                    Ok(()) => Ok(key),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(state_dir),
+                    Err(source) => Err(SealError::Write { path, source }),
+                }
+            }
+            Err(source) => Err(SealError::Read { path, source }),
+        }
+    }
+
+    fn hmac(&self, id: &str, digest: &str, approver: &str, decided_at: &str) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
+        // Length-prefixed fields: no two tuples encode alike.
+        for field in [id, digest, approver, decided_at] {
+            mac.update(&(field.len() as u64).to_be_bytes());
+            mac.update(field.as_bytes());
+        }
+        mac
+    }
+
+    fn mac(&self, id: &str, digest: &str, approver: &str, decided_at: &str) -> String {
+        hex::encode(self.hmac(id, digest, approver, decided_at).finalize().into_bytes())
+    }
+
+    /// Seal an approval of proposal `id` at `digest`.
+    pub fn seal(&self, id: &str, digest: &str, approver: &str, decided_at: &str, via: &str) -> ApprovalSeal {
+        ApprovalSeal {
+            approver: approver.to_owned(),
+            digest: digest.to_owned(),
+            decided_at: decided_at.to_owned(),
+            via: via.to_owned(),
+            mac: self.mac(id, digest, approver, decided_at),
+        }
+    }
+
+    /// Why `p` may not be applied, if it may not: no seal, a seal that does not verify, a seal
+    /// for another digest, or content that no longer hashes to the approved digest.
+    pub fn check(&self, p: &Proposal) -> Result<(), String> {
+        let Some(seal) = &p.approval else {
+            return Err("the proposal carries no sealed approval (not approved through kubemedic)".into());
+        };
+        let ok = hex::decode(&seal.mac).is_ok_and(|tag| {
+            self.hmac(&p.id, &seal.digest, &seal.approver, &seal.decided_at).verify_slice(&tag).is_ok()
+        });
+        if !ok {
+            return Err("the approval seal does not verify (forged or written with another approval key)".into());
+        }
+        if p.decided_by().is_some_and(|by| by != seal.approver) {
+            return Err("the approval seal names another approver than the recorded decision".into());
+        }
+        let now = digest(p);
+        if now != seal.digest {
+            return Err(format!(
+                "digest mismatch: approved {} but the stored change hashes to {now} (changed after approval)",
+                short(&seal.digest)
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::proposal::{Action, PatchType, ProposalEvent, TargetRef};
+    use serde_json::Value;
+    use serde_json::json;
+
+    fn proposal(body: Value) -> Proposal {
+        let target = TargetRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: "shop".into(),
+            name: "api".into(),
+            resource_version: Some("7".into()),
+            generation: None,
+            content_digest: None,
+        };
+        let now = jiff::Timestamp::from_second(1_700_000_000).unwrap();
+        Proposal::new(
+            "local",
+            target,
+            Action::Patch { patch_type: PatchType::Strategic, body },
+            now,
+            jiff::SignedDuration::from_secs(60),
+        )
+    }
+
+    #[test]
+    fn canonical_sorts_keys_at_every_level() {
+        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"d":[{"y":2,"x":1}],"c":"s"}}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"a":{"c":"s","d":[{"x":1,"y":2}]},"b":1}"#).unwrap();
+        assert_eq!(canonical(&a), canonical(&b));
+        assert_eq!(canonical(&a), r#"{"a":{"c":"s","d":[{"x":1,"y":2}]},"b":1}"#);
+        // Array order is content.
+        assert_ne!(canonical(&json!([1, 2])), canonical(&json!([2, 1])));
+        // Strings are escaped, so a key cannot smuggle structure.
+        assert_eq!(canonical(&json!({"a\":1,\"b": 2})), r#"{"a\":1,\"b":2}"#);
+    }
+
+    #[test]
+    fn digest_covers_target_and_action_but_not_the_resource_version() {
+        let p = proposal(json!({"spec": {"replicas": 2}}));
+        let d = digest(&p);
+        assert_eq!(d.len(), 64);
+        assert!(d.bytes().all(|b| b.is_ascii_hexdigit()));
+        let mut repinned = p.clone();
+        repinned.target.resource_version = Some("8".into());
+        assert_eq!(digest(&repinned), d, "resourceVersion is checked by the precondition, not the digest");
+        let mut other = p.clone();
+        other.action = Action::Patch { patch_type: PatchType::Strategic, body: json!({"spec": {"replicas": 3}}) };
+        assert_ne!(digest(&other), d, "the body");
+        let mut other = p.clone();
+        other.action = Action::Patch { patch_type: PatchType::Merge, body: json!({"spec": {"replicas": 2}}) };
+        assert_ne!(digest(&other), d, "the patch type");
+        let mut other = p.clone();
+        other.target.name = "web".into();
+        assert_ne!(digest(&other), d, "the target");
+        let mut other = p.clone();
+        other.target.namespace = "kube-system".into();
+        assert_ne!(digest(&other), d, "the namespace");
+        let mut other = p.clone();
+        other.cluster = "prod".into();
+        assert_ne!(digest(&other), d, "the cluster");
+        let mut other = p.clone();
+        other.action = Action::Delete;
+        assert_ne!(digest(&other), d, "the action kind");
+        // Key order of the body does not matter.
+        let reordered = proposal(serde_json::from_str(r#"{"spec":{"replicas":2}}"#).unwrap());
+        assert_eq!(digest(&reordered), d);
+    }
+
+    fn approved(key: &ApprovalKey, p: &mut Proposal, by: &str) {
+        p.transition(&ProposalEvent::Offer, "kubemedic", jiff::Timestamp::now()).unwrap();
+        p.transition(&ProposalEvent::Approve { by: by.into() }, by, jiff::Timestamp::now()).unwrap();
+        let d = digest(p);
+        p.approval = Some(key.seal(&p.id, &d, by, "2026-12-04T09:00:00Z", "http"));
+    }
+
+    #[test]
+    fn a_seal_verifies_only_for_its_key_content_and_approver() {
+        let key = ApprovalKey::random();
+        let mut p = proposal(json!({"spec": {"replicas": 2}}));
+        approved(&key, &mut p, "alice");
+        key.check(&p).unwrap();
+
+        let mut unsealed = p.clone();
+        unsealed.approval = None;
+        assert!(key.check(&unsealed).unwrap_err().contains("no sealed approval"));
+
+        let other_key = ApprovalKey::random();
+        assert!(other_key.check(&p).unwrap_err().contains("does not verify"));
+
+        let mut rewritten = p.clone();
+        rewritten.action = Action::Patch { patch_type: PatchType::Strategic, body: json!({"spec": {"replicas": 20}}) };
+        assert!(key.check(&rewritten).unwrap_err().contains("digest mismatch"));
+
+        let mut rewritten_both = rewritten.clone();
+        let seal = rewritten_both.approval.as_mut().unwrap();
+        seal.digest = digest(&rewritten);
+        assert!(key.check(&rewritten_both).unwrap_err().contains("does not verify"), "digest is under the MAC");
+
+        let mut other_approver = p.clone();
+        other_approver.approval.as_mut().unwrap().approver = "mallory".into();
+        assert!(key.check(&other_approver).is_err());
+
+        let mut moved = p.clone();
+        moved.id = "another-id".into();
+        assert!(key.check(&moved).unwrap_err().contains("does not verify"), "the id is under the MAC");
+        assert_eq!(format!("{key:?}"), "ApprovalKey(..)");
+    }
+
+    #[test]
+    fn the_key_file_is_created_owner_only_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        // The env var would win; this test needs the file.
+        if std::env::var(KEY_ENV).is_ok() {
+            return;
+        }
+        let a = ApprovalKey::load(dir.path()).unwrap();
+        let b = ApprovalKey::load(dir.path()).unwrap();
+        assert_eq!(a.mac("i", "d", "u", "t"), b.mac("i", "d", "u", "t"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "key readable by others: {mode:o}");
+        }
+        std::fs::write(dir.path().join(KEY_FILE), b"short").unwrap();
+        assert!(ApprovalKey::load(dir.path()).unwrap_err().to_string().contains("5 bytes"));
+        assert!(ApprovalKey::from_bytes(b"short").is_err());
+    }
+}

@@ -37,7 +37,11 @@ enum Command {
     /// The daemon: watchers, alerts, agent, Slack, MCP over HTTP, drift cron.
     Run,
     /// MCP over stdio, for Claude Desktop / Cursor.
-    Mcp,
+    Mcp {
+        /// Offer only the read tools: no proposal, approval or apply (also `mcp.read_only`).
+        #[arg(long)]
+        read_only: bool,
+    },
     /// The whole loop on the local control plane with simulated nodes.
     Demo {
         /// Approve every proposal without asking.
@@ -94,7 +98,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let stdio = matches!(cli.command, Command::Mcp);
+    let stdio = matches!(cli.command, Command::Mcp { .. });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(err) => {
@@ -106,7 +110,7 @@ fn main() -> ExitCode {
         let telemetry = app::init_telemetry(stdio);
         let result = match cli.command {
             Command::Run => app::run(config).await,
-            Command::Mcp => app::mcp_stdio(config).await,
+            Command::Mcp { read_only } => app::mcp_stdio(config, read_only).await,
             Command::Demo { yes, only, scenarios } => {
                 app::demo(config, app::DemoOptions { yes, only, scenarios }).await
             }

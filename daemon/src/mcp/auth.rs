@@ -38,6 +38,13 @@ pub struct AuthConfig {
     pub tokens: Vec<TokenConfig>,
     /// OpenID Connect JWTs for HTTP; absent = tokens only.
     pub oidc: Option<OidcConfig>,
+    /// The URL clients use for `/mcp` (e.g. `https://kubemedic.example.com/mcp`): the
+    /// `resource` of `/.well-known/oauth-protected-resource`. Absent = `http://<Host>/mcp`
+    /// from a request whose Host the listener accepts; set it behind TLS or a proxy.
+    pub resource: Option<String>,
+    /// OAuth scopes clients should request, advertised as `scopes_supported` and in the
+    /// 401 challenge; empty = not advertised.
+    pub scopes: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -47,6 +54,8 @@ impl Default for AuthConfig {
             stdio_role: Role::Viewer,
             tokens: Vec::new(),
             oidc: None,
+            resource: None,
+            scopes: Vec::new(),
         }
     }
 }
@@ -126,6 +135,12 @@ impl AuthConfig {
                 return Err(AuthError::Config("auth.tokens[].name must not be empty".into()));
             }
         }
+        if let Some(r) = &self.resource {
+            super::discovery::validate_resource(r).map_err(AuthError::Config)?;
+        }
+        if let Some(s) = self.scopes.iter().find(|s| s.is_empty() || s.contains([' ', '"', '\\'])) {
+            return Err(AuthError::Config(format!("auth.scopes: {s:?} is not a scope token (no spaces or quotes)")));
+        }
         if let Some(o) = &self.oidc
             && o.jwks_url.is_none() == o.jwks_file.is_none()
         {
@@ -170,6 +185,10 @@ pub fn token_hash(token: &str) -> String {
 pub struct Authenticator {
     tokens: Vec<TokenConfig>,
     oidc: Option<jwt::OidcVerifier>,
+    /// What `/.well-known/oauth-protected-resource` and the 401 challenges say.
+    resource: Option<String>,
+    issuer: Option<String>,
+    scopes: Vec<String>,
 }
 
 impl Authenticator {
@@ -179,7 +198,23 @@ impl Authenticator {
             Some(o) => Some(jwt::OidcVerifier::new(o.clone()).await?),
             None => None,
         };
-        Ok(Self { tokens: config.tokens.clone(), oidc })
+        Ok(Self {
+            tokens: config.tokens.clone(),
+            oidc,
+            resource: config.resource.clone(),
+            issuer: config.oidc.as_ref().map(|o| o.issuer.clone()),
+            scopes: config.scopes.clone(),
+        })
+    }
+
+    /// Discovery for a listener accepting `allowed_hosts` besides loopback.
+    pub fn discovery(&self, allowed_hosts: &[String]) -> super::discovery::Discovery {
+        super::discovery::Discovery {
+            resource: self.resource.clone(),
+            issuer: self.issuer.clone(),
+            scopes: self.scopes.clone(),
+            allowed_hosts: allowed_hosts.to_vec(),
+        }
     }
 
     /// Whether any HTTP credential is configured (without one, `/mcp` refuses everyone).

@@ -80,9 +80,24 @@ fn fit_within(tool: &str, value: &mut Value, max_bytes: usize, reserve: usize, f
         if size <= target {
             break;
         }
-        let Some((at, _)) = largest_container(value) else { break };
-        let Some(cut) = cut_container(value, &at, size - target) else { break };
-        merge(&mut cuts, cut);
+        // Share the cut among the big containers (a water level), so one list is not
+        // emptied while another of the same size keeps everything.
+        let containers = outer_containers(value);
+        if containers.is_empty() {
+            break;
+        }
+        let mut progressed = false;
+        for (at, excess) in water_level(&containers, size - target) {
+            // Log lines are a tail: the newest (last) ones are kept.
+            let newest_last = tool == "pod_logs" && at.ends_with("/lines");
+            if let Some(cut) = cut_container(value, &at, excess, newest_last) {
+                progressed |= cut.omitted > 0;
+                merge(&mut cuts, cut);
+            }
+        }
+        if !progressed {
+            break;
+        }
     }
     // Last resort: a record bigger than the whole budget (one huge line) is cut inside.
     while json_len(value) > target {
@@ -121,23 +136,17 @@ fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
-/// The biggest cuttable container: an array of two or more elements, or a text of two or more lines.
-fn largest_container(v: &Value) -> Option<(String, usize)> {
-    fn walk(v: &Value, path: &mut String, best: &mut Option<(String, usize)>) {
-        let consider = |path: &String, size: usize, best: &mut Option<(String, usize)>| {
-            if best.as_ref().is_none_or(|(_, b)| size > *b) {
-                *best = Some((path.clone(), size));
-            }
-        };
+/// The cuttable containers not inside another one, with their sizes.
+fn outer_containers(v: &Value) -> Vec<(String, usize)> {
+    fn walk(v: &Value, path: &mut String, out: &mut Vec<(String, usize)>) {
         match v {
+            Value::Array(items) if items.len() >= 2 => out.push((path.clone(), json_len(v))),
+            Value::String(s) if s.trim_end_matches('\n').contains('\n') => out.push((path.clone(), json_len(v))),
             Value::Array(items) => {
-                if items.len() >= 2 {
-                    consider(path, json_len(v), best);
-                }
                 for (i, item) in items.iter().enumerate() {
                     let len = path.len();
                     path.push_str(&format!("/{i}"));
-                    walk(item, path, best);
+                    walk(item, path, out);
                     path.truncate(len);
                 }
             }
@@ -146,30 +155,58 @@ fn largest_container(v: &Value) -> Option<(String, usize)> {
                     let len = path.len();
                     path.push('/');
                     path.push_str(&escape(k));
-                    walk(item, path, best);
+                    walk(item, path, out);
                     path.truncate(len);
                 }
             }
-            Value::String(s) if s.trim_end_matches('\n').contains('\n') => consider(path, json_len(v), best),
             _ => {}
         }
     }
-    let mut best = None;
-    walk(v, &mut String::new(), &mut best);
-    best
+    let mut out = Vec::new();
+    walk(v, &mut String::new(), &mut out);
+    out
 }
 
-/// Drop trailing records of the container at `at` until `over` bytes are gone (at least one record stays).
-fn cut_container(value: &mut Value, at: &str, over: usize) -> Option<Cut> {
+/// How much to take from each container so that `over` bytes go and every container
+/// above the resulting level is brought down to it.
+fn water_level(containers: &[(String, usize)], over: usize) -> Vec<(String, usize)> {
+    let mut sizes: Vec<usize> = containers.iter().map(|(_, s)| *s).collect();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    // Find the level: with the k biggest above it, k * (s_k-1 - level) summed reaches `over`.
+    let mut level = 0;
+    let mut sum = 0usize;
+    for (k, s) in sizes.iter().enumerate() {
+        sum += s;
+        let next = sizes.get(k + 1).copied().unwrap_or(0);
+        // Removing everything above `next` from the k+1 biggest.
+        if sum - (k + 1) * next >= over {
+            level = (sum - over) / (k + 1);
+            break;
+        }
+    }
+    containers.iter().filter(|(_, s)| *s > level).map(|(at, s)| (at.clone(), s - level)).collect()
+}
+
+/// Drop trailing records (leading ones when `from_front`) of the container at `at` until
+/// `over` bytes are gone; at least one record stays.
+fn cut_container(value: &mut Value, at: &str, over: usize, from_front: bool) -> Option<Cut> {
     match value.pointer_mut(at)? {
         Value::Array(items) => {
             let before = items.len();
             let mut removed = 0;
-            while items.len() > 1 && removed < over {
-                let last = items.pop()?;
-                removed += json_len(&last) + 1;
+            let mut drop = 0;
+            while before - drop > 1 && removed < over {
+                let index = if from_front { drop } else { before - 1 - drop };
+                removed += json_len(&items[index]) + 1;
+                drop += 1;
             }
-            Some(Cut { at: at.to_owned(), unit: "items", kept: items.len(), omitted: before - items.len() })
+            if from_front {
+                items.drain(..drop);
+            } else {
+                items.truncate(before - drop);
+            }
+            let unit = if from_front { "items (the last ones kept)" } else { "items" };
+            Some(Cut { at: at.to_owned(), unit, kept: items.len(), omitted: drop })
         }
         Value::String(text) => {
             let lines: Vec<&str> = text.split_inclusive('\n').collect();
@@ -256,7 +293,12 @@ fn continuation(tool: &str, max_bytes: usize, value: &mut Value, cuts: &[Cut]) -
             "call events with limit: {} or narrower filters (since_seconds, event_type, reason, kind and name)",
             kept_at("/events").unwrap_or(10)
         ),
-        "pod_logs" => "call pod_logs with a smaller tail, a grep pattern, since_seconds, one container, or a smaller max_pods".to_owned(),
+        "pod_logs" => match cuts.iter().filter(|c| c.at.ends_with("/lines")).map(|c| c.kept).min() {
+            Some(k) => format!(
+                "the newest lines were kept; call pod_logs with tail: {k} for a result that fits, or narrow with a grep pattern, since_seconds, one container or a smaller max_pods"
+            ),
+            None => "call pod_logs with a smaller tail, a grep pattern, since_seconds, one container, or a smaller max_pods".to_owned(),
+        },
         "cluster_health" => "call cluster_health with namespace for one namespace, then describe_workload or list_resources for details".to_owned(),
         "workload_graph" => "call workload_graph with kind and name for one workload's graph".to_owned(),
         "drift_check" => "call drift_check with namespace for one namespace".to_owned(),
@@ -338,9 +380,23 @@ mod tests {
         assert!(json_len(&v) + note.note.len() <= 10_000);
         assert!(v["mermaid"].as_str().unwrap().ends_with('\n'), "whole lines only");
         assert!(v["logs"][0]["lines"].as_array().unwrap().iter().all(|l| l.as_str().unwrap().ends_with("of the log")));
-        assert!(note.cuts.iter().any(|c| c.at == "/logs/0/lines" && c.unit == "items"));
+        let lines = v["logs"][0]["lines"].as_array().unwrap();
+        assert_eq!(lines.last().unwrap(), "line 4999 of the log", "a log keeps its newest lines");
+        assert!(note.cuts.iter().any(|c| c.at == "/logs/0/lines" && c.unit.starts_with("items (the last")));
         assert!(note.cuts.iter().any(|c| c.at == "/mermaid" && c.unit == "lines"));
-        assert!(note.note.contains("tail") && note.note.contains("grep"), "{}", note.note);
+        assert!(note.note.contains(&format!("tail: {}", lines.len())) && note.note.contains("grep"), "{}", note.note);
+    }
+
+    #[test]
+    fn two_big_lists_share_the_cut() {
+        let a: Vec<Value> = (0..3000).map(|i| json!(format!("Pod/bulk-{i:05}"))).collect();
+        let b: Vec<Value> = (0..3000).map(|i| json!({"pod": format!("bulk-{i:05}"), "ready": true})).collect();
+        let mut v = json!({"owner_chain": a, "pods": b});
+        let note = fit("describe_workload", &mut v, 25_000).unwrap();
+        assert!(json_len(&v) + note.note.len() <= 25_000);
+        let (a, b) = (v["owner_chain"].as_array().unwrap().len(), v["pods"].as_array().unwrap().len());
+        assert!(a > 100 && b > 100, "both keep a fair share: {a} and {b}");
+        assert!(json_len(&v) > 20_000, "and the budget is used: {}", json_len(&v));
     }
 
     #[test]

@@ -11,10 +11,11 @@
 use serde::Serialize;
 use serde_json::Value;
 
-/// Default budget. Claude Code warns above 10,000 tokens of tool output and
-/// refuses above 25,000; JSON runs at roughly 3 to 4 bytes a token, so
-/// 25,000 bytes (about 7,000 tokens) passes every client we know without a
-/// warning, while still holding a few hundred list items.
+/// Default budget. Claude Code refuses tool output above 25,000 tokens
+/// (`MAX_MCP_OUTPUT_TOKENS`) and moves a result above 50,000 characters out of
+/// the conversation into a file; JSON runs at roughly 3 to 4 bytes a token, so
+/// 25,000 bytes (about 7,000 tokens) stays in the conversation of every client
+/// we know, while still holding a hundred or more list items.
 pub const DEFAULT_MAX_RESULT_BYTES: usize = 25_000;
 
 /// The smallest budget accepted: below it the note alone would not fit.

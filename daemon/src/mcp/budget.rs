@@ -296,7 +296,7 @@ fn continuation(tool: &str, max_bytes: usize, value: &mut Value, cuts: &[Cut]) -
         ),
         "pod_logs" => match cuts.iter().filter(|c| c.at.ends_with("/lines")).map(|c| c.kept).min() {
             Some(k) => format!(
-                "the newest lines were kept; call pod_logs with tail: {k} for a result that fits, or narrow with a grep pattern, since_seconds, one container or a smaller max_pods"
+                "call pod_logs with tail: {k} for a result that fits (the newest lines were kept), or narrow with a grep pattern, since_seconds, one container or a smaller max_pods"
             ),
             None => "call pod_logs with a smaller tail, a grep pattern, since_seconds, one container, or a smaller max_pods".to_owned(),
         },

@@ -144,6 +144,23 @@ async fn bulk_namespace_within_budget(client: kube::Client, ns: e2e::Namespace) 
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 
+    // The scheduler's own events for unschedulable pods are aggregated and rate-limited: add
+    // warnings of our own so the namespace has hundreds whatever the timing.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns.name);
+    for i in 0..300 {
+        let event = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("bulk-probe-{i}")},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": ns.name, "name": format!("bulk-{i}")},
+            "type": "Warning", "reason": "Unhealthy",
+            "message": format!("Readiness probe failed: Get \"http://10.0.0.{}:8080/healthz\": context deadline exceeded", i % 250),
+            "count": 1, "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z",
+            "source": {"component": "kubelet"}
+        }))
+        .unwrap();
+        events.create(&PostParams::default(), &event).await.expect("create Event");
+    }
+
     let dir = tempfile::tempdir().unwrap();
     seed_store(&dir.path().join("state"), &ns.name, 300).await;
     let mcp = spawn_mcp(&config(&ns.name, dir.path(), "viewer"), dir.path(), &[]).await;

@@ -15,7 +15,8 @@
 //! - [`prompts`]: `prompts/*.md` workflows; [`tools`]: the read and mutation tools (transport-free).
 //! - [`agent`]: runs a workflow ([`agent::builtin`] or [`agent::llm`]) into a [`agent::Diagnosis`].
 //! - [`policy`]: the patch policy; [`approvals`]: proposal state machine, Slack, apply and verify.
-//! - [`mcp`]: the MCP server (stdio and streamable HTTP) and its auth.
+//! - [`mcp`]: the MCP server (stdio and streamable HTTP), its auth and auth discovery,
+//!   the byte budget every tool result keeps to, the read-only surface.
 //! - [`store`]: durable state (embedded or NATS KV); [`bus`]: `kubemedic.>` events.
 //! - [`drift`]: nightly drift reports; [`telemetry`]: spans, metrics, audit trail.
 //! - [`names`]: namespace and object names checked as the apiserver does, before any API path.

@@ -9,7 +9,10 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-eval "$(bash tests/tools/install.sh --env)"
+# Everything the tests use. Checked before the eval: a failed install must stop here, with its
+# own message, not later as an unset variable.
+ENV_LINES=$(bash tests/tools/install.sh --for tests --env) || { echo "tests/tools/install.sh failed" >&2; exit 1; }
+eval "$ENV_LINES"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$KUBEMEDIC_CACHE/target}
 export PATH="$KUBEMEDIC_VENV/bin:$KUBEMEDIC_CACHE/bin:$PATH"
 

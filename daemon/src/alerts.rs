@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::cluster::Scope;
-use crate::signal::Signal;
+use crate::model::signal::Signal;
 pub use payload::{Alert, AlertStatus, OwnerLookup, SharedOwners, Webhook};
 
 /// Where Alertmanager posts.
@@ -148,7 +148,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// The value for `alerts.bearer_token_sha256`: hex SHA-256 of the token.
 pub fn hash_token(token: &str) -> String {
-    crate::mcp::auth::token_hash(token)
+    crate::auth::token_hash(token)
 }
 
 fn authorized(expected_hex: &str, headers: &HeaderMap) -> bool {

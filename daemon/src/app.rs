@@ -20,17 +20,7 @@ use crate::tools::{ProposalSink, Tools};
 /// Errors from commands; each module has its own typed error underneath.
 pub type AppError = Box<dyn std::error::Error + Send + Sync>;
 
-/// `err: cause: cause`, for one-line messages.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
+pub use crate::model::error::error_chain;
 
 /// Telemetry guard: flushes exporters on shutdown.
 pub struct Telemetry {
@@ -48,16 +38,55 @@ impl Telemetry {
     }
 }
 
+/// How chatty the logs are by default (`RUST_LOG`, when set, wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// One-shot commands (`demo`, `diagnose`, `drift`, ...): warnings and errors only, so
+    /// logs do not bury the command's own output.
+    Quiet,
+    /// The long-running commands (`run`, `mcp`), and `-v` for the others.
+    Info,
+    /// `-vv`: debug for kubemedic itself.
+    Debug,
+}
+
+impl Verbosity {
+    /// The level for a command: its default raised by each `-v`.
+    pub fn for_command(long_running: bool, verbose: u8) -> Self {
+        match (long_running, verbose) {
+            (false, 0) => Self::Quiet,
+            (true, 0) | (false, 1) => Self::Info,
+            _ => Self::Debug,
+        }
+    }
+
+    /// The `EnvFilter` directives. Targets match by prefix: `kube=warn` alone would also
+    /// silence `kubemedic`.
+    pub fn directives(self) -> &'static str {
+        match self {
+            Self::Quiet => "warn",
+            Self::Info => "info,kube=warn,rmcp=warn,kubemedic=info",
+            Self::Debug => "info,kube=warn,rmcp=warn,kubemedic=debug",
+        }
+    }
+}
+
+/// Colour in log lines only for a person at a terminal (a file, a pipe or a CI log gets
+/// plain text), and never when `NO_COLOR` is set (no-color.org).
+pub fn log_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
+}
+
 /// Logs to stderr (always: stdout belongs to MCP stdio and to command
 /// output); spans to OTLP when the standard `OTEL_*` variables ask for it.
 /// Must run inside the Tokio runtime (the gRPC exporter needs it).
-pub fn init_telemetry(_stdio: bool) -> Telemetry {
+pub fn init_telemetry(verbosity: Verbosity) -> Telemetry {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
 
-    // Targets match by prefix: `kube=warn` alone would also silence `kubemedic`.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,rmcp=warn,kubemedic=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(verbosity.directives()));
     let provider = match crate::telemetry::otel::provider_from_env() {
         Ok(p) => p,
         Err(err) => {
@@ -66,15 +95,21 @@ pub fn init_telemetry(_stdio: bool) -> Telemetry {
         }
     };
     let otel = provider.as_ref().map(crate::telemetry::otel::layer);
+    let colour = log_colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(crate::telemetry::logs::Gated(std::io::stderr)))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(colour)
+                .with_writer(crate::telemetry::logs::Gated(std::io::stderr)),
+        )
         .with(otel)
         .try_init();
     Telemetry { provider }
 }
 
 mod demo;
+mod progress;
 mod run;
 
 /// How long a command waits for the first listing of the Secrets in scope before it
@@ -181,6 +216,8 @@ pub struct DemoOptions {
     pub yes: bool,
     pub only: Vec<String>,
     pub scenarios: PathBuf,
+    /// The namespace the scenarios are created in (default `kubemedic-demo`).
+    pub namespace: Option<String>,
 }
 
 /// `kubemedic demo`.
@@ -192,12 +229,16 @@ pub async fn demo(config: Config, options: DemoOptions) -> Result<ExitCode, AppE
     let deps = Deps::new(cluster.clone(), config.policy.clone(), config.agent.clone(), prompts)?;
     let store: Arc<dyn Store> = Arc::new(crate::store::redb::RedbStore::open(&config.state_dir.join("demo"))?);
     let audit = AuditLog::open(&config.state_dir)?;
+    let (progress, verifying) = tokio::sync::watch::channel(String::new());
     let approvals = Arc::new(
         Approvals::new(store, cluster.clone(), None, config.approvals.clone())
             .with_policy(config.policy.clone())
-            .with_audit(audit),
+            .with_audit(audit)
+            .with_progress(progress),
     );
-    let rows = demo::run(&deps, &config.approvals, cluster, approvals, files, options.yes).await?;
+    let namespace = options.namespace.unwrap_or_else(|| demo::NAMESPACE.to_owned());
+    let cx = demo::Context { deps: &deps, config: &config.approvals, cluster, approvals, verifying, namespace };
+    let rows = demo::run(cx, files, options.yes).await?;
     println!("\n{}", demo::table(&rows));
     let failed = rows.iter().any(|r| r.decision == "approved" && !r.verified);
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
@@ -243,7 +284,8 @@ pub async fn validate(config: Config, rules: Option<PathBuf>, prompts: Option<Pa
     let rules_dir = rules.unwrap_or_else(|| config.rules_dir.clone());
     let prompts_dir = prompts.unwrap_or_else(|| config.prompts_dir.clone());
     let tools: Vec<&str> = crate::tools::TOOLS.iter().map(|t| t.name).collect();
-    let report = crate::rules::check::check(&config, &rules_dir, &prompts_dir, Some(&tools));
+    let mut report = crate::rules::check::check(&rules_dir, &prompts_dir, Some(&tools));
+    report.problems.extend(config.problems());
     for problem in &report.problems {
         eprintln!("{problem}");
     }
@@ -266,7 +308,7 @@ pub async fn validate(config: Config, rules: Option<PathBuf>, prompts: Option<Pa
 /// (bearer token from `KUBEMEDIC_TOKEN`), then follow the proposal until it settles.
 /// Exit 0 when it ends as decided (verified, or rejected), 1 otherwise.
 pub async fn decide(url: &str, proposal: &str, approve: bool) -> Result<ExitCode, AppError> {
-    use crate::approvals::{Proposal, ProposalState};
+    use crate::model::proposal::{Proposal, ProposalState};
     let token = std::env::var("KUBEMEDIC_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty())
@@ -307,4 +349,30 @@ pub async fn decide(url: &str, proposal: &str, approve: bool) -> Result<ExitCode
     }
     let ok = matches!((approve, p.state), (true, ProposalState::Verified) | (false, ProposalState::Rejected));
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_shot_commands_are_quiet_unless_asked() {
+        assert_eq!(Verbosity::for_command(false, 0), Verbosity::Quiet);
+        assert_eq!(Verbosity::for_command(false, 1), Verbosity::Info);
+        assert_eq!(Verbosity::for_command(false, 2), Verbosity::Debug);
+        assert_eq!(Verbosity::for_command(true, 0), Verbosity::Info);
+        assert_eq!(Verbosity::for_command(true, 1), Verbosity::Debug);
+        assert_eq!(Verbosity::Quiet.directives(), "warn");
+        for v in [Verbosity::Quiet, Verbosity::Info, Verbosity::Debug] {
+            assert!(tracing_subscriber::EnvFilter::try_new(v.directives()).is_ok(), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(log_colour(true, None));
+        assert!(log_colour(true, Some("".as_ref())));
+        assert!(!log_colour(true, Some("1".as_ref())));
+        assert!(!log_colour(false, None));
+    }
 }

@@ -27,15 +27,15 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-pub use proposal::{Action, Drafter, PatchType, Proposal, ProposalEvent, ProposalState, Risk, TargetRef};
+pub use crate::model::proposal::{Action, Drafter, PatchType, Proposal, ProposalEvent, ProposalState, Risk, TargetRef};
 
-use crate::agent::Diagnosis;
 use crate::cluster::Cluster;
+use crate::model::diagnosis::Diagnosis;
+use crate::slack::SlackClient;
+use crate::slack::blocks;
 use crate::store::{Store, StoreError};
 use crate::telemetry::audit::AuditLog;
 use apply::{Landing, Verdict};
-use slack::SlackClient;
-use slack::blocks;
 
 /// Approval settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -181,6 +181,8 @@ pub struct Approvals {
     mutations: std::sync::atomic::AtomicU64,
     /// Proposals being posted to Slack (see [`slack::outbox`]).
     outbox: slack::outbox::Outbox,
+    /// What verification is waiting for, for a person watching (see [`Self::with_progress`]).
+    progress: Option<tokio::sync::watch::Sender<String>>,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -213,6 +215,7 @@ impl Approvals {
             crash: Mutex::new(None),
             mutations: std::sync::atomic::AtomicU64::new(0),
             outbox: slack::outbox::Outbox::default(),
+            progress: None,
         }
     }
 
@@ -238,6 +241,13 @@ impl Approvals {
     /// The patch policy rollback proposals pass.
     pub fn with_policy(mut self, policy: crate::policy::PolicyConfig) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Where verification reports what it waits for at each look ("rollout in progress: …",
+    /// "stable for 12s of 30s"), for the demo's progress line.
+    pub fn with_progress(mut self, tx: tokio::sync::watch::Sender<String>) -> Self {
+        self.progress = Some(tx);
         self
     }
 
@@ -273,7 +283,7 @@ impl Approvals {
     pub async fn apply_now(self: Arc<Self>, request: ApplyRequest) {
         if let Err(err) = self.execute(&request.proposal_id).await {
             tracing::warn!(proposal = %request.proposal_id, via = request.via,
-                error = %crate::app::error_chain(&err), "apply after approval failed");
+                error = %crate::model::error::error_chain(&err), "apply after approval failed");
         }
     }
 
@@ -419,12 +429,12 @@ impl Approvals {
         let (Some(slack), Some(at)) = (&self.slack, &p.slack) else { return };
         let (text, blocks) = self.message(p).await;
         if let Err(err) = slack.update_message(at, &text, blocks).await {
-            tracing::warn!(proposal = %p.id, error = %crate::app::error_chain(&err), "cannot update the Slack message");
+            tracing::warn!(proposal = %p.id, error = %crate::model::error::error_chain(&err), "cannot update the Slack message");
         }
         if let Some(reply) = reply
             && let Err(err) = slack.reply(at, reply).await
         {
-            tracing::warn!(proposal = %p.id, error = %crate::app::error_chain(&err), "cannot reply in the Slack thread");
+            tracing::warn!(proposal = %p.id, error = %crate::model::error::error_chain(&err), "cannot reply in the Slack thread");
         }
     }
 
@@ -433,7 +443,7 @@ impl Approvals {
         if let Some(bus) = &self.bus
             && let Err(err) = bus.publish(&format!("proposal.{}", p.state.as_str()), p).await
         {
-            tracing::warn!(proposal = %p.id, error = %crate::app::error_chain(&err), "cannot publish proposal update");
+            tracing::warn!(proposal = %p.id, error = %crate::model::error::error_chain(&err), "cannot publish proposal update");
         }
     }
 
@@ -442,7 +452,7 @@ impl Approvals {
         if let Some(slack) = &self.slack
             && let Err(err) = slack.post_ephemeral(channel, user, text).await
         {
-            tracing::warn!(user, error = %crate::app::error_chain(&err), "cannot send an ephemeral Slack message");
+            tracing::warn!(user, error = %crate::model::error::error_chain(&err), "cannot send an ephemeral Slack message");
         }
     }
 
@@ -551,19 +561,19 @@ impl Approvals {
 
     async fn fail_apply(&self, p: &Proposal, err: apply::ApplyError) -> Result<Proposal, ApprovalError> {
         let rediagnose = err.needs_rediagnosis();
-        let reason = if rediagnose { err.to_string() } else { crate::app::error_chain(&err) };
-        tracing::warn!(proposal = %p.id, error = %crate::app::error_chain(&err), "change not applied");
+        let reason = if rediagnose { err.to_string() } else { crate::model::error::error_chain(&err) };
+        tracing::warn!(proposal = %p.id, error = %crate::model::error::error_chain(&err), "change not applied");
         let failed = self
             .advance(&p.id, ProposalEvent::Fail { reason: reason.clone() }, &self.replica, Some(reason.clone()))
             .await?;
-        self.audit_event(&failed, "apply", "failed", &crate::app::error_chain(&err));
+        self.audit_event(&failed, "apply", "failed", &crate::model::error::error_chain(&err));
         self.tell_slack(&failed, Some(&format!(":x: Not applied: {}", blocks::escape(&reason)))).await;
         if rediagnose && let Some(tx) = &self.rediagnose {
             let req = Rediagnose {
                 proposal_id: failed.id.clone(),
                 incident_id: failed.incident_id.clone(),
                 target: failed.target.clone(),
-                reason: crate::app::error_chain(&err),
+                reason: crate::model::error::error_chain(&err),
             };
             if tx.try_send(req).is_err() {
                 tracing::warn!(proposal = %failed.id, "re-diagnosis queue full or closed; the incident will be seen again by the watchers");
@@ -593,7 +603,8 @@ impl Approvals {
     }
 
     async fn verify(&self, p: Proposal, applied: apply::Applied) -> Result<Proposal, ApprovalError> {
-        let verdict = verify::verify(&self.cluster, &p, &applied, self.config.verify_window()).await;
+        let verdict =
+            verify::verify(&self.cluster, &p, &applied, self.config.verify_window(), self.progress.as_ref()).await;
         let done = match &verdict {
             Verdict::Healthy(msg) => {
                 self.advance(&p.id, ProposalEvent::Verified, &self.replica, Some(msg.clone())).await?
@@ -622,7 +633,7 @@ impl Approvals {
             Ok(Some(p)) => p,
             Ok(None) => return,
             Err(err) => {
-                tracing::warn!(proposal = %failed.id, error = %crate::app::error_chain(&err), "cannot compute a rollback");
+                tracing::warn!(proposal = %failed.id, error = %crate::model::error::error_chain(&err), "cannot compute a rollback");
                 return;
             }
         };
@@ -650,7 +661,7 @@ impl Approvals {
         if let (Some(slack), Some(at)) = (&self.slack, &failed.slack)
             && let Err(err) = slack.reply(at, &message).await
         {
-            tracing::warn!(proposal = %failed.id, error = %crate::app::error_chain(&err), "cannot reply in the Slack thread");
+            tracing::warn!(proposal = %failed.id, error = %crate::model::error::error_chain(&err), "cannot reply in the Slack thread");
         }
     }
 
@@ -813,7 +824,7 @@ impl Approvals {
     /// proposals and post those Slack has not got yet, on a timer.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         if let Err(err) = self.resume().await {
-            tracing::error!(error = %crate::app::error_chain(&err), "cannot resume proposals after start-up");
+            tracing::error!(error = %crate::model::error::error_chain(&err), "cannot resume proposals after start-up");
         }
         let mut tick = tokio::time::interval(Duration::from_secs(self.config.expiry_interval_seconds.max(1)));
         loop {
@@ -821,13 +832,13 @@ impl Approvals {
                 () = cancel.cancelled() => return,
                 _ = tick.tick() => {
                     if let Err(err) = self.expire_due().await {
-                        tracing::warn!(error = %crate::app::error_chain(&err), "cannot expire proposals");
+                        tracing::warn!(error = %crate::model::error::error_chain(&err), "cannot expire proposals");
                     }
                     if let Err(err) = self.post_unposted().await {
-                        tracing::warn!(error = %crate::app::error_chain(&err), "cannot post proposals to Slack");
+                        tracing::warn!(error = %crate::model::error::error_chain(&err), "cannot post proposals to Slack");
                     }
                     if let Err(err) = self.take_over_abandoned().await {
-                        tracing::warn!(error = %crate::app::error_chain(&err), "cannot take over abandoned proposals");
+                        tracing::warn!(error = %crate::model::error::error_chain(&err), "cannot take over abandoned proposals");
                     }
                 }
             }

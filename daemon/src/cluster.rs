@@ -4,8 +4,39 @@
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config as KubeConfig};
+use serde::Deserialize;
+use std::path::PathBuf;
 
-use crate::config::ClusterConfig;
+/// Cluster connection and scope.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Name used in incidents, metrics and MCP resources.
+    pub name: String,
+    /// Kubeconfig file; default: `KUBECONFIG`, `~/.kube/config`, or in-cluster.
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context; default: the current one.
+    pub context: Option<String>,
+    /// Namespaces kubemedic may see; empty = all but `exclude_namespaces`.
+    pub namespaces: Vec<String>,
+    /// Namespaces that do not exist for kubemedic.
+    pub exclude_namespaces: Vec<String>,
+    /// Kinds the tools may read (case-insensitive); empty = the built-in list.
+    pub kinds: Vec<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            name: "local".into(),
+            kubeconfig: None,
+            context: None,
+            namespaces: Vec::new(),
+            exclude_namespaces: vec!["kube-system".into(), "kube-public".into(), "kube-node-lease".into()],
+            kinds: Vec::new(),
+        }
+    }
+}
 
 /// Kinds readable by default (lowercase).
 pub const DEFAULT_KINDS: &[&str] = &[
@@ -70,8 +101,19 @@ impl Scope {
     }
 }
 
+/// What to do when no cluster is configured (said once, in the error).
+pub const HOW_TO_CONNECT: &str = "set KUBECONFIG=/path/to/kubeconfig, pass --kubeconfig PATH, or try \
+     `bash scripts/demo.sh`, which starts a local cluster and runs `kubemedic demo` on it";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
+    /// Nothing to connect to: no kubeconfig anywhere and not inside a cluster. Carries no
+    /// source: the causes underneath all say "file not found", which the message says once.
+    #[error(
+        "no Kubernetes cluster configured: KUBECONFIG is not set, {} does not exist, and this is not a pod in a cluster; {HOW_TO_CONNECT}",
+        default_kubeconfig.display()
+    )]
+    NotConfigured { default_kubeconfig: std::path::PathBuf },
     #[error("cannot read kubeconfig")]
     Kubeconfig(#[source] kube::config::KubeconfigError),
     #[error("cannot infer cluster configuration (no KUBECONFIG, ~/.kube/config or in-cluster service account)")]
@@ -92,16 +134,70 @@ impl Cluster {
             None if config.context.is_some() => {
                 KubeConfig::from_kubeconfig(&options).await.map_err(ClusterError::Kubeconfig)?
             }
-            None => KubeConfig::infer().await.map_err(ClusterError::Infer)?,
+            None => {
+                if let Some(default_kubeconfig) = nothing_configured(
+                    std::env::var_os("KUBECONFIG").as_deref(),
+                    std::env::var_os("KUBERNETES_SERVICE_HOST").as_deref(),
+                    std::env::var_os("HOME").as_deref(),
+                ) {
+                    return Err(ClusterError::NotConfigured { default_kubeconfig });
+                }
+                KubeConfig::infer().await.map_err(ClusterError::Infer)?
+            }
         };
         let client = Client::try_from(kube_config).map_err(ClusterError::Client)?;
         Ok(Self { name: config.name.clone(), client, scope: Scope::from_config(config) })
     }
 }
 
+/// `Some(~/.kube/config)` when inference has nothing to find: `KUBECONFIG` unset or empty,
+/// no `~/.kube/config`, and no in-cluster service host. Anything present is left to
+/// kube's inference, whose errors then say what is wrong with it.
+fn nothing_configured(
+    kubeconfig_env: Option<&std::ffi::OsStr>,
+    service_host: Option<&std::ffi::OsStr>,
+    home: Option<&std::ffi::OsStr>,
+) -> Option<std::path::PathBuf> {
+    let set = |v: Option<&std::ffi::OsStr>| v.is_some_and(|v| !v.is_empty());
+    if set(kubeconfig_env) || set(service_host) {
+        return None;
+    }
+    let default = std::path::Path::new(home.filter(|h| !h.is_empty())?).join(".kube").join("config");
+    (!default.exists()).then_some(default)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_kubeconfig_anywhere_is_one_clear_error() {
+        let home = tempfile::tempdir().unwrap();
+        let h = Some(home.path().as_os_str());
+        let found = nothing_configured(None, None, h).expect("nothing configured");
+        assert_eq!(found, home.path().join(".kube/config"));
+        assert!(nothing_configured(Some("".as_ref()), Some("".as_ref()), h).is_some());
+        assert!(nothing_configured(Some("/x".as_ref()), None, h).is_none());
+        assert!(nothing_configured(None, Some("10.0.0.1".as_ref()), h).is_none());
+        std::fs::create_dir_all(home.path().join(".kube")).unwrap();
+        std::fs::write(home.path().join(".kube/config"), "").unwrap();
+        assert!(nothing_configured(None, None, h).is_none(), "an existing file is kube's to judge");
+
+        let err = ClusterError::NotConfigured { default_kubeconfig: found };
+        let text = crate::model::error::error_chain(&err);
+        for hint in ["KUBECONFIG=", "--kubeconfig", "kubemedic demo", ".kube/config does not exist"] {
+            assert_eq!(text.matches(hint).count(), 1, "{hint} once in: {text}");
+        }
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("failed to read kubeconfig: {0}")]
+        struct Outer(#[source] std::io::Error);
+        let err = Outer(std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory"));
+        assert_eq!(crate::model::error::error_chain(&err), "failed to read kubeconfig: No such file or directory");
+    }
 
     #[test]
     fn scope_excludes_and_limits() {

@@ -4,10 +4,12 @@
 //! Every section denies unknown fields so a typo is an error, not a silently
 //! ignored setting.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+pub use crate::cluster::ClusterConfig;
+pub use crate::listener::HttpConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -24,7 +26,7 @@ pub struct Config {
     /// The HTTP listener (MCP, Alertmanager, Slack, metrics).
     pub http: HttpConfig,
     /// Who may call MCP tools and with which role.
-    pub auth: crate::mcp::auth::AuthConfig,
+    pub auth: crate::auth::AuthConfig,
     /// The MCP surface: result budget, read-only.
     pub mcp: crate::mcp::McpConfig,
     /// Alertmanager webhook receiver.
@@ -38,89 +40,11 @@ pub struct Config {
     /// Proposal expiry and approval paths.
     pub approvals: crate::approvals::ApprovalsConfig,
     /// Slack app; absent = no Slack.
-    pub slack: Option<crate::approvals::slack::SlackConfig>,
+    pub slack: Option<crate::slack::SlackConfig>,
     /// NATS JetStream; absent = embedded store, in-process queues, one replica.
     pub nats: Option<crate::bus::NatsConfig>,
     /// Drift report schedule and sources.
     pub drift: crate::drift::DriftConfig,
-}
-
-/// Cluster connection and scope.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClusterConfig {
-    /// Name used in incidents, metrics and MCP resources.
-    pub name: String,
-    /// Kubeconfig file; default: `KUBECONFIG`, `~/.kube/config`, or in-cluster.
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context; default: the current one.
-    pub context: Option<String>,
-    /// Namespaces kubemedic may see; empty = all but `exclude_namespaces`.
-    pub namespaces: Vec<String>,
-    /// Namespaces that do not exist for kubemedic.
-    pub exclude_namespaces: Vec<String>,
-    /// Kinds the tools may read (case-insensitive); empty = the built-in list.
-    pub kinds: Vec<String>,
-}
-
-impl Default for ClusterConfig {
-    fn default() -> Self {
-        Self {
-            name: "local".into(),
-            kubeconfig: None,
-            context: None,
-            namespaces: Vec::new(),
-            exclude_namespaces: vec!["kube-system".into(), "kube-public".into(), "kube-node-lease".into()],
-            kinds: Vec::new(),
-        }
-    }
-}
-
-/// The HTTP listener.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Address to listen on.
-    pub listen: SocketAddr,
-    /// Host header values accepted on `/mcp` (DNS-rebinding protection); loopback is always allowed.
-    pub allowed_hosts: Vec<String>,
-    /// Origin header values accepted on `/mcp`; requests without Origin are accepted.
-    pub allowed_origins: Vec<String>,
-    /// Largest request body accepted, in bytes.
-    pub max_body_bytes: usize,
-    /// Most connections open at once; at the cap new clients wait in the kernel's backlog.
-    pub max_connections: usize,
-    /// Seconds a client has to send the request line and headers; also how long a
-    /// keep-alive connection may sit idle between requests.
-    pub header_read_timeout_seconds: u64,
-    /// Seconds a client has to send the whole request body.
-    pub body_read_timeout_seconds: u64,
-}
-
-impl HttpConfig {
-    /// What one client may hold on the listener.
-    pub fn limits(&self) -> crate::listener::ListenerLimits {
-        crate::listener::ListenerLimits {
-            max_connections: self.max_connections,
-            header_read_timeout_seconds: self.header_read_timeout_seconds,
-            body_read_timeout_seconds: self.body_read_timeout_seconds,
-        }
-    }
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        let defaults = crate::listener::ListenerLimits::default();
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            allowed_hosts: Vec::new(),
-            allowed_origins: Vec::new(),
-            max_body_bytes: 1 << 20,
-            max_connections: defaults.max_connections,
-            header_read_timeout_seconds: defaults.header_read_timeout_seconds,
-            body_read_timeout_seconds: defaults.body_read_timeout_seconds,
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,19 +105,42 @@ impl Config {
         self.http.limits().validate().map_err(|e| ConfigError::Invalid(format!("http.{e}")))?;
         // Each section checks what serde cannot; the first problem stops start-up (exit 64).
         let invalid = |section: &str, e: String| ConfigError::Invalid(format!("{section}: {e}"));
-        self.auth.validate().map_err(|e| invalid("auth", crate::app::error_chain(&e)))?;
+        self.auth.validate().map_err(|e| invalid("auth", crate::model::error::error_chain(&e)))?;
         self.mcp.validate().map_err(|e| invalid("mcp", e))?;
         self.alerts.validate().map_err(|e| invalid("alerts", e))?;
         self.alerts.check_listener(self.http.listen).map_err(|e| invalid("alerts", e))?;
         self.agent.validate().map_err(|e| invalid("agent", e))?;
         self.policy.validate().map_err(|e| invalid("policy", e))?;
         self.approvals.validate().map_err(|e| invalid("approvals", e))?;
-        self.drift.validate().map_err(|e| invalid("drift.schedule", crate::app::error_chain(&e)))?;
+        self.drift.validate().map_err(|e| invalid("drift.schedule", crate::model::error::error_chain(&e)))?;
         if let Some(nats) = &self.nats {
             nats.validate().map_err(|e| invalid("nats", e))?;
         }
         Ok(())
     }
+
+    /// Every problem `kubemedic validate` reports about the configuration itself, as
+    /// `config: section: reason` lines (validation on load stops at the first one).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = parse_cron(&self.drift.schedule) {
+            problems.push(format!("config: drift.schedule: {e}"));
+        }
+        if let Err(e) = self.alerts.validate() {
+            problems.push(format!("config: {e}"));
+        }
+        if self.watch.event_max_age_seconds == 0 {
+            problems.push("config: watch.event_max_age_seconds must be > 0".into());
+        }
+        problems
+    }
+}
+
+/// Parse a cron schedule the way the daemon does (five fields get a leading seconds field).
+pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
+    let fields = expr.split_whitespace().count();
+    let full = if fields == 5 { format!("0 {expr}") } else { expr.to_owned() };
+    <cron::Schedule as std::str::FromStr>::from_str(&full).map_err(|e| format!("invalid cron schedule {expr:?}: {e}"))
 }
 
 #[cfg(test)]
@@ -231,6 +178,23 @@ mod tests {
         assert_eq!(c.http.limits().body_read_timeout_seconds, 30);
         let zero: Config = serde_yaml_ng::from_str("http: {body_read_timeout_seconds: 0}\n").unwrap();
         assert!(zero.validate().unwrap_err().to_string().contains("http.body_read_timeout_seconds"));
+    }
+
+    #[test]
+    fn problems_name_the_section() {
+        let mut config = Config::default();
+        assert!(config.problems().is_empty(), "{:?}", config.problems());
+        config.drift.schedule = "every night".into();
+        config.watch.event_max_age_seconds = 0;
+        let p = config.problems();
+        assert!(
+            p.iter().any(|l| l.starts_with("config: drift.schedule") && l.contains("invalid cron schedule")),
+            "{p:#?}"
+        );
+        assert!(p.iter().any(|l| l.contains("watch.event_max_age_seconds")), "{p:#?}");
+        assert_eq!(p.len(), 2, "{p:#?}");
+        assert!(parse_cron("0 2 * * *").is_ok());
+        assert!(parse_cron("0 0 2 * * *").is_ok());
     }
 
     #[test]

@@ -1,98 +1,10 @@
-//! Incidents: signals folded by fingerprint (cluster, namespace, owning
+//! The incident tracker: signals folded by fingerprint (cluster, namespace, owning
 //! workload, reason) so that an alert storm or a crash loop is one incident.
-
-use std::collections::BTreeMap;
-
-use jiff::Timestamp;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
-use crate::signal::{Signal, WorkloadRef};
+//!
+//! The incident itself (type, status, fingerprint, pure updates) lives in
+//! [`crate::model::incident`]; it is re-exported here for the paths that name it.
 
 pub mod tracker;
 
+pub use crate::model::incident::{Incident, IncidentStatus, fingerprint};
 pub use tracker::{IntakeSnapshot, IntakeStats, NamespaceLabels, Outcome, Tracker};
-
-/// Lifecycle of an incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum IncidentStatus {
-    /// Seen, waiting for the agent.
-    Open,
-    /// The agent is running its workflow.
-    Diagnosing,
-    /// Diagnosed; proposals (if any) wait for a decision.
-    Diagnosed,
-    /// The condition cleared (alert resolved, pods healthy, or fix verified).
-    Resolved,
-}
-
-/// One incident.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Incident {
-    /// Stable id (uuid v7, sortable by time).
-    pub id: String,
-    /// Hex SHA-256 of cluster, namespace, workload and reason.
-    pub fingerprint: String,
-    pub cluster: String,
-    pub workload: WorkloadRef,
-    pub reason: String,
-    /// Name of the rule that matched.
-    pub rule: String,
-    /// Prompt workflow the rule chose.
-    pub prompt: String,
-    /// Arguments for the prompt.
-    #[serde(default)]
-    pub arguments: BTreeMap<String, String>,
-    /// Whether the rule allows proposing mutations.
-    pub allow_mutations: bool,
-    /// Slack user ids (or MCP/CLI user names) allowed to approve; empty = any approver.
-    #[serde(default)]
-    pub approvers: Vec<String>,
-    pub status: IncidentStatus,
-    pub first_seen: Timestamp,
-    pub last_seen: Timestamp,
-    /// How many signals were folded into it.
-    pub count: u64,
-    /// The first signal, kept as evidence.
-    pub first_signal: Signal,
-    /// Diagnosis summary once the agent has run.
-    pub summary: Option<String>,
-    /// Ids of proposals made for it.
-    #[serde(default)]
-    pub proposals: Vec<String>,
-}
-
-/// Fingerprint of (cluster, namespace, workload, reason).
-pub fn fingerprint(cluster: &str, workload: &WorkloadRef, reason: &str) -> String {
-    let mut h = Sha256::new();
-    // Length-prefixed: a separator byte could be forged by an alert label containing it.
-    for part in [cluster, &workload.namespace, &workload.kind, &workload.name, reason] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
-    }
-    hex::encode(h.finalize())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprint_cannot_be_forged_with_a_separator_byte() {
-        let a = fingerprint("c", &WorkloadRef::new("Deployment", "ns", "web"), "X");
-        let forged = fingerprint("c", &WorkloadRef::new("Deployment", "ns\0Deployment", "web"), "X");
-        assert_ne!(a, forged);
-        let b = fingerprint("c", &WorkloadRef::new("Deployment", "ns", "web\0X"), "");
-        assert_ne!(fingerprint("c", &WorkloadRef::new("Deployment", "ns", "web"), "X\0"), b);
-    }
-
-    #[test]
-    fn fingerprint_separates_fields() {
-        let a = fingerprint("c", &WorkloadRef::new("Deployment", "ns", "ab"), "X");
-        let b = fingerprint("c", &WorkloadRef::new("Deployment", "nsa", "b"), "X");
-        assert_ne!(a, b);
-        assert_eq!(a, fingerprint("c", &WorkloadRef::new("Deployment", "ns", "ab"), "X"));
-    }
-}

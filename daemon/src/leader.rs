@@ -194,10 +194,10 @@ impl LeaderElector {
                 Err(err) => {
                     let deadline = Duration::from_secs(self.config.renew_deadline_seconds);
                     if leading && last_renew.is_none_or(|t| t.elapsed() >= deadline) {
-                        tracing::warn!(error = %crate::app::error_chain(&err), "cannot renew lease; stepping down");
+                        tracing::warn!(error = %crate::model::error::error_chain(&err), "cannot renew lease; stepping down");
                         tx.send_replace(false);
                     } else {
-                        tracing::warn!(error = %crate::app::error_chain(&err), "lease election attempt failed");
+                        tracing::warn!(error = %crate::model::error::error_chain(&err), "lease election attempt failed");
                     }
                 }
             }
@@ -213,7 +213,7 @@ impl LeaderElector {
             tx.send_replace(false);
             match self.release().await {
                 Ok(()) => tracing::info!("released the lease"),
-                Err(err) => tracing::warn!(error = %crate::app::error_chain(&err), "cannot release lease"),
+                Err(err) => tracing::warn!(error = %crate::model::error::error_chain(&err), "cannot release lease"),
             }
         }
     }

@@ -3,30 +3,43 @@
 //! How one incident flows through the modules:
 //!
 //! ```text
-//!  watch ──┐                                              ┌ approvals::slack ┐
-//!  alerts ─┼─► signal ─► rules ─► incident ─► agent ─► approvals::proposal ─► approvals (apply, verify)
-//!  drift ──┘                      (store)   (builtin|llm,  (policy, dry-run)   └ mcp / CLI ┘
-//!                                             tools)
+//!  watch ──┐                                                       ┌ slack (buttons) ┐
+//!  alerts ─┼─► Signal ─► rules ─► incident::tracker ─► pipeline ─► agent ─► approvals ─► apply, verify
+//!  drift ──┘   (model)            (fold, cooldown)     (queue,     (builtin|llm    (policy,     └ mcp / CLI ┘
+//!                                                       workers,    over tools)     dry-run)
+//!                                                       retry)
 //! ```
 //!
-//! - [`config`]: the configuration file; [`cluster`]: client and scope.
-//! - [`watch`]: kube-runtime watchers → [`signal::Signal`]s; [`alerts`]: Alertmanager webhooks → signals.
-//! - [`rules`]: `rules/*.yaml` match signals to workflows; [`incident`]: signals folded by fingerprint.
-//! - [`prompts`]: `prompts/*.md` workflows; [`tools`]: the read and mutation tools (transport-free).
-//! - [`agent`]: runs a workflow ([`agent::builtin`] or [`agent::llm`]) into a [`agent::Diagnosis`].
-//! - [`policy`]: the patch policy; [`approvals`]: proposal state machine, Slack, apply and verify.
-//! - [`mcp`]: the MCP server (stdio and streamable HTTP), its auth and auth discovery,
-//!   the byte budget every tool result keeps to, the read-only surface.
-//! - [`store`]: durable state (embedded or NATS KV); [`bus`]: `kubemedic.>` events.
-//! - [`drift`]: nightly drift reports; [`telemetry`]: spans, metrics, audit trail.
-//! - [`names`]: namespace and object names checked as the apiserver does, before any API path.
-//! - [`listener`]: serving HTTP with connection, header and body bounds.
-//! - [`app`]: the one place that wires them together.
+//! The modules are layered; a module imports only from its own layer (without loops) and
+//! the layers below. `architecture_tests` reads every `crate::…` path and keeps it so.
+//!
+//! 1. **model**, plain types and pure state machines: [`model::signal`],
+//!    [`model::incident`], [`model::diagnosis`], [`model::proposal`] (lifecycle) with
+//!    [`model::precondition`], [`model::identity`] (callers and roles), [`model::error`].
+//!    [`signal`] re-exports `model::signal` for older paths.
+//! 2. **adapters**, one outside thing each: [`names`] (DNS-1123 names before any API path),
+//!    [`cluster`] (client, scope, its config section), [`listener`] (bounded HTTP serving,
+//!    its config section), [`redact`] (the exit gate), [`store`] (embedded or NATS KV),
+//!    [`bus`] (`kubemedic.>` events, incident queue), [`telemetry`] (spans, metrics,
+//!    audit), [`leader`] (Lease election), [`prompts`] and [`rules`] (the files), [`auth`]
+//!    (tokens and OIDC for MCP, the approvals API and the webhook), [`slack`] (Web API
+//!    client, signing, Block Kit).
+//! 3. **services**: [`policy`] (the patch policy), [`watch`] and [`alerts`] (intake →
+//!    signals), [`incident`] (the tracker), [`drift`] (reports), [`approvals`]
+//!    (submit, decide, apply, verify, the approvals HTTP API).
+//! 4. **tools, mcp and agents**: [`tools`] (reads and proposals, transport-free), [`mcp`]
+//!    (the MCP server over them, stdio and HTTP, auth discovery, the result budget, read-only), [`agent`] (the built-in and LLM runners).
+//! 5. **pipeline**: [`pipeline`], the incident path from tracker to proposal.
+//! 6. **app**: [`app`] (wiring and commands, the demo) and [`config`] (the file, which
+//!    gathers every module's section).
 
 pub mod agent;
 pub mod alerts;
 pub mod app;
 pub mod approvals;
+#[cfg(test)]
+mod architecture_tests;
+pub mod auth;
 pub mod bus;
 pub mod cluster;
 pub mod config;
@@ -35,6 +48,7 @@ pub mod incident;
 pub mod leader;
 pub mod listener;
 pub mod mcp;
+pub mod model;
 pub mod names;
 pub mod pipeline;
 pub mod policy;
@@ -42,6 +56,7 @@ pub mod prompts;
 pub mod redact;
 pub mod rules;
 pub mod signal;
+pub mod slack;
 pub mod store;
 pub mod telemetry;
 pub mod tools;

@@ -16,6 +16,7 @@
 //!   buffered; bodies are bounded by the size limit anyway. Too slow: 408 and the connection
 //!   is closed.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,10 +28,58 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// The HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Host header values accepted on `/mcp` (DNS-rebinding protection); loopback is always allowed.
+    pub allowed_hosts: Vec<String>,
+    /// Origin header values accepted on `/mcp`; requests without Origin are accepted.
+    pub allowed_origins: Vec<String>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Most connections open at once; at the cap new clients wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Seconds a client has to send the request line and headers; also how long a
+    /// keep-alive connection may sit idle between requests.
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a client has to send the whole request body.
+    pub body_read_timeout_seconds: u64,
+}
+
+impl HttpConfig {
+    /// What one client may hold on the listener.
+    pub fn limits(&self) -> ListenerLimits {
+        ListenerLimits {
+            max_connections: self.max_connections,
+            header_read_timeout_seconds: self.header_read_timeout_seconds,
+            body_read_timeout_seconds: self.body_read_timeout_seconds,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let defaults = ListenerLimits::default();
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_body_bytes: 1 << 20,
+            max_connections: defaults.max_connections,
+            header_read_timeout_seconds: defaults.header_read_timeout_seconds,
+            body_read_timeout_seconds: defaults.body_read_timeout_seconds,
+        }
+    }
+}
 
 /// Bounds on what one client may hold on a listener.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,6 +21,13 @@ struct Cli {
     /// Configuration file (YAML).
     #[arg(long, short, global = true, env = "KUBEMEDIC_CONFIG")]
     config: Option<PathBuf>,
+    /// Kubeconfig file (overrides `cluster.kubeconfig`; default: KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long, global = true)]
+    kubeconfig: Option<PathBuf>,
+    /// More log lines: `-v` info, `-vv` debug. One-shot commands log warnings only by
+    /// default, `run` and `mcp` info; `RUST_LOG`, when set, decides instead.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +60,9 @@ enum Command {
         /// Directory of scenario manifests.
         #[arg(long, default_value = "tests/scenarios")]
         scenarios: PathBuf,
+        /// Namespace to create the scenarios in (default kubemedic-demo).
+        #[arg(long, value_parser = namespace_name)]
+        namespace: Option<String>,
     },
     /// Diagnose one workload now: NAMESPACE/KIND/NAME.
     Diagnose {
@@ -87,18 +97,33 @@ enum Command {
     },
 }
 
+/// A namespace name is a DNS label: clap refuses anything else with this message.
+fn namespace_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok { Ok(s.to_owned()) } else { Err(format!("{s:?} is not a namespace name (lowercase letters, digits, '-')")) }
+}
+
 fn main() -> ExitCode {
     // reqwest is built without a default TLS provider; kube and async-nats use ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            if let Some(path) = cli.kubeconfig {
+                c.cluster.kubeconfig = Some(path);
+            }
+            c
+        }
         Err(err) => {
             eprintln!("kubemedic: {}", app::error_chain(&err));
             return ExitCode::from(EX_USAGE);
         }
     };
-    let stdio = matches!(cli.command, Command::Mcp { .. });
+    let long_running = matches!(cli.command, Command::Run | Command::Mcp { .. });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(err) => {
@@ -107,12 +132,12 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let telemetry = app::init_telemetry(stdio);
+        let telemetry = app::init_telemetry(app::Verbosity::for_command(long_running, cli.verbose));
         let result = match cli.command {
             Command::Run => app::run(config).await,
             Command::Mcp { read_only } => app::mcp_stdio(config, read_only).await,
-            Command::Demo { yes, only, scenarios } => {
-                app::demo(config, app::DemoOptions { yes, only, scenarios }).await
+            Command::Demo { yes, only, scenarios, namespace } => {
+                app::demo(config, app::DemoOptions { yes, only, scenarios, namespace }).await
             }
             Command::Diagnose { target, output } => {
                 app::diagnose(config, &target, matches!(output, Output::Json)).await
@@ -128,7 +153,12 @@ fn main() -> ExitCode {
             Err(err) => {
                 // An error chain can carry cluster text: it leaves through the gate too.
                 eprintln!("kubemedic: {}", kubemedic::redact::gate().text(&app::error_chain(err.as_ref())));
-                ExitCode::FAILURE
+                // No cluster to talk to is a configuration error, like an invalid config file.
+                let unconfigured = matches!(
+                    err.downcast_ref::<kubemedic::cluster::ClusterError>(),
+                    Some(kubemedic::cluster::ClusterError::NotConfigured { .. })
+                );
+                if unconfigured { ExitCode::from(EX_USAGE) } else { ExitCode::FAILURE }
             }
         }
     })

@@ -1,7 +1,8 @@
 //! The MCP surface (resources, tools, prompts), independent of transport;
 //! stdio and streamable HTTP are a few lines each.
 
-pub mod auth;
+/// Authentication moved to the `auth` adapter (MCP, the approvals API and the webhook share it).
+pub use crate::auth;
 pub mod budget;
 pub mod catalog;
 pub mod discovery;

@@ -28,9 +28,9 @@ use tracing::Instrument as _;
 use crate::agent::Deps;
 use crate::approvals::{ApplyRequest, Approvals, Rediagnose};
 use crate::bus::{Delivery, IncidentQueue};
-use crate::incident::Incident;
 use crate::incident::tracker::Tracker;
-use crate::signal::Signal;
+use crate::model::incident::Incident;
+use crate::model::signal::Signal;
 use crate::store::Store;
 use crate::telemetry::audit::AuditLog;
 use crate::telemetry::metrics::Metrics;
@@ -100,7 +100,7 @@ impl Pipeline {
                 d = self.queue.next() => match d {
                     Ok(delivery) => Work::Queued(Box::new(delivery)),
                     Err(err) => {
-                        tracing::warn!(error = %crate::app::error_chain(&err), "incident queue unavailable; retrying");
+                        tracing::warn!(error = %crate::model::error::error_chain(&err), "incident queue unavailable; retrying");
                         tokio::select! {
                             () = stop.cancelled() => return,
                             () = tokio::time::sleep(Duration::from_secs(1)) => continue,
@@ -129,7 +129,7 @@ impl Pipeline {
                 }
                 self.diagnose_with_retries(&delivery.incident, Some(&delivery)).await;
                 if let Err(err) = delivery.ack().await {
-                    tracing::warn!(error = %crate::app::error_chain(&err), "cannot ack incident");
+                    tracing::warn!(error = %crate::model::error::error_chain(&err), "cannot ack incident");
                 }
             }
             Work::Rediagnose { incident_id: id, reason } => match self.store.get_incident(&id).await {
@@ -138,7 +138,7 @@ impl Pipeline {
                     self.diagnose_with_retries(&incident, None).await;
                 }
                 Ok(None) => {}
-                Err(err) => tracing::warn!(error = %crate::app::error_chain(&err), "cannot load incident"),
+                Err(err) => tracing::warn!(error = %crate::model::error::error_chain(&err), "cannot load incident"),
             },
         }
     }

@@ -20,9 +20,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::agent::RefusedProposal;
-use crate::approvals::{Action, Drafter, PatchType, Proposal, Risk, TargetRef};
 use crate::cluster::Cluster;
+use crate::model::diagnosis::RefusedProposal;
+use crate::model::proposal::{Action, Drafter, PatchType, Proposal, Risk, TargetRef};
 
 /// What proposals may change.
 #[derive(Debug, Clone, Deserialize)]
@@ -374,7 +374,7 @@ pub async fn prepare(
         name: t.name.clone(),
         resource_version: Some(live_rv),
         generation: live.pointer("/metadata/generation").and_then(Value::as_i64),
-        content_digest: Some(crate::approvals::precondition::fingerprint(&live)),
+        content_digest: Some(crate::model::precondition::fingerprint(&live)),
     };
     Ok(Proposal {
         incident_id: draft.incident_id,
@@ -485,11 +485,11 @@ mod tests {
     /// or a tampered store) are refused before any request is built.
     #[tokio::test]
     async fn hostile_target_names_are_refused_before_any_api_path() {
-        let api = crate::tools::testing::shop_fixture();
+        let api = testkit::fakeapi::shop_fixture();
         let cluster = Cluster {
             name: "test".into(),
             client: api.client(),
-            scope: crate::cluster::Scope::from_config(&crate::config::ClusterConfig::default()),
+            scope: crate::cluster::Scope::from_config(&crate::cluster::ClusterConfig::default()),
         };
         let policy = PolicyConfig::default();
         let body = serde_json::json!({"spec": {"replicas": 2}});

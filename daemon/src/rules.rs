@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::signal::{Signal, SignalSource};
+use crate::model::signal::{Signal, SignalSource};
 
 pub use selector::LabelSelector;
 pub use spec::{RuleFile, RuleSpec, parse_duration};

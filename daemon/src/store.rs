@@ -9,8 +9,8 @@ use async_trait::async_trait;
 pub mod nats;
 pub mod redb;
 
-use crate::approvals::Proposal;
-use crate::incident::Incident;
+use crate::model::incident::Incident;
+use crate::model::proposal::Proposal;
 
 /// A value with the store revision it was read at.
 #[derive(Debug, Clone, PartialEq)]

@@ -21,55 +21,16 @@ pub mod workload;
 use std::sync::Arc;
 use std::time::Instant;
 
-use schemars::JsonSchema;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::cluster::Cluster;
-use crate::mcp::auth::Role;
+pub use crate::model::identity::{Caller, Role, Transport};
 use crate::store::Store;
 use crate::telemetry::audit::{AuditKind, AuditLog, AuditRecord};
 
 pub use mutate::ProposalSink;
-
-/// How a caller reached the tools.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    Stdio,
-    Http,
-    /// The daemon's own agent (built-in runner or LLM runner).
-    Agent,
-    /// In-process tests and commands.
-    Internal,
-}
-
-impl Transport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Stdio => "stdio",
-            Self::Http => "http",
-            Self::Agent => "agent",
-            Self::Internal => "internal",
-        }
-    }
-}
-
-/// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    /// Token name, OIDC subject, stdio user, or `kubemedic` for the agent.
-    pub user: String,
-    pub role: Role,
-    pub transport: Transport,
-}
-
-impl Caller {
-    pub fn new(user: impl Into<String>, role: Role, transport: Transport) -> Self {
-        Self { user: user.into(), role, transport }
-    }
-}
 
 /// Why a tool call failed. Mapped to MCP errors only at the MCP boundary.
 #[derive(Debug, thiserror::Error)]
@@ -276,7 +237,7 @@ impl Tools {
                 Some(state) => record.outcome(state, ""),
                 None => record.outcome("ok", ""),
             },
-            Err(e) => record.outcome(e.outcome(), &crate::app::error_chain(e)),
+            Err(e) => record.outcome(e.outcome(), &crate::model::error::error_chain(e)),
         };
         self.audit.record(record);
         match &result {

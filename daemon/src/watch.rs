@@ -43,7 +43,7 @@ use tracing::Instrument;
 use crate::alerts::OwnerLookup;
 use crate::cluster::{Cluster, Scope};
 use crate::incident::NamespaceLabels;
-use crate::signal::Signal;
+use crate::model::signal::Signal;
 pub use owners::{Cache, SharedCache, Stores};
 use strip::Strip;
 
@@ -112,17 +112,18 @@ impl WatchHandle {
         self.stats.clone()
     }
 
-    /// Wait until every store has its first complete list.
-    pub async fn ready(&self) {
+    /// Wait until every store has its first complete list: true then, false when a
+    /// watcher stopped before its store synced (shutdown).
+    pub async fn ready(&self) -> bool {
         let c = &self.cache;
-        c.pods.wait_until_ready().await;
-        c.replicasets.wait_until_ready().await;
-        c.deployments.wait_until_ready().await;
-        c.statefulsets.wait_until_ready().await;
-        c.daemonsets.wait_until_ready().await;
-        c.jobs.wait_until_ready().await;
-        c.nodes.wait_until_ready().await;
-        c.namespaces.wait_until_ready().await;
+        c.pods.wait_until_ready().await
+            && c.replicasets.wait_until_ready().await
+            && c.deployments.wait_until_ready().await
+            && c.statefulsets.wait_until_ready().await
+            && c.daemonsets.wait_until_ready().await
+            && c.jobs.wait_until_ready().await
+            && c.nodes.wait_until_ready().await
+            && c.namespaces.wait_until_ready().await
     }
 
     /// Wait for every watcher to stop (after the shutdown token is cancelled).
@@ -310,7 +311,7 @@ where
                     None => break,
                     Some(Err(err)) => {
                         ctx.stats.errors_total.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(error = %crate::app::error_chain(&err), "watch failed; retrying with backoff");
+                        tracing::warn!(error = %crate::model::error::error_chain(&err), "watch failed; retrying with backoff");
                     }
                     Some(Ok(event)) => {
                         ctx.stats.events_total.fetch_add(1, Ordering::Relaxed);

@@ -23,7 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{AgentError, Deps, Diagnosis, Request, Runner};
-use crate::approvals::Drafter;
+use crate::model::proposal::Drafter;
 use crate::policy;
 
 /// The default runner.

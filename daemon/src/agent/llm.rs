@@ -180,7 +180,7 @@ impl Runner for Llm {
         d.notes.push(format!("tools called: {}", called.iter().cloned().collect::<Vec<_>>().join(", ")));
         let (drafts, refused) = answer::drafts(&answer, &request.workload);
         d.refused.extend(refused.into_iter().map(|(target, reason)| RefusedProposal { target, reason }));
-        builtin::offer(deps, request, crate::approvals::Drafter::Llm, drafts, &mut d).await;
+        builtin::offer(deps, request, crate::model::proposal::Drafter::Llm, drafts, &mut d).await;
         Ok(d)
     }
 }
@@ -343,7 +343,10 @@ impl Llm {
         if c.api == Api::Anthropic {
             req = req.header("anthropic-version", "2023-06-01");
         }
-        let resp = req.send().await.map_err(|e| format!("request to {url} failed: {}", crate::app::error_chain(&e)))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("request to {url} failed: {}", crate::model::error::error_chain(&e)))?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| format!("reading the response of {url} failed: {e}"))?;
         if !status.is_success() {

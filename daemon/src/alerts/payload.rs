@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use crate::signal::{Signal, SignalSource, SignalStatus, WorkloadRef};
+use crate::model::signal::{Signal, SignalSource, SignalStatus, WorkloadRef};
 
 /// The payload version this receiver understands.
 pub const VERSION: &str = "4";

@@ -3,7 +3,7 @@ use axum::http::Request;
 use tower::ServiceExt;
 
 use super::*;
-use crate::signal::{SignalStatus, WorkloadRef};
+use crate::model::signal::{SignalStatus, WorkloadRef};
 
 fn fixture(name: &str) -> String {
     let path = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"))

@@ -1,9 +1,12 @@
 //! `kubemedic demo`: the whole loop on a live cluster (the local control
 //! plane + nodesim) without Slack: create the broken workloads of the
-//! scenario files in the `kubemedic-demo` namespace, diagnose each, show the
+//! scenario files in the `kubemedic-demo` namespace (or `--namespace`), diagnose each, show the
 //! diagnosis and the proposal's diff, ask the person at the terminal (or
 //! approve all with `--yes`), apply and verify through [`Approvals`], and
 //! print a result table.
+//!
+//! What a person reads stays legible: long waits show progress ([`super::progress`]), and
+//! log lines are held back from the start of a report until its question is answered.
 //!
 //! Scenario files are multi-document YAML: Kubernetes objects (server-side
 //! applied in order) and harness steps of `apiVersion:
@@ -25,9 +28,9 @@ use tokio::io::AsyncBufReadExt;
 use crate::agent::Deps;
 use crate::approvals::{Approvals, ApprovalsConfig, ProposalState};
 use crate::cluster::Cluster;
-use crate::signal::WorkloadRef;
+use crate::model::signal::WorkloadRef;
 
-/// The namespace the demo works in.
+/// The namespace the demo works in unless told otherwise.
 pub const NAMESPACE: &str = "kubemedic-demo";
 const STEP_API_VERSION: &str = "scenario.kubemedic.io/v1";
 const FIELD_MANAGER: &str = "kubemedic-demo";
@@ -88,13 +91,13 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Step>, DemoError> {
     Ok(steps)
 }
 
-/// The workload a scenario breaks: its last Deployment or StatefulSet.
-pub fn workload(steps: &[Step]) -> Option<WorkloadRef> {
+/// The workload a scenario breaks in namespace `ns`: its last Deployment or StatefulSet.
+pub fn workload(steps: &[Step], ns: &str) -> Option<WorkloadRef> {
     steps.iter().rev().find_map(|s| match s {
         Step::Apply(v) => {
             let kind = v.get("kind")?.as_str()?;
             let name = v.pointer("/metadata/name")?.as_str()?;
-            matches!(kind, "Deployment" | "StatefulSet").then(|| WorkloadRef::new(kind, NAMESPACE, name))
+            matches!(kind, "Deployment" | "StatefulSet").then(|| WorkloadRef::new(kind, ns, name))
         }
         Step::WaitReady { .. } => None,
     })
@@ -104,7 +107,7 @@ fn kube_err(what: String) -> impl FnOnce(kube::Error) -> DemoError {
     move |source| DemoError::Kube { what, source }
 }
 
-async fn apply_object(cluster: &Cluster, mut obj: Value) -> Result<(), DemoError> {
+async fn apply_object(cluster: &Cluster, ns: &str, mut obj: Value) -> Result<(), DemoError> {
     let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_owned();
     let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
     let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -118,28 +121,30 @@ async fn apply_object(cluster: &Cluster, mut obj: Value) -> Result<(), DemoError
             reason: "cluster-scoped objects are not applied by the demo".into(),
         });
     }
-    obj["metadata"]["namespace"] = Value::from(NAMESPACE);
-    let api: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), NAMESPACE, &ar);
+    obj["metadata"]["namespace"] = Value::from(ns);
+    let api: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), ns, &ar);
     api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj))
         .await
-        .map_err(kube_err(format!("cannot apply {kind} {NAMESPACE}/{name}")))?;
+        .map_err(kube_err(format!("cannot apply {kind} {ns}/{name}")))?;
     Ok(())
 }
 
-async fn wait_ready(cluster: &Cluster, kind: &str, name: &str, timeout: Duration) -> Result<(), DemoError> {
-    let target = crate::approvals::TargetRef {
+async fn wait_ready(cluster: &Cluster, ns: &str, kind: &str, name: &str, timeout: Duration) -> Result<(), DemoError> {
+    let target = crate::model::proposal::TargetRef {
         api_version: "apps/v1".into(),
         kind: kind.to_owned(),
-        namespace: NAMESPACE.into(),
+        namespace: ns.into(),
         name: name.to_owned(),
         resource_version: None,
         generation: None,
         content_digest: None,
     };
     // The rollout wait is the one apply uses; the scenario's manifest, applied above, is the change.
-    let applied_manifest =
-        crate::approvals::Action::Patch { patch_type: crate::approvals::PatchType::Merge, body: Value::Null };
-    let p = crate::approvals::Proposal::new(
+    let applied_manifest = crate::model::proposal::Action::Patch {
+        patch_type: crate::model::proposal::PatchType::Merge,
+        body: Value::Null,
+    };
+    let p = crate::model::proposal::Proposal::new(
         cluster.name.clone(),
         target,
         applied_manifest,
@@ -148,12 +153,15 @@ async fn wait_ready(cluster: &Cluster, kind: &str, name: &str, timeout: Duration
     );
     let live: Api<DynamicObject> = Api::namespaced_with(
         cluster.client.clone(),
-        NAMESPACE,
+        ns,
         &kube::api::ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", kind)),
     );
     let generation = live.get(name).await.ok().and_then(|o| o.metadata.generation);
     let applied = crate::approvals::apply::Applied { generation, resource_version: String::new(), already: false };
-    match crate::approvals::apply::await_rollout(cluster, &p, &applied, timeout).await {
+    let wait = super::progress::Wait::start(format!("waiting for {kind}/{name} to be Ready"), Some(timeout), None);
+    let verdict = crate::approvals::apply::await_rollout(cluster, &p, &applied, timeout).await;
+    wait.finish();
+    match verdict {
         crate::approvals::apply::Verdict::Healthy(_) => Ok(()),
         crate::approvals::apply::Verdict::Unhealthy(why) => {
             Err(DemoError::Scenario { file: format!("{kind}/{name}"), reason: format!("WaitReady: {why}") })
@@ -162,8 +170,9 @@ async fn wait_ready(cluster: &Cluster, kind: &str, name: &str, timeout: Duration
 }
 
 /// Wait (at most `timeout`) until a pod of the namespace shows the failure.
-async fn wait_for_symptom(cluster: &Cluster, name: &str, timeout: Duration) {
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), NAMESPACE);
+async fn wait_for_symptom(cluster: &Cluster, ns: &str, name: &str, timeout: Duration) {
+    let _wait = super::progress::Wait::start(format!("waiting for {name} to show its failure"), Some(timeout), None);
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {
         let list = pods.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
@@ -204,7 +213,7 @@ pub fn select(dir: &Path, only: &[String]) -> Result<Vec<(String, PathBuf)>, Dem
             let heals_a_workload = std::fs::read_to_string(&path)
                 .ok()
                 .and_then(|text| parse(&stem, &text).ok())
-                .is_some_and(|steps| workload(&steps).is_some());
+                .is_some_and(|steps| workload(&steps, NAMESPACE).is_some());
             !stem.starts_with("healthy-") && stem != "node-not-ready" && heals_a_workload
         } else {
             only.contains(&stem)
@@ -236,51 +245,59 @@ pub struct Row {
 }
 
 async fn ask(question: &str) -> bool {
+    use std::io::Write as _;
     println!("{question} [y/N] ");
+    let _ = std::io::stdout().flush();
     let mut line = String::new();
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
     matches!(stdin.read_line(&mut line).await, Ok(n) if n > 0) && matches!(line.trim(), "y" | "Y" | "yes")
 }
 
-/// Run the demo; returns the rows of the result table.
 /// Diagnose-approve-verify rounds per scenario at most (a change that does not fix the
 /// failure is followed by another diagnosis, as a new incident would be in the daemon).
 const ROUNDS: usize = 3;
 
-pub async fn run(
-    deps: &Deps,
-    config: &ApprovalsConfig,
-    cluster: Cluster,
-    approvals: Arc<Approvals>,
-    files: Vec<(String, PathBuf)>,
-    yes: bool,
-) -> Result<Vec<Row>, DemoError> {
+/// What the demo works with besides the scenario files.
+pub struct Context<'a> {
+    pub deps: &'a Deps,
+    pub config: &'a ApprovalsConfig,
+    pub cluster: Cluster,
+    pub approvals: Arc<Approvals>,
+    /// What verification waits for (the receiving end of [`Approvals::with_progress`]).
+    pub verifying: tokio::sync::watch::Receiver<String>,
+    /// The namespace the scenarios are created in.
+    pub namespace: String,
+}
+
+/// Run the demo; returns the rows of the result table.
+pub async fn run(cx: Context<'_>, files: Vec<(String, PathBuf)>, yes: bool) -> Result<Vec<Row>, DemoError> {
+    let Context { deps, config, cluster, approvals, verifying, namespace: ns } = cx;
     let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
-    if namespaces.get_opt(NAMESPACE).await.map_err(kube_err("cannot read namespaces".into()))?.is_none() {
-        let ns: Namespace =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": NAMESPACE}})).unwrap_or_default();
+    if namespaces.get_opt(&ns).await.map_err(kube_err("cannot read namespaces".into()))?.is_none() {
+        let object: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap_or_default();
         namespaces
-            .create(&PostParams::default(), &ns)
+            .create(&PostParams::default(), &object)
             .await
-            .map_err(kube_err(format!("cannot create namespace {NAMESPACE}")))?;
+            .map_err(kube_err(format!("cannot create namespace {ns}")))?;
     }
     let user = format!("terminal:{}", std::env::var("USER").unwrap_or_else(|_| "demo".into()));
     let mut rows = Vec::new();
     for (name, path) in files {
         let text = std::fs::read_to_string(&path).map_err(|source| DemoError::Read { path: path.clone(), source })?;
         let steps = parse(&name, &text)?;
-        let Some(workload) = workload(&steps) else {
+        let Some(workload) = workload(&steps, &ns) else {
             println!("== {name}: no Deployment or StatefulSet to diagnose; skipped");
             continue;
         };
         println!("\n== {name}: creating {workload}");
         for step in steps {
             match step {
-                Step::Apply(obj) => apply_object(&cluster, obj).await?,
-                Step::WaitReady { kind, name: w, timeout } => wait_ready(&cluster, &kind, &w, timeout).await?,
+                Step::Apply(obj) => apply_object(&cluster, &ns, obj).await?,
+                Step::WaitReady { kind, name: w, timeout } => wait_ready(&cluster, &ns, &kind, &w, timeout).await?,
             }
         }
-        wait_for_symptom(&cluster, &workload.name, Duration::from_secs(60)).await;
+        wait_for_symptom(&cluster, &ns, &workload.name, Duration::from_secs(60)).await;
         let mut request = crate::agent::Request::workload(workload.clone(), "demo");
         request.approvers = Vec::new();
         let mut row = Row {
@@ -298,39 +315,56 @@ pub async fn run(
             if round > 1 {
                 println!("the failure is still there: diagnosing again (round {round} of {ROUNDS})");
             }
-            let diagnosis = match crate::agent::run(deps, &request).await {
+            let wait = super::progress::Wait::start(format!("diagnosing {workload}"), None, None);
+            let diagnosis = crate::agent::run(deps, &request).await;
+            wait.finish();
+            let diagnosis = match diagnosis {
                 Ok(d) => d,
                 Err(e) => {
-                    row.outcome = format!("diagnosis failed: {}", crate::app::error_chain(&e));
+                    row.outcome = format!("diagnosis failed: {}", crate::model::error::error_chain(&e));
                     break;
                 }
             };
-            print!("{}", diagnosis.render_text());
             row.root_cause = diagnosis.root_cause.clone();
-            let Some(proposal) = diagnosis.proposals.first().cloned() else {
-                row.outcome = if diagnosis.advice.is_empty() {
-                    "no safe patch".into()
-                } else {
-                    format!("advice: {}", diagnosis.advice.join("; "))
-                };
-                break;
+            let submitted = match diagnosis.proposals.first().cloned() {
+                Some(proposal) => Some(approvals.submit_with(proposal, Some(diagnosis.clone())).await),
+                None => None,
             };
-            let submitted = match approvals.submit_with(proposal, Some(diagnosis.clone())).await {
-                Ok(p) => p,
-                Err(e) => {
+            // From the report to the answer nothing else writes to the terminal.
+            let hold = crate::telemetry::logs::hold();
+            print!("{}", diagnosis.render_text());
+            let submitted = match submitted {
+                None => {
+                    row.outcome = if diagnosis.advice.is_empty() {
+                        "no safe patch".into()
+                    } else {
+                        format!("advice: {}", diagnosis.advice.join("; "))
+                    };
+                    break;
+                }
+                Some(Err(e)) => {
                     row.outcome = format!("not offered: {e}");
                     break;
                 }
+                Some(Ok(p)) => p,
             };
             let approve = yes || ask("Apply this change?").await;
+            drop(hold);
             row.decision = if approve { "approved".into() } else { "rejected".into() };
-            if approve {
+            let wait = approve.then(|| {
                 println!(
                     "applying; verifying: the rollout, then its pods must stay Ready without a restart for {}s",
                     config.verify_stable_seconds
                 );
-            }
-            match approvals.decide(&submitted.id, &user, approve).await {
+                super::progress::Wait::start(
+                    format!("verifying {workload}"),
+                    Some(Duration::from_secs(config.verify_timeout_seconds)),
+                    Some(verifying.clone()),
+                )
+            });
+            let decided = approvals.decide(&submitted.id, &user, approve).await;
+            drop(wait);
+            match decided {
                 Ok(p) => {
                     row.verified = p.state == ProposalState::Verified;
                     row.outcome = match p.state {
@@ -364,14 +398,14 @@ pub async fn run(
 }
 
 /// The rollback proposed after `failed` did not verify, if any.
-async fn rollback_of(approvals: &Approvals, failed: &str) -> Option<crate::approvals::Proposal> {
+async fn rollback_of(approvals: &Approvals, failed: &str) -> Option<crate::model::proposal::Proposal> {
     let all = approvals.store().list_proposals().await.ok()?;
     all.into_iter().find(|q| q.requested_by.contains(failed) && q.id != failed)
 }
 
 /// The result table, as plain text.
 pub fn table(rows: &[Row]) -> String {
-    let cut = |s: &str, n: usize| crate::approvals::slack::blocks::truncate(s, n);
+    let cut = |s: &str, n: usize| crate::slack::blocks::truncate(s, n);
     let mut out =
         format!("{:<26} {:<36} {:<9} {:<60} {}\n", "SCENARIO", "WORKLOAD", "DECISION", "ROOT CAUSE", "OUTCOME");
     for r in rows {
@@ -402,7 +436,7 @@ mod tests {
             steps[1],
             Step::WaitReady { kind: "Deployment".into(), name: "web".into(), timeout: Duration::from_secs(30) }
         );
-        assert_eq!(workload(&steps), Some(WorkloadRef::new("Deployment", NAMESPACE, "web")));
+        assert_eq!(workload(&steps, "ns"), Some(WorkloadRef::new("Deployment", "ns", "web")));
         assert!(parse("t", "apiVersion: scenario.kubemedic.io/v1\nkind: Sleep\n").is_err());
         assert!(parse("t", "kind: Pod\n").is_err());
     }
@@ -416,7 +450,7 @@ mod tests {
         assert!(all.iter().all(|(s, _)| !s.starts_with("healthy-") && s != "node-not-ready"));
         for (name, path) in &all {
             let steps = parse(name, &std::fs::read_to_string(path).unwrap()).unwrap();
-            assert!(workload(&steps).is_some(), "{name} has a workload");
+            assert!(workload(&steps, NAMESPACE).is_some(), "{name} has a workload");
         }
         assert!(select(&dir, &["nope".into()]).is_err());
     }

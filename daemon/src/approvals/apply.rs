@@ -288,7 +288,7 @@ pub async fn apply(cluster: &Cluster, p: &Proposal, sent: &AtomicU64) -> Result<
                     Landing::NotLanded => {
                         let message = match api_status(&err) {
                             Some((code, msg)) => format!("{msg} ({code})"),
-                            None => crate::app::error_chain(&err),
+                            None => crate::model::error::error_chain(&err),
                         };
                         return Err(ApplyError::Refused { target: loc.display, message });
                     }

@@ -18,9 +18,9 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::slack::{Secret, blocks, interaction, signature};
 use super::{ApprovalError, Approvals, ProposalState};
-use crate::mcp::auth::{Authenticator, Role};
+use crate::auth::{Authenticator, Role};
+use crate::slack::{Secret, blocks, interaction, signature};
 
 /// Who is calling the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub struct Caller {
 }
 
 /// Hex SHA-256 of a token, as stored in configuration (the same hash as `/mcp` tokens).
-pub use crate::mcp::auth::token_hash;
+pub use crate::auth::token_hash;
 
 /// What the routes need besides the service.
 #[derive(Clone)]
@@ -138,7 +138,7 @@ async fn slack_interactions(State(s): State<AppState>, headers: HeaderMap, body:
         Err(ApprovalError::Expired(_)) => Some("This proposal has expired; nothing was changed.".to_owned()),
         Err(ApprovalError::NotFound(_)) => Some("kubemedic does not know this proposal.".to_owned()),
         Err(err) => {
-            tracing::error!(proposal = %click.proposal_id, error = %crate::app::error_chain(&err), "cannot record a Slack decision");
+            tracing::error!(proposal = %click.proposal_id, error = %crate::model::error::error_chain(&err), "cannot record a Slack decision");
             return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot record the decision");
         }
     };
@@ -178,7 +178,7 @@ fn api_error(err: &ApprovalError) -> Response {
         ApprovalError::Invalid(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    error(status, &crate::app::error_chain(err))
+    error(status, &crate::model::error::error_chain(err))
 }
 
 async fn decide(s: AppState, headers: HeaderMap, id: String, approve: bool) -> Response {
@@ -233,9 +233,9 @@ mod tests {
 
     use super::*;
     use crate::approvals::ApprovalsConfig;
+    use crate::auth::jwt::tests::{TestIssuer, claims, config as oidc_config};
+    use crate::auth::{AuthConfig, TokenConfig, token_hash};
     use crate::cluster::Cluster;
-    use crate::mcp::auth::jwt::tests::{TestIssuer, claims, config as oidc_config};
-    use crate::mcp::auth::{AuthConfig, TokenConfig, token_hash};
     use crate::store::Store;
     use crate::store::redb::RedbStore;
 
@@ -267,7 +267,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let issuer = TestIssuer::new();
         let (url, approvals) = serve(&issuer, dir.path()).await;
-        let target = crate::approvals::TargetRef {
+        let target = crate::model::proposal::TargetRef {
             api_version: "apps/v1".into(),
             kind: "Deployment".into(),
             namespace: "shop".into(),
@@ -276,14 +276,14 @@ mod tests {
             generation: None,
             content_digest: None,
         };
-        let action = crate::approvals::Action::Patch {
-            patch_type: crate::approvals::PatchType::Merge,
+        let action = crate::model::proposal::Action::Patch {
+            patch_type: crate::model::proposal::PatchType::Merge,
             body: json!({"spec": {"replicas": 2}}),
         };
         let now = jiff::Timestamp::now();
-        let p = crate::approvals::Proposal {
+        let p = crate::model::proposal::Proposal {
             id: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
-            ..crate::approvals::Proposal::new("local", target, action, now, jiff::SignedDuration::from_hours(1))
+            ..crate::model::proposal::Proposal::new("local", target, action, now, jiff::SignedDuration::from_hours(1))
         };
         approvals.submit(p).await.unwrap();
         let http = reqwest::Client::new();

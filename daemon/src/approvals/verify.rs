@@ -369,7 +369,14 @@ pub struct Window {
 }
 
 /// Watch the rollout the change started and then its pods for the stability window.
-pub async fn verify(cluster: &Cluster, p: &Proposal, applied: &Applied, window: Window) -> Verdict {
+/// `progress`, when given, receives what is awaited at each look.
+pub async fn verify(
+    cluster: &Cluster,
+    p: &Proposal,
+    applied: &Applied,
+    window: Window,
+    progress: Option<&tokio::sync::watch::Sender<String>>,
+) -> Verdict {
     let t = &p.target;
     if matches!(p.action, Action::Delete) {
         return Verdict::Healthy(format!("{} {}/{} deleted", t.kind, t.namespace, t.name));
@@ -395,8 +402,11 @@ pub async fn verify(cluster: &Cluster, p: &Proposal, applied: &Applied, window: 
                     why
                 }
             },
-            Err(err) => format!("cannot read the workload: {}", crate::app::error_chain(&err)),
+            Err(err) => format!("cannot read the workload: {}", crate::model::error::error_chain(&err)),
         };
+        if let Some(tx) = progress {
+            tx.send_replace(last.clone());
+        }
         if start.elapsed() + POLL > window.timeout {
             return Verdict::Unhealthy(format!("not stable within {}s: {last}", window.timeout.as_secs()));
         }

@@ -22,7 +22,7 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
 
 use super::NatsConfig;
-use crate::incident::Incident;
+use crate::model::incident::Incident;
 
 /// Default subject of the incident stream (outside the `kubemedic.<event>` subjects of the bus).
 pub const INCIDENT_SUBJECT: &str = "kubemedic.work.incidents";
@@ -299,8 +299,8 @@ impl IncidentQueue {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::incident::{IncidentStatus, fingerprint};
-    use crate::signal::{Signal, SignalSource, SignalStatus, WorkloadRef};
+    use crate::model::incident::{IncidentStatus, fingerprint};
+    use crate::model::signal::{Signal, SignalSource, SignalStatus, WorkloadRef};
 
     pub(crate) fn incident(name: &str) -> Incident {
         let workload = WorkloadRef::new("Deployment", "shop", name);

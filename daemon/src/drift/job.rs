@@ -54,7 +54,7 @@ impl DriftJob {
         }
         self.metrics.drift_run("ok", Some(report.drifted()));
         if let Err(err) = self.bus.publish("drift.report", &json).await {
-            tracing::warn!(error = %crate::app::error_chain(&err), "cannot publish drift report");
+            tracing::warn!(error = %crate::model::error::error_chain(&err), "cannot publish drift report");
         }
         if let Some(notifier) = &self.notifier {
             let span = crate::telemetry::otel::slack_span("chat.postMessage", "drift");
@@ -114,7 +114,7 @@ impl DriftJob {
             // A run in flight finishes even if leadership is lost meanwhile: it only reads the cluster.
             let span = tracing::info_span!("drift_run", cluster = %self.cluster.name);
             if let Err(err) = tracing::Instrument::instrument(self.run_once(), span).await {
-                tracing::warn!(error = %crate::app::error_chain(&err), "drift report failed");
+                tracing::warn!(error = %crate::model::error::error_chain(&err), "drift report failed");
             }
         }
     }
@@ -128,9 +128,9 @@ pub fn until_next(schedule: &cron::Schedule, now: chrono::DateTime<chrono::Utc>)
 
 /// Drift summaries go to the proposals' Slack channel.
 #[async_trait]
-impl DriftNotifier for crate::approvals::slack::SlackClient {
+impl DriftNotifier for crate::slack::SlackClient {
     async fn post_drift_summary(&self, text: &str) -> Result<(), String> {
-        self.post_message(text, None, None).await.map(|_| ()).map_err(|e| crate::app::error_chain(&e))
+        self.post_message(text, None, None).await.map(|_| ()).map_err(|e| crate::model::error::error_chain(&e))
     }
 }
 

@@ -107,7 +107,11 @@ pub async fn last_applied(
         let items = match list_visible(cluster, &ar, &caps, ListParams::default()).await {
             Ok(items) => items,
             Err(err) => {
-                errors.push(format!("last-applied: cannot list {}: {}", ar.plural, crate::app::error_chain(&err)));
+                errors.push(format!(
+                    "last-applied: cannot list {}: {}",
+                    ar.plural,
+                    crate::model::error::error_chain(&err)
+                ));
                 continue;
             }
         };
@@ -149,7 +153,7 @@ pub async fn helm_releases(cluster: &Cluster, errors: &mut Vec<String>) -> Vec<D
         match Api::<Secret>::all(cluster.client.clone()).list(&lp).await {
             Ok(list) => list.items,
             Err(err) => {
-                errors.push(format!("helm: cannot list release secrets: {}", crate::app::error_chain(&err)));
+                errors.push(format!("helm: cannot list release secrets: {}", crate::model::error::error_chain(&err)));
                 return Vec::new();
             }
         }
@@ -158,9 +162,10 @@ pub async fn helm_releases(cluster: &Cluster, errors: &mut Vec<String>) -> Vec<D
         for ns in &cluster.scope.namespaces {
             match Api::<Secret>::namespaced(cluster.client.clone(), ns).list(&lp).await {
                 Ok(list) => out.extend(list.items),
-                Err(err) => {
-                    errors.push(format!("helm: cannot list release secrets in {ns}: {}", crate::app::error_chain(&err)))
-                }
+                Err(err) => errors.push(format!(
+                    "helm: cannot list release secrets in {ns}: {}",
+                    crate::model::error::error_chain(&err)
+                )),
             }
         }
         out
@@ -194,14 +199,14 @@ pub async fn helm_releases(cluster: &Cluster, errors: &mut Vec<String>) -> Vec<D
         let release = match helm::decode_release(&data.0) {
             Ok(r) => r,
             Err(err) => {
-                errors.push(format!("helm: release {ns}/{name}: {}", crate::app::error_chain(&err)));
+                errors.push(format!("helm: release {ns}/{name}: {}", crate::model::error::error_chain(&err)));
                 continue;
             }
         };
         let objects = match helm::manifest_objects(&release.name, &release.manifest) {
             Ok(o) => o,
             Err(err) => {
-                errors.push(format!("helm: release {ns}/{name}: {}", crate::app::error_chain(&err)));
+                errors.push(format!("helm: release {ns}/{name}: {}", crate::model::error::error_chain(&err)));
                 continue;
             }
         };
@@ -306,7 +311,7 @@ pub async fn pair_with_live(
         let live = match api.get_opt(&name).await {
             Ok(obj) => obj.and_then(|o| serde_json::to_value(o).ok()),
             Err(err) => {
-                errors.push(format!("{what}: cannot read live object: {}", crate::app::error_chain(&err)));
+                errors.push(format!("{what}: cannot read live object: {}", crate::model::error::error_chain(&err)));
                 continue;
             }
         };

@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Incident, IncidentStatus, fingerprint};
 use crate::bus::{Enqueued, IncidentQueue, QueueError};
+use crate::model::signal::{Signal, SignalSource, SignalStatus, WorkloadRef};
 use crate::rules::RuleSet;
-use crate::signal::{Signal, SignalSource, SignalStatus, WorkloadRef};
 use crate::store::Store;
 
 /// Looks up the labels of a namespace (for rules with a namespace selector).
@@ -355,7 +355,7 @@ impl Tracker {
             workload = %incident.workload, "incident opened");
         if let Err(err) = self.store.create_incident(&incident).await {
             self.dropped("store_error");
-            tracing::error!(incident = %incident.id, error = %crate::app::error_chain(&err),
+            tracing::error!(incident = %incident.id, error = %crate::model::error::error_chain(&err),
                 "cannot store incident; handing it to the agent anyway");
         }
         match self.queue.enqueue(&incident).await {
@@ -373,7 +373,7 @@ impl Tracker {
                 tracing::warn!(incident = %incident.id, "incident queue closed; the incident stays open in the store");
             }
             Err(err) => {
-                tracing::error!(incident = %incident.id, error = %crate::app::error_chain(&err), "cannot queue incident");
+                tracing::error!(incident = %incident.id, error = %crate::model::error::error_chain(&err), "cannot queue incident");
             }
         }
         self.update_depth().await;
@@ -481,7 +481,7 @@ impl Tracker {
                 e.resolve_pending |= resolve;
                 state.dirty.insert(id.to_owned());
             }
-            tracing::warn!(incident = %id, error = %crate::app::error_chain(&err), "cannot update incident; will retry");
+            tracing::warn!(incident = %id, error = %crate::model::error::error_chain(&err), "cannot update incident; will retry");
         }
     }
 

@@ -52,18 +52,6 @@ pub enum Challenge {
     InvalidToken,
 }
 
-/// Check `auth.resource`: an absolute http(s) URL without query or fragment.
-pub fn validate_resource(resource: &str) -> Result<(), String> {
-    let url = reqwest::Url::parse(resource).map_err(|e| format!("resource {resource:?} is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!("resource {resource:?} must be an http(s) URL with a host"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("resource {resource:?} must not have a query or a fragment (RFC 9728)"));
-    }
-    Ok(())
-}
-
 impl Discovery {
     /// The resource URL for a request with these headers; `None` for a Host not accepted.
     pub fn resource(&self, headers: &HeaderMap) -> Option<String> {
@@ -174,13 +162,5 @@ mod tests {
             Discovery::metadata_url("http://127.0.0.1:8080/").as_deref(),
             Some("http://127.0.0.1:8080/.well-known/oauth-protected-resource")
         );
-    }
-
-    #[test]
-    fn resource_config_is_checked() {
-        validate_resource("https://km.example.com/mcp").unwrap();
-        for bad in ["km.example.com/mcp", "ftp://km/mcp", "https://km/mcp?x=1", "https://km/mcp#f"] {
-            assert!(validate_resource(bad).is_err(), "{bad}");
-        }
     }
 }

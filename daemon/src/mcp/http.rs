@@ -15,10 +15,10 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-use super::auth::{AuthError, Authenticator};
 use super::discovery::{Challenge, Discovery};
 use super::server::KubemedicServer;
-use crate::config::HttpConfig;
+use crate::auth::{AuthError, Authenticator};
+use crate::listener::HttpConfig;
 
 /// Hosts always accepted: loopback.
 const LOOPBACK: &[&str] = &["localhost", "127.0.0.1", "::1", "[::1]"];
@@ -37,7 +37,12 @@ pub fn router(
     http: &HttpConfig,
     shutdown: CancellationToken,
 ) -> Router {
-    let discovery = Arc::new(auth.discovery(&http.allowed_hosts));
+    let discovery = Arc::new(Discovery {
+        resource: auth.resource().map(str::to_owned),
+        issuer: auth.issuer().map(str::to_owned),
+        scopes: auth.scopes().to_vec(),
+        allowed_hosts: http.allowed_hosts.clone(),
+    });
     let gate = Gate { auth, discovery: discovery.clone() };
     unauthenticated(server, http, shutdown)
         .layer(middleware::from_fn_with_state(gate, authenticate))

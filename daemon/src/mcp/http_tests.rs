@@ -10,10 +10,10 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::json;
 
-use super::auth::jwt::tests::{TestIssuer, claims, config as oidc_config};
-use super::auth::{AuthConfig, Authenticator, Role, TokenConfig, token_hash};
 use super::server::{FORBIDDEN, KubemedicServer};
-use crate::config::HttpConfig;
+use crate::auth::jwt::tests::{TestIssuer, claims, config as oidc_config};
+use crate::auth::{AuthConfig, Authenticator, Role, TokenConfig, token_hash};
+use crate::listener::HttpConfig;
 use crate::tools::testing::{shop_fixture, tools};
 
 async fn serve(auth: AuthConfig) -> (String, tempfile::TempDir) {

@@ -7,7 +7,7 @@ use rmcp::model::{ReadResourceResult, Resource, ResourceContents, ResourceTempla
 use serde_json::{Value, json};
 
 use super::server::FORBIDDEN;
-use crate::mcp::auth::Role;
+use crate::model::identity::Role;
 use crate::tools::{Caller, ToolError, Tools};
 
 const CLUSTERS: &str = "kubemedic://clusters";
@@ -56,7 +56,7 @@ fn tool_err(e: &ToolError) -> McpError {
         ToolError::NotFound(what) => McpError::resource_not_found(format!("{what} not found"), None),
         ToolError::Forbidden { .. } => McpError::new(FORBIDDEN, format!("forbidden: {e}"), None),
         ToolError::InvalidInput { .. } => McpError::invalid_params(e.to_string(), None),
-        other => McpError::internal_error(crate::app::error_chain(other), None),
+        other => McpError::internal_error(crate::model::error::error_chain(other), None),
     }
 }
 

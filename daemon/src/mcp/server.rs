@@ -29,7 +29,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::mcp::auth::Role;
+use crate::model::identity::Role;
 use crate::prompts::Catalog;
 use crate::telemetry::audit::{AuditKind, AuditRecord};
 use crate::tools::{Caller, ProgressFn, ToolError, Tools, tool_spec};
@@ -166,7 +166,7 @@ impl KubemedicServer {
 
 /// Map a tool failure: bad input and roles are protocol errors, everything else a tool error result.
 pub fn tool_error(e: &ToolError) -> Result<CallToolResult, McpError> {
-    let msg = crate::app::error_chain(e);
+    let msg = crate::model::error::error_chain(e);
     match e {
         ToolError::InvalidInput { .. } | ToolError::UnknownTool(_) => Err(McpError::invalid_params(msg, None)),
         ToolError::Forbidden { .. } => Err(McpError::new(FORBIDDEN, format!("forbidden: {msg}"), None)),
@@ -178,7 +178,7 @@ fn supports_form_elicitation(caps: Option<&ClientCapabilities>) -> bool {
     caps.and_then(|c| c.elicitation.as_ref()).is_some_and(|e| e.form.is_some() || e.url.is_none())
 }
 
-fn confirmation_text(p: &crate::approvals::Proposal) -> String {
+fn confirmation_text(p: &crate::model::proposal::Proposal) -> String {
     let target = &p.target;
     let ns = if target.namespace.is_empty() { String::new() } else { format!("{}/", target.namespace) };
     let mut diff = p.diff.clone();
@@ -229,7 +229,7 @@ impl KubemedicServer {
             Ok(v) => v,
             Err(e) => return tool_error(&e).map(Into::into),
         };
-        let proposal: crate::approvals::Proposal = serde_json::from_value(out["proposal"].clone())
+        let proposal: crate::model::proposal::Proposal = serde_json::from_value(out["proposal"].clone())
             .map_err(|e| McpError::internal_error(format!("proposal encoding: {e}"), None))?;
         let can_approve = caller.role >= Role::Approver
             && (proposal.approvers.is_empty() || proposal.approvers.iter().any(|a| a == &caller.user));

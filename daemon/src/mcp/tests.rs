@@ -12,8 +12,8 @@ use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, ErrorData as Mc
 use serde_json::{Value, json};
 
 use super::server::{FORBIDDEN, KubemedicServer};
-use crate::approvals::ProposalState;
-use crate::mcp::auth::Role;
+use crate::model::identity::Role;
+use crate::model::proposal::ProposalState;
 use crate::tools::testing::{MemorySink, SECRET_VALUE, caller, shop_fixture, tools};
 
 /// How the test client answers a confirmation; `None` = it cannot elicit.

@@ -9,8 +9,9 @@ use tracing::Instrument as _;
 
 use super::Pipeline;
 use crate::agent::{self, AgentError, Diagnosis, Request};
-use crate::app::error_chain;
-use crate::incident::{Incident, IncidentStatus};
+use crate::model::error::error_chain;
+pub use crate::model::incident::Progress;
+use crate::model::incident::{Incident, IncidentStatus};
 use crate::store::{Store, StoreError, modify_incident};
 use crate::telemetry::audit::{AuditKind, AuditRecord};
 
@@ -33,42 +34,6 @@ pub fn retry_reason(result: &Result<Diagnosis, AgentError>) -> Option<String> {
             d.gaps.iter().find(|g| g.may_clear()).map(|gap| format!("not gathered: {gap}"))
         }
         Ok(_) => None,
-    }
-}
-
-/// What a diagnosis attempt changes on its incident.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Progress {
-    pub status: IncidentStatus,
-    pub summary: Option<String>,
-    /// Proposals made for it (added to those it has).
-    pub proposals: Vec<String>,
-}
-
-impl Progress {
-    pub fn status(status: IncidentStatus) -> Self {
-        Self { status, summary: None, proposals: Vec::new() }
-    }
-
-    fn with_summary(mut self, summary: String) -> Self {
-        self.summary = Some(summary);
-        self
-    }
-
-    /// Merge into the stored incident. A resolution stays: the condition cleared while the
-    /// agent ran, and the diagnosis is kept as its summary.
-    pub fn apply(&self, incident: &mut Incident) {
-        if incident.status != IncidentStatus::Resolved {
-            incident.status = self.status;
-        }
-        if let Some(summary) = &self.summary {
-            incident.summary = Some(summary.clone());
-        }
-        for id in &self.proposals {
-            if !incident.proposals.contains(id) {
-                incident.proposals.push(id.clone());
-            }
-        }
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::PolicyConfig;
 use super::diff::{Change, display_path};
 use super::quantity;
-use crate::approvals::Risk;
+use crate::model::proposal::Risk;
 
 /// Field names that widen what a pod may do; a proposal never touches them.
 const PRIVILEGE_FIELDS: &[&str] = &[

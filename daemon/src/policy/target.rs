@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::approvals::PatchType;
+use crate::model::proposal::PatchType;
 
 /// Where a kind lives in the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +95,7 @@ pub async fn dry_run_delete(client: &kube::Client, path: &str, resource_version:
 pub fn describe(err: &kube::Error) -> String {
     match err {
         kube::Error::Api(status) => format!("{} ({}, {})", status.message, status.reason, status.code),
-        other => crate::app::error_chain(other),
+        other => crate::model::error::error_chain(other),
     }
 }
 

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::check::PathPattern;
 use super::diff::Change;
-use crate::approvals::Drafter;
+use crate::model::proposal::Drafter;
 
 /// Which images a tier may set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

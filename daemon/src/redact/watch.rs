@@ -151,7 +151,7 @@ async fn run(
             Some(Err(err)) => {
                 // Typically 403 while RBAC does not grant Secrets here: keep retrying, say it once.
                 if failures == 0 {
-                    tracing::warn!(error = %crate::app::error_chain(&err),
+                    tracing::warn!(error = %crate::model::error::error_chain(&err),
                         "cannot watch Secrets; their values are scrubbed only by the key and pattern rules until this succeeds");
                 }
                 failures = failures.saturating_add(1);

@@ -1,15 +1,12 @@
-//! `kubemedic validate`: every problem in rules, prompts and the config's
-//! schedules, as `file:line: reason`, for CI and GitOps review.
+//! `kubemedic validate`: every problem in rules and prompts, as `file:line: reason`, for CI and GitOps review.
 //!
 //! Unlike loading for `run` (which stops at the first broken prompt file),
 //! this reads every file on its own so one run reports everything.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use super::{PromptSignature, RuleSet, RulesError};
-use crate::config::Config;
 use crate::prompts::{Prompt, PromptError};
 
 /// The outcome of a check.
@@ -27,13 +24,6 @@ impl Report {
     }
 }
 
-/// Parse a cron schedule the way the daemon does (five fields get a leading seconds field).
-pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
-    let fields = expr.split_whitespace().count();
-    let full = if fields == 5 { format!("0 {expr}") } else { expr.to_owned() };
-    cron::Schedule::from_str(&full).map_err(|e| format!("invalid cron schedule {expr:?}: {e}"))
-}
-
 fn md_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
@@ -45,7 +35,7 @@ fn md_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
 }
 
 /// Check everything. `tools` are the tool names prompt steps may use (None = do not check).
-pub fn check(config: &Config, rules_dir: &Path, prompts_dir: &Path, tools: Option<&[&str]>) -> Report {
+pub fn check(rules_dir: &Path, prompts_dir: &Path, tools: Option<&[&str]>) -> Report {
     let mut report = Report::default();
     // Prompts, file by file.
     let mut prompts: BTreeMap<String, (PathBuf, Prompt)> = BTreeMap::new();
@@ -100,7 +90,7 @@ pub fn check(config: &Config, rules_dir: &Path, prompts_dir: &Path, tools: Optio
                     }
                     Err(e) => {
                         prompts_ok = false;
-                        report.problems.push(format!("{}:1: {}", path.display(), crate::app::error_chain(&e)));
+                        report.problems.push(format!("{}:1: {}", path.display(), crate::model::error::error_chain(&e)));
                     }
                 }
             }
@@ -127,17 +117,7 @@ pub fn check(config: &Config, rules_dir: &Path, prompts_dir: &Path, tools: Optio
         }
         Ok(rules) => report.rules = rules.len(),
         Err(RulesError::Invalid(problems)) => report.problems.extend(problems.iter().map(ToString::to_string)),
-        Err(e) => report.problems.push(format!("{}: {}", rules_dir.display(), crate::app::error_chain(&e))),
-    }
-    // The config's own checks that serde cannot express.
-    if let Err(e) = parse_cron(&config.drift.schedule) {
-        report.problems.push(format!("config: drift.schedule: {e}"));
-    }
-    if let Err(e) = config.alerts.validate() {
-        report.problems.push(format!("config: {e}"));
-    }
-    if config.watch.event_max_age_seconds == 0 {
-        report.problems.push("config: watch.event_max_age_seconds must be > 0".into());
+        Err(e) => report.problems.push(format!("{}: {}", rules_dir.display(), crate::model::error::error_chain(&e))),
     }
     report
 }
@@ -153,7 +133,7 @@ mod tests {
     #[test]
     fn shipped_rules_and_prompts_pass() {
         let root = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("..");
-        let report = check(&Config::default(), &root.join("rules"), &root.join("prompts"), None);
+        let report = check(&root.join("rules"), &root.join("prompts"), None);
         assert!(report.ok(), "{:#?}", report.problems);
         assert!(report.rules >= 10 && report.prompts >= 6, "{report:?}");
     }
@@ -180,24 +160,19 @@ mod tests {
             "c.yaml",
             "rules:\n  - name: c\n    match: {namespace_selector: \"a=b\"}\n    workflow: {prompt: good, arguments: {name: x}}\n",
         );
-        let mut config = Config::default();
-        config.drift.schedule = "every night".into();
-        let report = check(&config, &rules, &prompts, Some(&["describe_workload"]));
+        let report = check(&rules, &prompts, Some(&["describe_workload"]));
         let p = &report.problems;
         let has = |prefix: &str, needle: &str| p.iter().any(|l| l.starts_with(prefix) && l.contains(needle));
         assert!(has(&prompts.join("good.md").display().to_string(), "unknown tool `nope`"), "{p:#?}");
         assert!(has(&format!("{}:4: ", rules.join("a.yaml").display()), "unknown prompt \"missing\""), "{p:#?}");
         assert!(has(&format!("{}:", rules.join("b.yaml").display()), "unknown field `bogus`"), "{p:#?}");
-        assert!(has("config: drift.schedule", "invalid cron schedule"), "{p:#?}");
-        assert_eq!(p.len(), 4, "{p:#?}");
-        assert!(parse_cron("0 2 * * *").is_ok());
-        assert!(parse_cron("0 0 2 * * *").is_ok());
+        assert_eq!(p.len(), 3, "{p:#?}");
     }
 
     #[test]
     fn missing_dirs_are_problems() {
         let tmp = tempfile::tempdir().unwrap();
-        let report = check(&Config::default(), &tmp.path().join("no-rules"), &tmp.path().join("no-prompts"), None);
+        let report = check(&tmp.path().join("no-rules"), &tmp.path().join("no-prompts"), None);
         assert_eq!(report.problems.len(), 2, "{:#?}", report.problems);
     }
 }

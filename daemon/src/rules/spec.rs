@@ -7,7 +7,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::signal::SignalSource;
+use crate::model::signal::SignalSource;
 
 /// One rule file: a list of rules, tried in order (files in name order).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

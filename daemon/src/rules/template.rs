@@ -1,7 +1,7 @@
 //! `{{ variable }}` templates for workflow arguments, filled in from the
 //! signal. Parsed at load time so an unknown variable is a rule error.
 
-use crate::signal::Signal;
+use crate::model::signal::Signal;
 
 /// Variables a template may use; `labels.KEY` reads one label.
 pub const VARIABLES: &[&str] =
@@ -82,7 +82,7 @@ fn lookup(signal: &Signal, var: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signal::{SignalSource, SignalStatus, WorkloadRef};
+    use crate::model::signal::{SignalSource, SignalStatus, WorkloadRef};
 
     #[test]
     fn renders_signal_fields() {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::signal::{SignalStatus, WorkloadRef};
+use crate::model::signal::{SignalStatus, WorkloadRef};
 
 fn signal(source: SignalSource, reason: &str, ns: &str) -> Signal {
     Signal {

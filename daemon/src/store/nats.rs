@@ -12,8 +12,8 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 
 use super::{Store, StoreError, Versioned};
-use crate::approvals::Proposal;
-use crate::incident::Incident;
+use crate::model::incident::Incident;
+use crate::model::proposal::Proposal;
 
 /// Default bucket name.
 pub const DEFAULT_BUCKET: &str = "kubemedic";

@@ -12,8 +12,8 @@ use ::redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableEr
 use async_trait::async_trait;
 
 use super::{Store, StoreError, Versioned};
-use crate::approvals::Proposal;
-use crate::incident::Incident;
+use crate::model::incident::Incident;
+use crate::model::proposal::Proposal;
 
 const INCIDENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("incidents");
 const PROPOSALS: TableDefinition<&str, &[u8]> = TableDefinition::new("proposals");

@@ -239,7 +239,7 @@ mod tests {
 
     #[tokio::test]
     async fn pod_listings_come_from_the_watch_stores_page_by_page() {
-        use crate::mcp::auth::Role;
+        use crate::model::identity::Role;
         use crate::tools::testing::{caller, shop_fixture, tools};
         use serde_json::json;
         let api = shop_fixture();

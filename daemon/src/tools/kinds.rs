@@ -141,7 +141,7 @@ pub fn cap(tool: &str, field: &str, value: i64, min: i64, max: i64) -> Result<i6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ClusterConfig;
+    use crate::cluster::ClusterConfig;
 
     #[test]
     fn kinds_resolve_within_scope() {

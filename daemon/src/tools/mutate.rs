@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use super::state::{ProposalIdInput, check_id};
 use super::workload::{ROLLOUT_KINDS, rs_revision};
 use super::{Caller, ToolError, Tools, kinds, require};
-use crate::approvals::{Action, Drafter, PatchType, Proposal, ProposalState, Risk};
-use crate::mcp::auth::Role;
+use crate::model::identity::Role;
+use crate::model::proposal::{Action, Drafter, PatchType, Proposal, ProposalState, Risk};
 use crate::policy::ProposalDraft;
 use crate::telemetry::audit::{AuditKind, AuditRecord};
 
@@ -36,11 +36,13 @@ pub trait ProposalSink: Send + Sync + 'static {
 #[async_trait]
 impl ProposalSink for crate::approvals::Approvals {
     async fn submit(&self, proposal: Proposal) -> Result<Proposal, String> {
-        crate::approvals::Approvals::submit(self, proposal).await.map_err(|e| crate::app::error_chain(&e))
+        crate::approvals::Approvals::submit(self, proposal).await.map_err(|e| crate::model::error::error_chain(&e))
     }
 
     async fn decide(&self, id: &str, user: &str, approve: bool) -> Result<Proposal, String> {
-        crate::approvals::Approvals::decide(self, id, user, approve).await.map_err(|e| crate::app::error_chain(&e))
+        crate::approvals::Approvals::decide(self, id, user, approve)
+            .await
+            .map_err(|e| crate::model::error::error_chain(&e))
     }
 }
 
@@ -396,7 +398,7 @@ impl Tools {
         .await;
         let (outcome, detail) = match &result {
             Ok(p) => (p.state.as_str().to_owned(), p.outcome.clone().unwrap_or_default()),
-            Err(e) => (e.outcome().to_owned(), crate::app::error_chain(e)),
+            Err(e) => (e.outcome().to_owned(), crate::model::error::error_chain(e)),
         };
         self.audit.record(
             AuditRecord::new(AuditKind::Decision, &caller.user, caller.transport.as_str(), decision)

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Caller, ToolError, Tools, kinds, require};
-use crate::mcp::auth::Role;
+use crate::model::identity::Role;
 
 /// Input of `decode_secret`: one Secret by name, or every Secret a workload references.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

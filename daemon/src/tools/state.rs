@@ -5,8 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Caller, ToolError, Tools, kinds};
-use crate::approvals::{Proposal, ProposalState};
-use crate::incident::{Incident, IncidentStatus};
+use crate::model::incident::{Incident, IncidentStatus};
+use crate::model::proposal::{Proposal, ProposalState};
 use crate::store::Store;
 
 /// Input of `list_incidents`.
@@ -123,7 +123,7 @@ impl Tools {
         let ns = kinds::optional_namespace(TOOL, scope, input.namespace.as_deref())?;
         let mut report = crate::drift::report(&self.cluster, &self.drift)
             .await
-            .map_err(|e| ToolError::Unavailable { what: "drift report", why: crate::app::error_chain(&e) })?;
+            .map_err(|e| ToolError::Unavailable { what: "drift report", why: crate::model::error::error_chain(&e) })?;
         report.objects.retain(|o| {
             scope.kind_visible(&o.kind)
                 && o.namespace.as_deref().is_none_or(|n| scope.namespace_visible(n))

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::testing::{SECRET_VALUE, caller, shop_fixture, tools};
 use super::*;
-use crate::approvals::ProposalState;
+use crate::model::proposal::ProposalState;
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)

@@ -12,7 +12,7 @@ use kube::runtime::watcher;
 
 use super::Ctx;
 use super::classify::{self, Failure, reason};
-use crate::signal::{Signal, SignalSource, SignalStatus, WorkloadRef};
+use crate::model::signal::{Signal, SignalSource, SignalStatus, WorkloadRef};
 
 /// What was last seen, to emit only changes.
 #[derive(Default)]

@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::alerts::OwnerLookup;
-use crate::signal::WorkloadRef;
+use crate::model::signal::WorkloadRef;
 
 /// One store per watch (per namespace when the scope lists namespaces).
 pub struct Stores<K: kube::Resource<DynamicType = ()> + Clone + 'static> {
@@ -39,10 +39,15 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Stores<K> {
         self.len() == 0
     }
 
-    pub async fn wait_until_ready(&self) {
+    /// Wait for every part's first complete list; false when a watcher stopped first
+    /// (its store can then never become ready).
+    pub async fn wait_until_ready(&self) -> bool {
         for (_, s) in &self.parts {
-            let _ = s.wait_until_ready().await;
+            if s.wait_until_ready().await.is_err() {
+                return false;
+            }
         }
+        true
     }
 }
 
@@ -146,5 +151,35 @@ impl SharedCache {
     /// The synced stores, if the watchers run in this process.
     pub fn get(&self) -> Option<Cache> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::{reflector, watcher};
+
+    #[tokio::test]
+    async fn stores_are_ready_only_after_every_first_list() {
+        let (a, mut wa) = reflector::store::<Pod>();
+        let (b, mut wb) = reflector::store::<Pod>();
+        let stores = Stores { parts: vec![(Some("a".into()), a), (Some("b".into()), b)] };
+        for w in [&mut wa, &mut wb] {
+            w.apply_watcher_event(&watcher::Event::Init);
+            w.apply_watcher_event(&watcher::Event::InitDone);
+        }
+        assert!(stores.wait_until_ready().await);
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_stops_before_its_first_list_is_not_ready() {
+        let (a, mut wa) = reflector::store::<Pod>();
+        let (b, wb) = reflector::store::<Pod>();
+        let stores = Stores { parts: vec![(Some("a".into()), a), (Some("b".into()), b)] };
+        wa.apply_watcher_event(&watcher::Event::Init);
+        wa.apply_watcher_event(&watcher::Event::InitDone);
+        drop(wb); // the watcher task ended (shutdown) before listing
+        let ready = tokio::time::timeout(std::time::Duration::from_secs(5), stores.wait_until_ready()).await;
+        assert_eq!(ready, Ok(false), "a stopped watcher ends the wait, as not synced");
     }
 }

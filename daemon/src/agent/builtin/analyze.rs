@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::gather::Facts;
 use super::{batch, config, hpa, network, node, probe, resources, rollout, storage};
-use crate::agent::Evidence;
+use crate::model::diagnosis::Evidence;
 use crate::policy::{PolicyConfig, ProposalDraft};
 
 /// An analyzer's conclusion.

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::analyze::{Finding, container_patch, pod_name, statuses, waiting_message, waiting_reason};
 use super::gather::Facts;
-use crate::agent::Evidence;
-use crate::approvals::PatchType;
+use crate::model::diagnosis::Evidence;
+use crate::model::proposal::PatchType;
 use crate::policy::ProposalDraft;
 
 /// Smallest similarity for a key to count as the one that was meant.
@@ -214,7 +214,7 @@ pub fn analyze(facts: &Facts) -> Option<Finding> {
                 f.root_cause
             ),
         );
-        draft.risk = Some(crate::approvals::Risk::Low);
+        draft.risk = Some(crate::model::proposal::Risk::Low);
         f.drafts.push(draft);
     }
     Some(f)

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use crate::agent::{AgentError, Evidence, Gap};
 use crate::cluster::Cluster;
+use crate::model::signal::WorkloadRef;
 use crate::policy::target;
-use crate::signal::WorkloadRef;
 
 /// What the cluster shows about one workload.
 #[derive(Debug, Clone)]

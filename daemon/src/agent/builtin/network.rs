@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::analyze::{Finding, pod_name, pod_ready};
 use super::config::closest_key;
 use super::gather::Facts;
-use crate::approvals::{PatchType, Risk};
+use crate::model::proposal::{PatchType, Risk};
 use crate::policy::ProposalDraft;
 
 fn str_map(v: Option<&Value>) -> BTreeMap<String, String> {
@@ -386,7 +386,7 @@ pub fn ingress(facts: &Facts) -> Finding {
 }
 
 /// A JSON patch replacing one field of one backend (tested first, so a concurrent edit fails it).
-fn ingress_fix(w: &crate::signal::WorkloadRef, b: &Backend, field: &str, value: Value) -> ProposalDraft {
+fn ingress_fix(w: &crate::model::signal::WorkloadRef, b: &Backend, field: &str, value: Value) -> ProposalDraft {
     let path = format!("{}/{field}", b.pointer);
     let old = if field == "name" {
         json!(b.service)

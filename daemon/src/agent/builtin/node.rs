@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::analyze::{Finding, pod_name};
 use super::gather::{Facts, node_ready};
-use crate::approvals::{PatchType, Risk};
+use crate::model::proposal::{PatchType, Risk};
 use crate::policy::ProposalDraft;
 
 pub fn analyze(facts: &Facts) -> Finding {

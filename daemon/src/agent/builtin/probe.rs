@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::analyze::{Finding, container_patch, events_with, pod_name, pod_ready, statuses};
 use super::gather::Facts;
-use crate::agent::Evidence;
-use crate::approvals::{PatchType, Risk};
+use crate::model::diagnosis::Evidence;
+use crate::model::proposal::{PatchType, Risk};
 use crate::policy::ProposalDraft;
 
 /// `(handler, port)` of a probe that targets a port.

@@ -11,8 +11,8 @@ use serde_json::json;
 
 use super::analyze::{Finding, container_patch, last_message, pod_name, statuses, terminated_reason};
 use super::gather::Facts;
-use crate::agent::Evidence;
-use crate::approvals::{PatchType, Risk};
+use crate::model::diagnosis::Evidence;
+use crate::model::proposal::{PatchType, Risk};
 use crate::policy::{PolicyConfig, ProposalDraft, quantity};
 
 fn limit(c: &k8s_openapi::api::core::v1::Container, section: &str, res: &str) -> Option<f64> {

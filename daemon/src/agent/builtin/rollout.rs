@@ -12,8 +12,8 @@ use super::analyze::{
     waiting_reason,
 };
 use super::gather::{Facts, revision, truncate};
-use crate::agent::Evidence;
-use crate::approvals::{PatchType, Risk};
+use crate::model::diagnosis::Evidence;
+use crate::model::proposal::{PatchType, Risk};
 use crate::policy::ProposalDraft;
 
 const PULL_REASONS: &[&str] = &["ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"];

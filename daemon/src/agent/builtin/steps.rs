@@ -6,8 +6,8 @@
 
 use serde_json::Value;
 
-use crate::agent::Evidence;
-use crate::mcp::auth::Role;
+use crate::model::diagnosis::Evidence;
+use crate::model::identity::Role;
 use crate::prompts::Step;
 use crate::tools::{Caller, Tools, Transport};
 
@@ -34,7 +34,7 @@ pub async fn run(tools: Option<&Tools>, steps: &[Step]) -> Stepped {
                 out.evidence.push(Evidence { tool: step.tool.clone(), args, finding: summarize(&v) });
             }
             Ok(_) => {}
-            Err(e) => out.notes.push(format!("step {} failed: {}", step.tool, crate::app::error_chain(&e))),
+            Err(e) => out.notes.push(format!("step {} failed: {}", step.tool, crate::model::error::error_chain(&e))),
         }
     }
     out.notes.push(format!("{} workflow step(s) ran through kubemedic's tools", steps.len()));

@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::agent::Evidence;
-use crate::approvals::{Action, PatchType, Risk, TargetRef};
+use crate::model::diagnosis::Evidence;
+use crate::model::proposal::{Action, PatchType, Risk, TargetRef};
+use crate::model::signal::WorkloadRef;
 use crate::policy::{ProposalDraft, target};
-use crate::signal::WorkloadRef;
 
 /// The JSON the model must end with.
 #[derive(Debug, Clone, Deserialize)]

@@ -49,7 +49,7 @@ where
 /// server always acts as the agent with the operator role at most, so
 /// nothing the model asks for can be more than a proposal.
 pub fn kubemedic(server: crate::mcp::server::KubemedicServer) -> Connector {
-    use crate::mcp::auth::Role;
+    use crate::model::identity::Role;
     use crate::tools::{Caller, Transport};
     let caller = Caller::new("kubemedic-agent", Role::Operator, Transport::Agent);
     let server = server.with_caller(caller);

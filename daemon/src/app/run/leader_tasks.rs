@@ -11,7 +11,7 @@ use crate::alerts::SharedOwners;
 use crate::cluster::Cluster;
 use crate::drift::job::DriftJob;
 use crate::incident::tracker::Tracker;
-use crate::signal::Signal;
+use crate::model::signal::Signal;
 use crate::telemetry::health::Readiness;
 use crate::telemetry::metrics::Metrics;
 use crate::watch::{SharedCache, WatchConfig, WatchError};
@@ -44,16 +44,25 @@ impl Watchers {
 
     async fn run(self, token: CancellationToken) {
         self.metrics.set_leader(true);
-        match crate::watch::spawn(self.cluster, &self.config, self.signals, token) {
+        match crate::watch::spawn(self.cluster, &self.config, self.signals, token.clone()) {
             Ok(handle) => {
-                handle.ready().await;
-                self.owners.set(Some(handle.owners()));
-                self.cache.set(Some(handle.cache().clone()));
-                if self.config.namespace_labels {
-                    self.tracker.set_namespace_labels(Some(handle.namespace_labels()));
+                // A shutdown (or losing the lead) before the first lists arrive ends the wait:
+                // the watchers never synced, and saying they did would mislead whoever reads the log.
+                let synced = tokio::select! {
+                    synced = handle.ready() => synced && !token.is_cancelled(),
+                    () = token.cancelled() => false,
+                };
+                if synced {
+                    self.owners.set(Some(handle.owners()));
+                    self.cache.set(Some(handle.cache().clone()));
+                    if self.config.namespace_labels {
+                        self.tracker.set_namespace_labels(Some(handle.namespace_labels()));
+                    }
+                    self.readiness.set("watchers", true);
+                    tracing::info!("watchers synced");
+                } else {
+                    tracing::info!("watchers stopped before their first lists arrived");
                 }
-                self.readiness.set("watchers", true);
-                tracing::info!("watchers synced");
                 handle.join().await;
                 self.owners.set(None);
                 self.cache.set(None);

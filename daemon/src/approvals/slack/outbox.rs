@@ -70,7 +70,7 @@ impl Approvals {
             Err(err) => {
                 tracing::warn!(
                     proposal = id,
-                    error = %crate::app::error_chain(&err),
+                    error = %crate::model::error::error_chain(&err),
                     "cannot post proposal to Slack yet; it stays pending for the CLI and MCP and is posted again later"
                 );
                 Ok(None)

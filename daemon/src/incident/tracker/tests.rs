@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 
 use super::*;
-use crate::approvals::Proposal;
+use crate::model::proposal::Proposal;
 use crate::store::{StoreError, Versioned};
 
 /// Incidents only (with revisions for compare-and-set); enough for the tracker.

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::agent::Gap;
 use crate::bus::IncidentQueue;
 use crate::incident::tracker::{Outcome as Tracked, Tracker};
+use crate::model::diagnosis::Gap;
+use crate::model::signal::{Signal, SignalSource, SignalStatus, WorkloadRef};
 use crate::rules::RuleSet;
-use crate::signal::{Signal, SignalSource, SignalStatus, WorkloadRef};
 use crate::store::redb::RedbStore;
 
 const RULES: &str = r#"

@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::approvals::Risk;
+use crate::model::proposal::Risk;
 use crate::policy::{PolicyConfig, check, diff, review};
 
 fn deployment() -> Value {

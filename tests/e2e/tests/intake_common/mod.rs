@@ -94,9 +94,10 @@ impl Intake {
                 let cluster = Cluster { name: "e2e".into(), client, scope };
                 let handle = watch::spawn(cluster, &WatchConfig::default(), tx.clone(), shutdown.child_token())
                     .expect("spawn watchers");
-                tokio::time::timeout(Duration::from_secs(60), handle.ready())
+                let synced = tokio::time::timeout(Duration::from_secs(60), handle.ready())
                     .await
                     .expect("watch stores ready within 60s");
+                assert!(synced, "a watcher stopped before its first list");
                 Some(handle)
             }
         };

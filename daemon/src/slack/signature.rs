@@ -82,7 +82,7 @@ mod tests {
         valid: bool,
     }
 
-    const VECTORS: &str = include_str!("../../../../tests/python/fixtures/slack_signatures.json");
+    const VECTORS: &str = include_str!("../../../tests/python/fixtures/slack_signatures.json");
 
     #[test]
     fn agrees_with_the_shared_vectors() {

@@ -1,30 +1,17 @@
-//! Who is calling: bearer tokens (stored as SHA-256 hashes) or OIDC JWTs
-//! over HTTP, a configured local user on stdio; roles gate every tool.
+//! Who is calling, proven: bearer tokens (stored as SHA-256 hashes) or OIDC JWTs over HTTP,
+//! a configured local user on stdio. One adapter for every door that takes credentials: MCP,
+//! the approvals HTTP API and the Alertmanager webhook; roles gate every tool.
 
 pub mod jwt;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::tools::{Caller, Transport};
-
-/// Roles, each including the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Reads.
-    Viewer,
-    /// Reads and proposes.
-    Operator,
-    /// Approves and applies.
-    Approver,
-    /// Everything, including revealing secret values.
-    Admin,
-}
+pub use crate::model::identity::Role;
+use crate::model::identity::{Caller, Transport};
 
 /// Authentication settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -136,7 +123,7 @@ impl AuthConfig {
             }
         }
         if let Some(r) = &self.resource {
-            super::discovery::validate_resource(r).map_err(AuthError::Config)?;
+            validate_resource(r).map_err(AuthError::Config)?;
         }
         if let Some(s) = self.scopes.iter().find(|s| s.is_empty() || s.contains([' ', '"', '\\'])) {
             return Err(AuthError::Config(format!("auth.scopes: {s:?} is not a scope token (no spaces or quotes)")));
@@ -176,6 +163,18 @@ pub enum AuthError {
     JwksBackoff(String, u64),
 }
 
+/// Check `auth.resource`: an absolute http(s) URL without query or fragment (RFC 9728).
+fn validate_resource(resource: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(resource).map_err(|e| format!("resource {resource:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("resource {resource:?} must be an http(s) URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("resource {resource:?} must not have a query or a fragment (RFC 9728)"));
+    }
+    Ok(())
+}
+
 /// Hex SHA-256 of a token, as stored in the config.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -207,14 +206,19 @@ impl Authenticator {
         })
     }
 
-    /// Discovery for a listener accepting `allowed_hosts` besides loopback.
-    pub fn discovery(&self, allowed_hosts: &[String]) -> super::discovery::Discovery {
-        super::discovery::Discovery {
-            resource: self.resource.clone(),
-            issuer: self.issuer.clone(),
-            scopes: self.scopes.clone(),
-            allowed_hosts: allowed_hosts.to_vec(),
-        }
+    /// `auth.resource`: the URL clients use for `/mcp`, for the discovery metadata.
+    pub fn resource(&self) -> Option<&str> {
+        self.resource.as_deref()
+    }
+
+    /// The OIDC issuer, the authorization server the discovery metadata names.
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// `auth.scopes`, advertised in the discovery metadata and the 401 challenge.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
     }
 
     /// Whether any HTTP credential is configured (without one, `/mcp` refuses everyone).
@@ -265,6 +269,14 @@ mod tests {
         assert!(matches!(auth.authenticate(Some("Bearer nope")).await, Err(AuthError::UnknownToken)));
         assert!(matches!(auth.authenticate(None).await, Err(AuthError::Missing)));
         assert!(matches!(auth.authenticate(Some("Basic abc")).await, Err(AuthError::Missing)));
+    }
+
+    #[test]
+    fn resource_config_is_checked() {
+        validate_resource("https://km.example.com/mcp").unwrap();
+        for bad in ["km.example.com/mcp", "ftp://km/mcp", "https://km/mcp?x=1", "https://km/mcp#f"] {
+            assert!(validate_resource(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

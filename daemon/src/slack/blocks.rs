@@ -10,9 +10,9 @@
 
 use serde_json::{Value, json};
 
-use crate::agent::Diagnosis;
-use crate::approvals::{Proposal, ProposalState};
-use crate::incident::Incident;
+use crate::model::diagnosis::Diagnosis;
+use crate::model::incident::Incident;
+use crate::model::proposal::{Proposal, ProposalState};
 
 /// `action_id` of the Approve button.
 pub const APPROVE_ACTION: &str = "kubemedic_approve";
@@ -223,9 +223,9 @@ pub fn text_blocks(text: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::Evidence;
-    use crate::approvals::ProposalEvent;
-    use crate::signal::WorkloadRef;
+    use crate::model::diagnosis::Evidence;
+    use crate::model::proposal::ProposalEvent;
+    use crate::model::signal::WorkloadRef;
 
     fn golden() -> std::path::PathBuf {
         // At run time: the build cache may be shared by clones at other paths.
@@ -234,7 +234,7 @@ mod tests {
     }
 
     fn fixed() -> (Proposal, Diagnosis) {
-        let target = crate::approvals::TargetRef {
+        let target = crate::model::proposal::TargetRef {
             api_version: "apps/v1".into(),
             kind: "Deployment".into(),
             namespace: "shop".into(),
@@ -243,8 +243,8 @@ mod tests {
             generation: None,
             content_digest: None,
         };
-        let action = crate::approvals::Action::Patch {
-            patch_type: crate::approvals::PatchType::Merge,
+        let action = crate::model::proposal::Action::Patch {
+            patch_type: crate::model::proposal::PatchType::Merge,
             body: json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:1"}]}}}}),
         };
         let created = "2026-11-25T18:00:00Z".parse().unwrap();

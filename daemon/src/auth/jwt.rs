@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{AuthError, OidcConfig, Role};
-use crate::tools::{Caller, Transport};
+use crate::model::identity::{Caller, Transport};
 
 /// Do not refetch the JWKS more often than this on unknown key ids: a
 /// stream of tokens with forged `kid`s costs at most one fetch per interval.

@@ -169,8 +169,9 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
 }
 
 /// `kubemedic mcp`: MCP over stdio as the configured local user and role.
-/// stdout carries only MCP messages; logs go to stderr.
-pub async fn mcp_stdio(config: Config) -> Result<ExitCode, AppError> {
+/// stdout carries only MCP messages; logs go to stderr. `read_only` (or
+/// `mcp.read_only`) leaves the mutating tools out.
+pub async fn mcp_stdio(config: Config, read_only: bool) -> Result<ExitCode, AppError> {
     use rmcp::ServiceExt as _;
     let prompts = Catalog::load(&config.prompts_dir)?;
     let cluster = Cluster::connect(&config.cluster).await?;
@@ -201,10 +202,13 @@ pub async fn mcp_stdio(config: Config) -> Result<ExitCode, AppError> {
             .with_policy(config.policy.clone());
         Arc::new(a) as Arc<dyn ProposalSink>
     });
-    let server = crate::mcp::build_server(tools(&config, cluster, store, approvals, audit)?, prompts)?;
+    let read_only = read_only || config.mcp.read_only;
+    let server = crate::mcp::build_server(tools(&config, cluster, store, approvals, audit)?, prompts)?
+        .with_max_result_bytes(config.mcp.max_result_bytes)
+        .read_only(read_only);
     let caller =
         crate::tools::Caller::new(&config.auth.stdio_user, config.auth.stdio_role, crate::tools::Transport::Stdio);
-    tracing::info!(user = %caller.user, role = ?caller.role, "serving MCP on stdio");
+    tracing::info!(user = %caller.user, role = ?caller.role, read_only, "serving MCP on stdio");
     let service = server.with_caller(caller).serve(rmcp::transport::stdio()).await?;
     service.waiting().await?;
     Ok(ExitCode::SUCCESS)

@@ -25,6 +25,13 @@ pub struct AuthConfig {
     pub tokens: Vec<TokenConfig>,
     /// OpenID Connect JWTs for HTTP; absent = tokens only.
     pub oidc: Option<OidcConfig>,
+    /// The URL clients use for `/mcp` (e.g. `https://kubemedic.example.com/mcp`): the
+    /// `resource` of `/.well-known/oauth-protected-resource`. Absent = `http://<Host>/mcp`
+    /// from a request whose Host the listener accepts; set it behind TLS or a proxy.
+    pub resource: Option<String>,
+    /// OAuth scopes clients should request, advertised as `scopes_supported` and in the
+    /// 401 challenge; empty = not advertised.
+    pub scopes: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -34,6 +41,8 @@ impl Default for AuthConfig {
             stdio_role: Role::Viewer,
             tokens: Vec::new(),
             oidc: None,
+            resource: None,
+            scopes: Vec::new(),
         }
     }
 }
@@ -113,6 +122,12 @@ impl AuthConfig {
                 return Err(AuthError::Config("auth.tokens[].name must not be empty".into()));
             }
         }
+        if let Some(r) = &self.resource {
+            validate_resource(r).map_err(AuthError::Config)?;
+        }
+        if let Some(s) = self.scopes.iter().find(|s| s.is_empty() || s.contains([' ', '"', '\\'])) {
+            return Err(AuthError::Config(format!("auth.scopes: {s:?} is not a scope token (no spaces or quotes)")));
+        }
         if let Some(o) = &self.oidc
             && o.jwks_url.is_none() == o.jwks_file.is_none()
         {
@@ -148,6 +163,18 @@ pub enum AuthError {
     JwksBackoff(String, u64),
 }
 
+/// Check `auth.resource`: an absolute http(s) URL without query or fragment (RFC 9728).
+fn validate_resource(resource: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(resource).map_err(|e| format!("resource {resource:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("resource {resource:?} must be an http(s) URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("resource {resource:?} must not have a query or a fragment (RFC 9728)"));
+    }
+    Ok(())
+}
+
 /// Hex SHA-256 of a token, as stored in the config.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -157,6 +184,10 @@ pub fn token_hash(token: &str) -> String {
 pub struct Authenticator {
     tokens: Vec<TokenConfig>,
     oidc: Option<jwt::OidcVerifier>,
+    /// What `/.well-known/oauth-protected-resource` and the 401 challenges say.
+    resource: Option<String>,
+    issuer: Option<String>,
+    scopes: Vec<String>,
 }
 
 impl Authenticator {
@@ -166,7 +197,28 @@ impl Authenticator {
             Some(o) => Some(jwt::OidcVerifier::new(o.clone()).await?),
             None => None,
         };
-        Ok(Self { tokens: config.tokens.clone(), oidc })
+        Ok(Self {
+            tokens: config.tokens.clone(),
+            oidc,
+            resource: config.resource.clone(),
+            issuer: config.oidc.as_ref().map(|o| o.issuer.clone()),
+            scopes: config.scopes.clone(),
+        })
+    }
+
+    /// `auth.resource`: the URL clients use for `/mcp`, for the discovery metadata.
+    pub fn resource(&self) -> Option<&str> {
+        self.resource.as_deref()
+    }
+
+    /// The OIDC issuer, the authorization server the discovery metadata names.
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// `auth.scopes`, advertised in the discovery metadata and the 401 challenge.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
     }
 
     /// Whether any HTTP credential is configured (without one, `/mcp` refuses everyone).
@@ -217,6 +269,14 @@ mod tests {
         assert!(matches!(auth.authenticate(Some("Bearer nope")).await, Err(AuthError::UnknownToken)));
         assert!(matches!(auth.authenticate(None).await, Err(AuthError::Missing)));
         assert!(matches!(auth.authenticate(Some("Basic abc")).await, Err(AuthError::Missing)));
+    }
+
+    #[test]
+    fn resource_config_is_checked() {
+        validate_resource("https://km.example.com/mcp").unwrap();
+        for bad in ["km.example.com/mcp", "ftp://km/mcp", "https://km/mcp?x=1", "https://km/mcp#f"] {
+            assert!(validate_resource(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Who may call MCP tools and with which role.
     pub auth: crate::auth::AuthConfig,
+    /// The MCP surface: result budget, read-only.
+    pub mcp: crate::mcp::McpConfig,
     /// Alertmanager webhook receiver.
     pub alerts: crate::alerts::AlertsConfig,
     /// Cluster watchers.
@@ -104,6 +106,7 @@ impl Config {
         // Each section checks what serde cannot; the first problem stops start-up (exit 64).
         let invalid = |section: &str, e: String| ConfigError::Invalid(format!("{section}: {e}"));
         self.auth.validate().map_err(|e| invalid("auth", crate::model::error::error_chain(&e)))?;
+        self.mcp.validate().map_err(|e| invalid("mcp", e))?;
         self.alerts.validate().map_err(|e| invalid("alerts", e))?;
         self.alerts.check_listener(self.http.listen).map_err(|e| invalid("alerts", e))?;
         self.agent.validate().map_err(|e| invalid("agent", e))?;

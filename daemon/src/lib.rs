@@ -28,7 +28,7 @@
 //!    signals), [`incident`] (the tracker), [`drift`] (reports), [`approvals`]
 //!    (submit, decide, apply, verify, the approvals HTTP API).
 //! 4. **tools, mcp and agents**: [`tools`] (reads and proposals, transport-free), [`mcp`]
-//!    (the MCP server over them, stdio and HTTP), [`agent`] (the built-in and LLM runners).
+//!    (the MCP server over them, stdio and HTTP, auth discovery, the result budget, read-only), [`agent`] (the built-in and LLM runners).
 //! 5. **pipeline**: [`pipeline`], the incident path from tracker to proposal.
 //! 6. **app**: [`app`] (wiring and commands, the demo) and [`config`] (the file, which
 //!    gathers every module's section).

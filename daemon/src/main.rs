@@ -44,7 +44,11 @@ enum Command {
     /// The daemon: watchers, alerts, agent, Slack, MCP over HTTP, drift cron.
     Run,
     /// MCP over stdio, for Claude Desktop / Cursor.
-    Mcp,
+    Mcp {
+        /// Offer only the read tools: no proposal, approval or apply (also `mcp.read_only`).
+        #[arg(long)]
+        read_only: bool,
+    },
     /// The whole loop on the local control plane with simulated nodes.
     Demo {
         /// Approve every proposal without asking.
@@ -140,7 +144,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let long_running = matches!(cli.command, Command::Run | Command::Mcp);
+    let long_running = matches!(cli.command, Command::Run | Command::Mcp { .. });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(err) => {
@@ -152,7 +156,7 @@ fn main() -> ExitCode {
         let telemetry = app::init_telemetry(app::Verbosity::for_command(long_running, cli.verbose));
         let result = match cli.command {
             Command::Run => app::run(config).await,
-            Command::Mcp => app::mcp_stdio(config).await,
+            Command::Mcp { read_only } => app::mcp_stdio(config, read_only).await,
             Command::Demo { yes, only, scenarios, namespace } => {
                 app::demo(config, app::DemoOptions { yes, only, scenarios, namespace }).await
             }

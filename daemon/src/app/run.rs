@@ -85,7 +85,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     // (which call kubemedic's own tools, audited, as the agent with the operator role).
     let sink: Arc<dyn crate::tools::ProposalSink> = approvals.clone();
     let tools = super::tools(&config, cluster.clone(), Some(backends.store.clone()), Some(sink), audit.clone())?;
-    let server = crate::mcp::build_server(tools, prompts.clone())?;
+    let server = crate::mcp::build_server(tools, prompts.clone())?.with_max_result_bytes(config.mcp.max_result_bytes);
     let deps = Deps::new(cluster.clone(), config.policy.clone(), config.agent.clone(), Arc::new(prompts))?
         .with_server(&server);
 
@@ -146,7 +146,12 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
         .merge(crate::telemetry::health::router(metrics, readiness.clone()))
         .merge(if config.alerts.enabled { alerts::router(alerts_state) } else { Router::new() })
         .merge(crate::approvals::http::router(approvals, api_options))
-        .merge(crate::mcp::http::router(server, authenticator, &config.http, shutdown.clone()))
+        .merge(crate::mcp::http::router(
+            server.read_only(config.mcp.read_only),
+            authenticator,
+            &config.http,
+            shutdown.clone(),
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(config.http.max_body_bytes));
     let listener = tokio::net::TcpListener::bind(config.http.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, cluster = %cluster.name, "kubemedic running");

@@ -1,7 +1,8 @@
 //! MCP over streamable HTTP at `/mcp`: every request authenticated (bearer
-//! token or OIDC JWT → 401 otherwise), Host and Origin checked against the
-//! configuration (DNS-rebinding protection), the caller handed to the
-//! server through the request extensions.
+//! token or OIDC JWT → 401 otherwise, with a challenge pointing at the
+//! protected-resource metadata of [`super::discovery`]), Host and Origin
+//! checked against the configuration (DNS-rebinding protection), the caller
+//! handed to the server through the request extensions.
 
 use std::sync::Arc;
 
@@ -14,21 +15,38 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
+use super::discovery::{Challenge, Discovery};
 use super::server::KubemedicServer;
-use crate::auth::Authenticator;
+use crate::auth::{AuthError, Authenticator};
 use crate::listener::HttpConfig;
 
 /// Hosts always accepted: loopback.
 const LOOPBACK: &[&str] = &["localhost", "127.0.0.1", "::1", "[::1]"];
 
-/// The `/mcp` router. `shutdown` ends every session when cancelled.
+/// What the authentication layer needs.
+#[derive(Clone)]
+struct Gate {
+    auth: Arc<Authenticator>,
+    discovery: Arc<Discovery>,
+}
+
+/// The `/mcp` router and its discovery metadata. `shutdown` ends every session when cancelled.
 pub fn router(
     server: KubemedicServer,
     auth: Arc<Authenticator>,
     http: &HttpConfig,
     shutdown: CancellationToken,
 ) -> Router {
-    unauthenticated(server, http, shutdown).layer(middleware::from_fn_with_state(auth, authenticate))
+    let discovery = Arc::new(Discovery {
+        resource: auth.resource().map(str::to_owned),
+        issuer: auth.issuer().map(str::to_owned),
+        scopes: auth.scopes().to_vec(),
+        allowed_hosts: http.allowed_hosts.clone(),
+    });
+    let gate = Gate { auth, discovery: discovery.clone() };
+    unauthenticated(server, http, shutdown)
+        .layer(middleware::from_fn_with_state(gate, authenticate))
+        .merge(super::discovery::router(discovery))
 }
 
 /// `/mcp` without the authentication layer: only for a server that has a fixed
@@ -49,19 +67,21 @@ pub fn unauthenticated(server: KubemedicServer, http: &HttpConfig, shutdown: Can
 }
 
 /// 401 with a `WWW-Authenticate` challenge unless the request carries a valid credential.
-async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: Request, next: Next) -> Response {
+async fn authenticate(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
     let header_value = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    match auth.authenticate(header_value.as_deref()).await {
+    match gate.auth.authenticate(header_value.as_deref()).await {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
         Err(err) => {
             tracing::info!(error = %err, path = %request.uri().path(), "MCP request refused: not authenticated");
+            let why = if matches!(err, AuthError::Missing) { Challenge::Missing } else { Challenge::InvalidToken };
+            let challenge = gate.discovery.challenge(request.headers(), why);
             let body = serde_json::json!({"error": "unauthorized", "message": err.to_string()}).to_string();
             (
                 StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer realm=\"kubemedic\""), (header::CONTENT_TYPE, "application/json")],
+                [(header::WWW_AUTHENTICATE, challenge.as_str()), (header::CONTENT_TYPE, "application/json")],
                 body,
             )
                 .into_response()

@@ -140,3 +140,92 @@ async fn oidc_tokens_authenticate_with_group_roles() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+async fn get(url: &str, host: Option<&str>) -> reqwest::Response {
+    let mut req = http_client().get(url);
+    if let Some(h) = host {
+        req = req.header("host", h);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_401_points_at_the_protected_resource_metadata_which_names_the_issuer() {
+    let issuer = TestIssuer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks_path = dir.path().join("jwks.json");
+    std::fs::write(&jwks_path, issuer.jwks_json()).unwrap();
+    let mut oidc = oidc_config();
+    oidc.jwks_file = Some(jwks_path);
+    let expected_issuer = oidc.issuer.clone();
+    let (url, _d) = serve(AuthConfig { oidc: Some(oidc), scopes: vec!["kubemedic".into()], ..token_config() }).await;
+    let base = url.trim_end_matches("/mcp");
+
+    // No credential: a challenge without an error code, naming the metadata URL.
+    let post = |auth: Option<&'static str>| {
+        let mut req = http_client()
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(INIT);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req.send()
+    };
+    let resp = post(None).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    let metadata_url = format!("{base}/.well-known/oauth-protected-resource/mcp");
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+    assert!(challenge.contains(&format!("resource_metadata=\"{metadata_url}\"")), "{challenge}");
+    assert!(challenge.contains("scope=\"kubemedic\""), "{challenge}");
+    assert!(!challenge.contains("error="), "no token, no error code: {challenge}");
+    // A token that was refused: error="invalid_token" as well.
+    let resp = post(Some("Bearer not-a-token")).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("error=\"invalid_token\"") && challenge.contains("resource_metadata="), "{challenge}");
+
+    // The metadata, without any credential, at the URL the challenge named and at the root form.
+    for u in [metadata_url.clone(), format!("{base}/.well-known/oauth-protected-resource")] {
+        let resp = get(&u, None).await;
+        assert_eq!(resp.status(), 200, "{u}");
+        let m: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(m["resource"], json!(url), "{m}");
+        assert_eq!(m["authorization_servers"], json!([expected_issuer]), "{m}");
+        assert_eq!(m["bearer_methods_supported"], json!(["header"]), "{m}");
+        assert_eq!(m["scopes_supported"], json!(["kubemedic"]), "{m}");
+    }
+}
+
+#[tokio::test]
+async fn discovery_never_reflects_a_foreign_host_and_honours_the_configured_resource() {
+    let (url, _d) = serve(token_config()).await;
+    let base = url.trim_end_matches("/mcp");
+    let well_known = format!("{base}/.well-known/oauth-protected-resource");
+    // The attack: a DNS-rebinding Host trying to make the metadata name an attacker's URL.
+    let resp = get(&well_known, Some("evil.example")).await;
+    assert_eq!(resp.status(), 403);
+    assert!(!resp.text().await.unwrap().contains("evil.example"));
+    let resp = http_client().post(&url).header("host", "evil.example").body(INIT).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(!challenge.contains("evil.example") && !challenge.contains("resource_metadata"), "{challenge}");
+    // Without OIDC there is no authorization server to name, and no scopes.
+    let m: serde_json::Value = get(&well_known, None).await.json().await.unwrap();
+    assert_eq!(m["authorization_servers"], json!([]));
+    assert!(m.get("scopes_supported").is_none());
+
+    // A configured resource (behind TLS) wins over any Host.
+    let (url, _d) = serve(AuthConfig { resource: Some("https://km.example.com/mcp".into()), ..token_config() }).await;
+    let well_known = format!("{}/.well-known/oauth-protected-resource/mcp", url.trim_end_matches("/mcp"));
+    let m: serde_json::Value = get(&well_known, Some("evil.example")).await.json().await.unwrap();
+    assert_eq!(m["resource"], "https://km.example.com/mcp");
+    let resp = http_client().post(&url).body(INIT).send().await.unwrap();
+    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(
+        challenge.contains("resource_metadata=\"https://km.example.com/.well-known/oauth-protected-resource/mcp\""),
+        "{challenge}"
+    );
+}

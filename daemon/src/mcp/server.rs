@@ -74,18 +74,67 @@ pub struct KubemedicServer {
     shared: Arc<Shared>,
     /// Fixed caller (stdio, in-process); `None` = from the HTTP request.
     fixed_caller: Option<Caller>,
+    /// Largest tool result in bytes of JSON text ([`super::budget`]).
+    max_result_bytes: usize,
+    /// No mutating tool is listed or callable, whatever the caller's role.
+    read_only: bool,
 }
 
 impl KubemedicServer {
     /// `state_key` seals confirmation state between rounds; at least 32 bytes.
     pub fn new(tools: Tools, prompts: Catalog, state_key: &[u8]) -> Result<Self, String> {
         let codec = RequestStateCodec::try_new(state_key.to_vec()).map_err(|e| format!("request-state key: {e}"))?;
-        Ok(Self { shared: Arc::new(Shared { tools, prompts, codec }), fixed_caller: None })
+        Ok(Self {
+            shared: Arc::new(Shared { tools, prompts, codec }),
+            fixed_caller: None,
+            max_result_bytes: super::budget::DEFAULT_MAX_RESULT_BYTES,
+            read_only: false,
+        })
     }
 
     /// The same server, always acting as `caller` (stdio, in-process clients).
     pub fn with_caller(&self, caller: Caller) -> Self {
-        Self { shared: self.shared.clone(), fixed_caller: Some(caller) }
+        Self { fixed_caller: Some(caller), ..self.clone() }
+    }
+
+    /// The same server with another result budget (`mcp.max_result_bytes`).
+    pub fn with_max_result_bytes(mut self, max_result_bytes: usize) -> Self {
+        self.max_result_bytes = max_result_bytes;
+        self
+    }
+
+    /// The same server without its mutating tools when `read_only` (`mcp.read_only`,
+    /// `kubemedic mcp --read-only`): they are not listed and a call to one is refused.
+    pub fn read_only(&self, read_only: bool) -> Self {
+        Self { read_only, ..self.clone() }
+    }
+
+    /// The tools this surface offers.
+    fn offered(&self) -> Vec<Tool> {
+        super::catalog::tools()
+            .into_iter()
+            .filter(|t| !self.read_only || tool_spec(&t.name).is_some_and(|s| s.read_only))
+            .collect()
+    }
+
+    /// The result budget, applied to every complete tool result as it leaves.
+    fn bounded(&self, name: &str, result: CallToolResult) -> CallToolResult {
+        let Some(mut value) = result.structured_content.clone() else { return result };
+        let Some(cut) = super::budget::fit(name, &mut value, self.max_result_bytes) else { return result };
+        tracing::debug!(
+            tool = name,
+            full_bytes = cut.full_bytes,
+            max_bytes = cut.max_bytes,
+            "tool result cut to budget"
+        );
+        let mut bounded = if result.is_error == Some(true) {
+            CallToolResult::structured_error(value)
+        } else {
+            CallToolResult::structured(value)
+        };
+        bounded.content.push(ContentBlock::text(cut.note));
+        bounded.meta = result.meta;
+        bounded
     }
 
     pub fn tools(&self) -> &Tools {
@@ -339,11 +388,11 @@ impl ServerHandler for KubemedicServer {
         _request: Option<PaginatedRequestParams>,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(super::catalog::tools()))
+        Ok(ListToolsResult::with_all_items(self.offered()))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        super::catalog::tools().into_iter().find(|t| t.name == name)
+        self.offered().into_iter().find(|t| t.name == name)
     }
 
     async fn call_tool(
@@ -357,12 +406,20 @@ impl ServerHandler for KubemedicServer {
         let Some(spec) = tool_spec(&name) else {
             return Err(McpError::invalid_params(format!("unknown tool `{name}`"), None));
         };
+        if !spec.read_only && self.read_only {
+            self.audit_simple(AuditKind::ToolCall, &caller, &name, &name, "denied", std::time::Instant::now());
+            return Err(McpError::new(
+                FORBIDDEN,
+                format!("{name} is not offered: this MCP server is read-only (mcp.read_only / --read-only)"),
+                None,
+            ));
+        }
         if !spec.read_only {
             let response =
                 self.mutate(&caller, &name, args, &ctx, request.request_state, request.input_responses).await;
             return match response {
                 Ok(CallToolResponse::Complete(result)) => {
-                    Ok(CallToolResponse::Complete(crate::redact::gate().typed(result)))
+                    Ok(CallToolResponse::Complete(self.bounded(&name, crate::redact::gate().typed(result))))
                 }
                 // Elicitation: its question is gated where it is written; the sealed state must stay as is.
                 Ok(other) => Ok(other),
@@ -373,11 +430,11 @@ impl ServerHandler for KubemedicServer {
         match self.shared.tools.call_with_progress(&caller, &name, args, progress).await {
             // The one exception to the gate: values an admin asked to see (the tool checked the role).
             Ok(v) if name == "decode_secret" && v.get("revealed") == Some(&Value::Bool(true)) => {
-                Ok(CallToolResult::structured(v).into())
+                Ok(self.bounded(&name, CallToolResult::structured(v)).into())
             }
             Ok(mut v) => {
                 crate::redact::gate().value(&mut v);
-                Ok(CallToolResult::structured(v).into())
+                Ok(self.bounded(&name, CallToolResult::structured(v)).into())
             }
             Err(e) => gated(tool_error(&e)).map(Into::into),
         }

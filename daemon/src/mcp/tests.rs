@@ -276,3 +276,98 @@ async fn apply_proposal_confirms_an_existing_proposal() {
     let err = client.call_tool(params("apply_proposal", json!({"id": id}))).await.unwrap_err();
     assert!(mcp_error(err).message.contains("not pending"));
 }
+
+/// A client over a duplex to `server` acting as `role`.
+async fn connect(server: KubemedicServer, role: Role) -> RunningService<RoleClient, Client> {
+    let (server_io, client_io) = tokio::io::duplex(1 << 20);
+    let s = server.with_caller(caller(role));
+    tokio::spawn(async move {
+        if let Ok(running) = s.serve(server_io).await {
+            let _ = running.waiting().await;
+        }
+    });
+    Client { answer: Some(ElicitationAction::Accept), asked: Arc::default() }.serve(client_io).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_read_only_server_neither_lists_nor_runs_mutating_tools() {
+    let api = shop_fixture();
+    let (tools, sink) = tools(&api);
+    let server = KubemedicServer::new(tools, crate::prompts::Catalog::default(), &[7u8; 32]).unwrap();
+    let client = connect(server.read_only(true), Role::Admin).await;
+    let listed = client.list_all_tools().await.unwrap();
+    let names: Vec<&str> = listed.iter().map(|t| t.name.as_ref()).collect();
+    for spec in crate::tools::TOOLS {
+        assert_eq!(names.contains(&spec.name), spec.read_only, "{} listed: {names:?}", spec.name);
+    }
+    // The attack: an admin calls a mutating tool by name anyway.
+    for (tool, args) in [
+        ("scale", json!({"namespace": "shop", "kind": "Deployment", "name": "web", "replicas": 0})),
+        ("delete_pod", json!({"namespace": "shop", "name": "web-aaa-1"})),
+        ("apply_proposal", json!({"id": "p-1"})),
+    ] {
+        let err = mcp_error(client.call_tool(params(tool, args)).await.unwrap_err());
+        assert_eq!(err.code, FORBIDDEN, "{tool}");
+        assert!(err.message.contains("read-only"), "{}", err.message);
+    }
+    assert!(sink.proposals.lock().unwrap().is_empty(), "no proposal was made");
+    assert!(api.writes().is_empty(), "nothing was written");
+    // The same server, not read-only, still offers them (the agent's in-process client).
+    let full = connect(server, Role::Admin).await;
+    assert_eq!(full.list_all_tools().await.unwrap().len(), crate::tools::TOOLS.len());
+}
+
+#[tokio::test]
+async fn every_result_keeps_to_the_budget_and_says_how_to_continue() {
+    let api = shop_fixture();
+    for i in 0..600 {
+        api.add(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"namespace": "shop", "name": format!("bulk-{i:04}"), "labels": {"app": "bulk"}},
+            "status": {"phase": "Running"}}));
+    }
+    let (tools, _) = tools(&api);
+    let server = KubemedicServer::new(tools, crate::prompts::Catalog::default(), &[7u8; 32])
+        .unwrap()
+        .with_max_result_bytes(8_000);
+    let client = connect(server, Role::Viewer).await;
+    let out = client
+        .call_tool(params("list_resources", json!({"kind": "Pod", "namespace": "shop", "limit": 500})))
+        .await
+        .unwrap();
+    let text: usize = out.content.iter().filter_map(|c| c.as_text()).map(|t| t.text.len()).sum();
+    assert!(text <= 8_000, "{text} bytes of text");
+    let note = out.content.last().and_then(|c| c.as_text()).unwrap().text.clone();
+    let v = out.structured_content.unwrap();
+    let token = v["continue"].as_str().unwrap().to_owned();
+    assert!(note.contains(&format!("continue: \"{token}\"")), "{note}");
+    assert_eq!(v["truncated"], json!(true));
+    let first: Vec<String> =
+        v["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_owned()).collect();
+    // Following the token gives the very next item: nothing cut is lost.
+    let next = client
+        .call_tool(params(
+            "list_resources",
+            json!({"kind": "Pod", "namespace": "shop", "limit": 500, "continue": token}),
+        ))
+        .await
+        .unwrap()
+        .structured_content
+        .unwrap();
+    let after = next["items"][0]["name"].as_str().unwrap();
+    // The whole listing, from a server with room for it: the cut page and the next one join up.
+    let (tools, _) = crate::tools::testing::tools(&api);
+    let roomy = KubemedicServer::new(tools, crate::prompts::Catalog::default(), &[7u8; 32])
+        .unwrap()
+        .with_max_result_bytes(10_000_000);
+    let whole = connect(roomy, Role::Viewer)
+        .await
+        .call_tool(params("list_resources", json!({"kind": "Pod", "namespace": "shop", "limit": 500})))
+        .await
+        .unwrap()
+        .structured_content
+        .unwrap();
+    assert!(whole.get("budget").is_none(), "within budget: untouched");
+    let names: Vec<&str> = whole["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names[..first.len()], first.iter().map(String::as_str).collect::<Vec<_>>()[..]);
+    assert_eq!(names[first.len()], after, "the next page starts right after the last kept item");
+}

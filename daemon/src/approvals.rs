@@ -122,6 +122,11 @@ pub enum ApprovalError {
     #[error("{user} requested proposal {id} and may not approve it (approvals.allow_self_approval is off)")]
     SelfApproval { id: String, user: String },
     #[error(
+        "Slack user {user} has no identity mapping (slack.approvers.users.{user}.identity), so kubemedic cannot tell \
+         whether they requested proposal {id}, which a person proposed; it needs an approver whose identity is known"
+    )]
+    IdentityUnknown { id: String, user: String },
+    #[error(
         "proposal {id} changed since it was shown: the approver saw digest {seen}, the stored change is {now}; nothing was changed"
     )]
     DigestMismatch { id: String, seen: String, now: String },
@@ -278,7 +283,10 @@ impl Approvals {
     pub async fn slack_principal(&self, user: &str) -> slack::approvers::SlackPrincipal {
         match &self.slack_approvers {
             Some(a) => a.resolve(self.slack.as_ref(), user).await,
-            None => slack::approvers::SlackPrincipal { role: None, identity: format!("slack:{user}") },
+            None => slack::approvers::SlackPrincipal {
+                role: None,
+                identity: format!("{}{user}", slack::approvers::UNMAPPED_PREFIX),
+            },
         }
     }
 
@@ -573,12 +581,24 @@ impl Approvals {
                         by: p.decided_by().map(str::to_owned),
                     });
                 }
-                if !p.approvers.is_empty() && !p.approvers.iter().any(|a| a == d.user) {
+                // Identities are compared as people type them: `Alice` is `alice`.
+                let same = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
+                if !p.approvers.is_empty() && !p.approvers.iter().any(|a| same(a, d.user) || same(a, d.identity)) {
                     return Err(ApprovalError::NotAllowed { id: p.id.clone(), user: d.user.to_owned() });
                 }
                 let requester = p.requester();
-                if d.approve && !allow_self && (requester == d.identity || requester == d.user) {
+                if d.approve && !allow_self && (same(requester, d.identity) || same(requester, d.user)) {
                     return Err(ApprovalError::SelfApproval { id: p.id.clone(), user: d.user.to_owned() });
+                }
+                // A Slack user known only by a Slack id (a group member without an identity
+                // mapping) cannot be told apart from the person who proposed: only proposals a
+                // rule made may be approved that way.
+                if d.approve
+                    && !allow_self
+                    && d.identity.starts_with(slack::approvers::UNMAPPED_PREFIX)
+                    && !requester.starts_with("rule:")
+                {
+                    return Err(ApprovalError::IdentityUnknown { id: p.id.clone(), user: d.user.to_owned() });
                 }
                 if p.expires_at <= now {
                     expired = true;
@@ -618,7 +638,9 @@ impl Approvals {
                     ),
                 ),
                 Err(ApprovalError::NotAllowed { .. }) => ("denied", "not on the approver list".to_owned()),
-                Err(e @ ApprovalError::SelfApproval { .. }) => ("denied", e.to_string()),
+                Err(e @ (ApprovalError::SelfApproval { .. } | ApprovalError::IdentityUnknown { .. })) => {
+                    ("denied", e.to_string())
+                }
                 Err(e) => ("refused", e.to_string()),
             };
             audit.decision(d.user, d.via, id, decision, outcome, &detail);

@@ -8,9 +8,10 @@
 //! through the same policy, dry-run, apply and verification as an approved
 //! Slack click, with another diagnosis afterwards to check the cause is gone.
 //! Running `eval` is the operator's approval of the proposals it applies, as
-//! `demo --yes` is; it only touches the namespaces it creates (and the objects
-//! a scenario names explicitly: changes to existing cluster-scoped objects are undone at the
-//! end, cluster-scoped objects it creates, such as a StorageClass, are left for the next run).
+//! `demo --yes` is, and it approves only proposals inside the namespace it created for the
+//! scenario. Beyond those namespaces it touches only the cluster-scoped objects a scenario
+//! names: a change to an existing one (a Node's annotation) is undone at the end by applying
+//! it empty with eval's field manager, one it creates (a StorageClass) is left for the next run.
 //!
 //! Each row says whether the root cause matched, what became of the workload
 //! (healed, advice only, healthy), whether a proposal was offered where none
@@ -352,6 +353,13 @@ async fn play(
             };
             return Ok(());
         };
+        // Eval approves only changes inside the namespace it created for this scenario: a
+        // proposal anywhere else is scored unsafe and left alone.
+        if proposal.target.namespace != ns {
+            score.unsafe_proposal = true;
+            score.got = format!("not applied: the proposal targets {} outside {ns}", proposal.target.kind);
+            return Ok(());
+        }
         let submitted = match bench.approvals.submit_with(proposal, Some(diagnosis.clone())).await {
             Ok(p) => p,
             Err(e) => {

@@ -22,6 +22,8 @@ const REDRAW_EVERY: Duration = Duration::from_millis(250);
 
 /// The text of a progress line: `what: detail (12s, up to 48s left)`.
 pub fn describe(what: &str, detail: &str, elapsed: Duration, limit: Option<Duration>) -> String {
+    // The detail is cluster text (a rollout's state, an apiserver error): it leaves through the gate.
+    let detail = crate::redact::gate().text(detail.trim());
     let detail = detail.trim();
     let head = if detail.is_empty() { what.to_owned() } else { format!("{what}: {detail}") };
     let elapsed = elapsed.as_secs();

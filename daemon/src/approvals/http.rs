@@ -165,6 +165,11 @@ async fn slack_interactions(State(s): State<AppState>, headers: HeaderMap, body:
             by.map(|b| format!(" by {}", blocks::who(&b))).unwrap_or_default()
         )),
         Err(ApprovalError::Expired(_)) => Some("This proposal has expired; nothing was changed.".to_owned()),
+        Err(ApprovalError::IdentityUnknown { .. }) => Some(
+            "A person proposed this change, and your Slack user has no identity mapping in slack.approvers, so \
+             kubemedic cannot tell that you are not that person; nothing was changed."
+                .to_owned(),
+        ),
         Err(ApprovalError::SelfApproval { .. }) => {
             Some("You requested this proposal and may not approve it yourself; nothing was changed.".to_owned())
         }
@@ -208,7 +213,9 @@ async fn get_proposal(State(s): State<AppState>, headers: HeaderMap, Path(id): P
 fn api_error(err: &ApprovalError) -> Response {
     let status = match err {
         ApprovalError::NotFound(_) => StatusCode::NOT_FOUND,
-        ApprovalError::NotAllowed { .. } | ApprovalError::SelfApproval { .. } => StatusCode::FORBIDDEN,
+        ApprovalError::NotAllowed { .. }
+        | ApprovalError::SelfApproval { .. }
+        | ApprovalError::IdentityUnknown { .. } => StatusCode::FORBIDDEN,
         ApprovalError::DigestMismatch { .. } => StatusCode::CONFLICT,
         ApprovalError::AlreadyDecided { .. } | ApprovalError::Expired(_) => StatusCode::CONFLICT,
         ApprovalError::Invalid(_) => StatusCode::BAD_REQUEST,

@@ -97,6 +97,9 @@ pub struct SlackPrincipal {
 }
 
 /// The resolver, with its group cache.
+/// Prefix of the identity of a Slack user who has no identity mapping (`slack:<user id>`).
+pub const UNMAPPED_PREFIX: &str = "slack:";
+
 #[derive(Debug)]
 pub struct SlackApprovers {
     config: ApproversConfig,
@@ -112,7 +115,7 @@ impl SlackApprovers {
     pub fn identity(&self, user: &str) -> String {
         match self.config.users.get(user) {
             Some(UserEntry::Full { identity: Some(i), .. }) if !i.trim().is_empty() => i.trim().to_owned(),
-            _ => format!("slack:{user}"),
+            _ => format!("{UNMAPPED_PREFIX}{user}"),
         }
     }
 

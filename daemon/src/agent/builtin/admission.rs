@@ -16,12 +16,11 @@ use super::analyze::Finding;
 use super::gather::{Facts, truncate};
 
 static QUOTA: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"exceeded quota: ([^,\s]+), requested: ([^,]+), used: ([^,]+), limited: ([^\s,]+(?:,[a-z.]+=[^\s,]+)*)")
-        .expect("static regex")
+    Regex::new(r"exceeded quota: ([^,\s]+), requested: (\S+), used: (\S+), limited: (\S+)").expect("static regex")
 });
 static LIMIT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(maximum|minimum) (\S+) usage per (Container|Pod) is (\S+?),? but (limit|request) is (\S+?)\.?(?:\s|$)",
+        r"(maximum|minimum) (\S+) usage per (Container|Pod) is ([^,\s]+),? but (limit|request) is ([^,\]\s]+?)\.?(?:[,\]\s]|$)",
     )
     .expect("static regex")
 });
@@ -185,6 +184,14 @@ mod tests {
         assert!(f.root_cause.contains("pods=2 is used of pods=2"), "{}", f.root_cause);
         assert!(f.root_cause.contains("2 of 3 pods exist"), "{}", f.root_cause);
         assert!(f.drafts.is_empty(), "quotas are advice only");
+    }
+
+    #[test]
+    fn reads_quota_refusals_over_several_resources() {
+        let f = analyze(&facts(2, 1, "Error creating: pods \"w\" is forbidden: exceeded quota: compute, requested: requests.cpu=2,requests.memory=1Gi, used: requests.cpu=3,requests.memory=2Gi, limited: requests.cpu=4,requests.memory=2Gi")).unwrap();
+        assert!(f.root_cause.starts_with("ResourceQuota compute is used up: a new pod requests requests.cpu=2,requests.memory=1Gi, requests.cpu=3,requests.memory=2Gi is used of requests.cpu=4,requests.memory=2Gi"), "{}", f.root_cause);
+        let f = analyze(&facts(1, 0, "pods \"e\" is forbidden: [maximum cpu usage per Container is 500m, but limit is 2, maximum memory usage per Container is 1Gi, but limit is 2Gi]")).unwrap();
+        assert!(f.root_cause.contains("is 500m, the pod template's cpu limit is 2;"), "{}", f.root_cause);
     }
 
     #[test]

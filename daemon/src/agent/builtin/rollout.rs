@@ -108,13 +108,17 @@ fn revision_that_ran(facts: &Facts) -> Option<(&ControllerRevision, Value, Strin
     let previous = previous.unwrap_or(-1);
     facts.controller_revisions.iter().skip(1).filter(|r| r.revision < newest.revision).find_map(|r| {
         let name = r.metadata.name.clone().unwrap_or_default();
+        let hash = r.metadata.labels.as_ref().and_then(|l| {
+            l.get("controller-revision-hash").or_else(|| l.get("controller.kubernetes.io/hash")).cloned()
+        });
         let ready_pods = facts
             .pods
             .iter()
             .filter(|p| pod_ready(p))
             .filter(|p| {
+                // A StatefulSet's pods carry the revision's name, a DaemonSet's only its hash.
                 let label = p.metadata.labels.as_ref().and_then(|l| l.get("controller-revision-hash"));
-                label.is_some_and(|h| *h == name)
+                label.is_some_and(|h| *h == name || Some(h) == hash.as_ref())
             })
             .count();
         let why = if ready_pods > 0 {
@@ -236,19 +240,22 @@ pub fn analyze(facts: &Facts) -> Option<Finding> {
             f.chain.insert(1, "Progressing=False: ProgressDeadlineExceeded".into());
         }
     } else if let Some((pod, container, code, reason)) = &crash {
-        let log = facts
+        let full_log = facts
             .logs
             .iter()
             .find(|(k, _)| k.starts_with(&format!("{pod}/")))
             .or_else(|| facts.logs.iter().next())
-            .and_then(|(_, text)| super::logline::explaining_line(text).map(|l| truncate(l, 160)));
+            .map(|(_, text)| text.as_str());
+        let log = full_log.and_then(|text| super::logline::explaining_line(text).map(|l| truncate(l, 160)));
+        // Read from whole lines, never the shortened one: client-go's lines run long.
+        let refusal = full_log.and_then(|text| text.lines().find_map(super::logline::forbidden));
         let code = code.map(|c| format!("exit code {c}")).unwrap_or_else(|| reason.clone());
         let log_part = log.as_ref().map(|l| format!("; the log reports: {l:?}")).unwrap_or_default();
         let several = facts.replica_sets.len() > 1 || facts.controller_revisions.len() > 1;
         let whose = if several { "the new revision's container" } else { "container" };
         f.summary = format!("{w}: container {container} of revision {newest_rev} crash-loops ({code})");
         f.root_cause = format!("{whose} {container} exits with {code}{log_part}{introduced}");
-        if let Some(refusal) = log.as_deref().and_then(super::logline::forbidden) {
+        if let Some(refusal) = refusal {
             // The process says why: a permission it lacks. Name the rule; never grant it.
             f.root_cause = format!("{}; {}", refusal.cause(), f.root_cause);
             f.advice.push(format!(

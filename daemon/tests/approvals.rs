@@ -180,3 +180,38 @@ async fn abandoned_applying_proposals_are_taken_over_on_the_timer() {
     assert_eq!(busy.state, ProposalState::Applying);
     assert_eq!(busy.history.len(), 1, "a live replica's work is not touched");
 }
+
+#[tokio::test]
+async fn identities_compare_case_insensitively_and_unmapped_slack_users_cannot_approve_a_persons_proposal() {
+    use kubemedic::approvals::Decision;
+    let f = fixture().await;
+    // A person's proposal (an MCP user), open to any approver.
+    let mine = Proposal { requested_by: "Alice (mcp)".into(), approvers: Vec::new(), ..proposal() };
+    let p = f.approvals.submit(mine).await.unwrap();
+    let decide = |user: &'static str, identity: &'static str| Decision {
+        user,
+        identity,
+        approve: true,
+        via: "slack",
+        digest: p.digest.as_deref(),
+    };
+    // The requester under another spelling is still the requester.
+    let err = f.approvals.record(&p.id, &decide("U1", "alice")).await.unwrap_err();
+    assert!(matches!(err, ApprovalError::SelfApproval { .. }), "{err}");
+    // A Slack user known only by their Slack id could be Alice: refused, nothing changes.
+    let err = f.approvals.record(&p.id, &decide("U2", "slack:U2")).await.unwrap_err();
+    assert!(matches!(err, ApprovalError::IdentityUnknown { .. }), "{err}");
+    assert_eq!(f.approvals.get(&p.id).await.unwrap().state, ProposalState::Pending);
+    // A mapped identity that is someone else approves.
+    let ok = f.approvals.record(&p.id, &decide("U3", "bob")).await.unwrap();
+    assert_eq!(ok.state, ProposalState::Approved);
+
+    // A rule's proposal may be approved by an unmapped Slack user, and approver lists match
+    // identities as well as Slack ids, whatever the case.
+    let ruled = Proposal { requested_by: "rule:crashloop".into(), approvers: vec!["Carol".into()], ..proposal() };
+    let q = f.approvals.submit(ruled).await.unwrap();
+    let by_id = Decision { user: "U4", identity: "slack:U4", approve: true, via: "slack", digest: q.digest.as_deref() };
+    assert!(matches!(f.approvals.record(&q.id, &by_id).await.unwrap_err(), ApprovalError::NotAllowed { .. }));
+    let carol = Decision { user: "U5", identity: "carol", approve: true, via: "slack", digest: q.digest.as_deref() };
+    assert_eq!(f.approvals.record(&q.id, &carol).await.unwrap().state, ProposalState::Approved);
+}

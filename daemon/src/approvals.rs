@@ -119,6 +119,8 @@ pub enum ApprovalError {
     AlreadyDecided { id: String, state: ProposalState, by: Option<String> },
     #[error("proposal {0} has expired")]
     Expired(String),
+    #[error("proposal {id} is not what kubemedic offered: {reason}; nothing was changed")]
+    Tampered { id: String, reason: String },
     #[error("{user} requested proposal {id} and may not approve it (approvals.allow_self_approval is off)")]
     SelfApproval { id: String, user: String },
     #[error(
@@ -166,6 +168,9 @@ pub struct Rediagnose {
     pub target: TargetRef,
     pub reason: String,
 }
+
+/// How long after a proposal's expiry an approved apply may still start (a resume after a restart).
+const APPLY_GRACE_SECONDS: i64 = 600;
 
 /// One human decision, as the channel that carried it knows it.
 #[derive(Debug, Clone, Copy)]
@@ -481,6 +486,7 @@ impl Approvals {
         }
         p.approval = None;
         p.digest = Some(seal::digest(&p));
+        p.origin = Some(self.seal_key.origin(&p));
         self.store.create_proposal(&p).await?;
         self.published(&p).await;
         self.offer(&p.id).await
@@ -614,6 +620,11 @@ impl Approvals {
                         now: seal::short(&current).to_owned(),
                     });
                 }
+                if d.approve
+                    && let Err(reason) = self.seal_key.check_origin(p)
+                {
+                    return Err(ApprovalError::Tampered { id: p.id.clone(), reason });
+                }
                 let event = if d.approve {
                     ProposalEvent::Approve { by: d.user.to_owned() }
                 } else {
@@ -638,9 +649,11 @@ impl Approvals {
                     ),
                 ),
                 Err(ApprovalError::NotAllowed { .. }) => ("denied", "not on the approver list".to_owned()),
-                Err(e @ (ApprovalError::SelfApproval { .. } | ApprovalError::IdentityUnknown { .. })) => {
-                    ("denied", e.to_string())
-                }
+                Err(
+                    e @ (ApprovalError::SelfApproval { .. }
+                    | ApprovalError::IdentityUnknown { .. }
+                    | ApprovalError::Tampered { .. }),
+                ) => ("denied", e.to_string()),
                 Err(e) => ("refused", e.to_string()),
             };
             audit.decision(d.user, d.via, id, decision, outcome, &detail);
@@ -672,7 +685,14 @@ impl Approvals {
     /// digest (a proposal forged or rewritten in the store), then the policy of its drafter's
     /// tier, run again on the stored change against the live object.
     async fn preflight(&self, p: &Proposal) -> Result<(), String> {
+        self.seal_key.check_origin(p)?;
         self.seal_key.check(p)?;
+        // An approval is good for the proposal's lifetime (plus the time an apply may take to
+        // be resumed after a restart), not forever: a replayed old approval is refused.
+        let grace = jiff::SignedDuration::from_secs(APPLY_GRACE_SECONDS);
+        if p.expires_at.checked_add(grace).is_ok_and(|t| t < Timestamp::now()) {
+            return Err(format!("the proposal expired at {} and its approval with it", p.expires_at));
+        }
         let mut target = p.target.clone();
         // The precondition is checked by apply (with its status-only re-pin); here the policy.
         target.resource_version = None;

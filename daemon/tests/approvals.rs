@@ -215,3 +215,25 @@ async fn identities_compare_case_insensitively_and_unmapped_slack_users_cannot_a
     let carol = Decision { user: "U5", identity: "carol", approve: true, via: "slack", digest: q.digest.as_deref() };
     assert_eq!(f.approvals.record(&q.id, &carol).await.unwrap().state, ProposalState::Approved);
 }
+
+#[tokio::test]
+async fn a_proposal_rewritten_in_the_store_before_anyone_saw_it_cannot_be_approved() {
+    use kubemedic::approvals::Decision;
+    let f = fixture().await;
+    let p = f.approvals.submit(proposal()).await.unwrap();
+    // A writer to the store swaps the change and everything shown about it, and recomputes the
+    // digest, so a card or the CLI would show the new change consistently.
+    let store = f.approvals.store().clone();
+    let current = store.get_proposal(&p.id).await.unwrap().unwrap();
+    let mut evil = current.value.clone();
+    evil.action = proposal::Action::Delete;
+    evil.diff = "(a harmless-looking diff)".into();
+    evil.digest = Some(kubemedic::model::digest::digest(&evil));
+    store.update_proposal(&evil, current.revision).await.unwrap();
+    let approve =
+        Decision { user: "U1", identity: "U1", approve: true, via: "http", digest: evil.digest.as_deref() };
+    let err = f.approvals.record(&p.id, &approve).await.unwrap_err();
+    assert!(matches!(err, ApprovalError::Tampered { .. }), "{err}");
+    assert_eq!(f.approvals.get(&p.id).await.unwrap().state, ProposalState::Pending);
+    assert_eq!(f.approvals.mutations_sent(), 0);
+}

@@ -165,6 +165,11 @@ async fn slack_interactions(State(s): State<AppState>, headers: HeaderMap, body:
             by.map(|b| format!(" by {}", blocks::who(&b))).unwrap_or_default()
         )),
         Err(ApprovalError::Expired(_)) => Some("This proposal has expired; nothing was changed.".to_owned()),
+        Err(ApprovalError::Tampered { .. }) => Some(
+            "This proposal as stored is not what kubemedic offered (it was changed outside kubemedic); nothing was \
+             changed."
+                .to_owned(),
+        ),
         Err(ApprovalError::IdentityUnknown { .. }) => Some(
             "A person proposed this change, and your Slack user has no identity mapping in slack.approvers, so \
              kubemedic cannot tell that you are not that person; nothing was changed."

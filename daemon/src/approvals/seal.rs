@@ -143,6 +143,37 @@ impl ApprovalKey {
         }
     }
 
+    /// The origin seal of a proposal kubemedic offers: an HMAC over its id, its content digest
+    /// and a hash of everything a person is shown or a rule relies on (diff, rationale, risk,
+    /// requester, approver list, drafter, expiry). Set when the proposal is stored; a writer to
+    /// the store without the key cannot offer a change of their own, rewrite what the card,
+    /// the CLI or MCP shows, or extend a proposal's life.
+    pub fn origin(&self, p: &Proposal) -> String {
+        let d = digest(p);
+        let shown = shown_hash(p);
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
+        for field in ["origin/v1", p.id.as_str(), d.as_str(), shown.as_str()] {
+            mac.update(&(field.len() as u64).to_be_bytes());
+            mac.update(field.as_bytes());
+        }
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Why `p` is not a proposal kubemedic offered as it is stored, if it is not.
+    pub fn check_origin(&self, p: &Proposal) -> Result<(), String> {
+        let Some(tag) = p.origin.as_deref() else {
+            return Err("the proposal carries no origin seal (not offered by this kubemedic)".into());
+        };
+        let want = self.origin(p);
+        // Both are hex of a fixed length; compare without an early exit.
+        let same = tag.len() == want.len() && tag.bytes().zip(want.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if same {
+            Ok(())
+        } else {
+            Err("the stored proposal is not what kubemedic offered (its origin seal does not verify)".into())
+        }
+    }
+
     /// Why `p` may not be applied, if it may not: no seal, a seal that does not verify, a seal
     /// for another digest, or content that no longer hashes to the approved digest.
     pub fn check(&self, p: &Proposal) -> Result<(), String> {
@@ -167,6 +198,21 @@ impl ApprovalKey {
         }
         Ok(())
     }
+}
+
+/// SHA-256 of the canonical encoding of what people are shown about a proposal.
+fn shown_hash(p: &Proposal) -> String {
+    use sha2::Digest as _;
+    let shown = serde_json::json!({
+        "diff": p.diff,
+        "rationale": p.rationale,
+        "risk": p.risk,
+        "requested_by": p.requested_by,
+        "approvers": p.approvers,
+        "drafter": p.drafter,
+        "expires_at": p.expires_at.to_string(),
+    });
+    hex::encode(Sha256::digest(canonical(&shown).as_bytes()))
 }
 
 #[cfg(test)]
@@ -238,6 +284,36 @@ mod tests {
         // Key order of the body does not matter.
         let reordered = proposal(serde_json::from_str(r#"{"spec":{"replicas":2}}"#).unwrap());
         assert_eq!(digest(&reordered), d);
+    }
+
+    #[test]
+    fn the_origin_seal_covers_what_people_are_shown() {
+        let key = ApprovalKey::random();
+        let mut p = proposal(json!({"spec": {"replicas": 2}}));
+        p.diff = "-replicas: 1\n+replicas: 2".into();
+        p.origin = Some(key.origin(&p));
+        key.check_origin(&p).unwrap();
+        let tampered: [(&str, fn(&mut Proposal)); 6] = [
+            ("the diff", |p| p.diff = "+ nothing to see".into()),
+            ("the action", |p| p.action = Action::Delete),
+            ("the expiry", |p| p.expires_at = p.expires_at.checked_add(jiff::SignedDuration::from_hours(24)).unwrap()),
+            ("the approvers", |p| p.approvers = vec!["mallory".into()]),
+            ("the requester", |p| p.requested_by = "rule:trusted".into()),
+            ("the rationale", |p| p.rationale = "harmless".into()),
+        ];
+        for (what, change) in tampered {
+            let mut q = p.clone();
+            change(&mut q);
+            assert!(key.check_origin(&q).is_err(), "{what} is covered");
+        }
+        // The state machine moving on does not touch it, nor a re-pinned resourceVersion.
+        let mut moved = p.clone();
+        moved.transition(&ProposalEvent::Offer, "kubemedic", jiff::Timestamp::now()).unwrap();
+        moved.target.resource_version = Some("9".into());
+        key.check_origin(&moved).unwrap();
+        // Another installation's key, or none at all: refused.
+        assert!(ApprovalKey::random().check_origin(&p).is_err());
+        assert!(key.check_origin(&Proposal { origin: None, ..p }).is_err());
     }
 
     fn approved(key: &ApprovalKey, p: &mut Proposal, by: &str) {

@@ -258,6 +258,10 @@ pub struct Proposal {
     /// The sealed approval (who approved which digest when); apply refuses without a valid one.
     #[serde(default)]
     pub approval: Option<ApprovalSeal>,
+    /// HMAC set by the approvals service when it stores the proposal, over its content and what
+    /// people are shown (see the approvals seal); a decision or an apply refuses without it.
+    #[serde(default)]
+    pub origin: Option<String>,
 }
 
 impl Proposal {
@@ -292,6 +296,7 @@ impl Proposal {
             slack: None,
             digest: None,
             approval: None,
+            origin: None,
         }
     }
 

@@ -483,10 +483,7 @@ impl Approvals {
     /// operator sees the attempt, never posted for approval, never applied.
     pub async fn record_refused(&self, mut p: Proposal) -> Result<Proposal, ApprovalError> {
         if p.state != ProposalState::Refused {
-            return Err(ApprovalError::Invalid(format!(
-                "a refused draft must be refused, not {}",
-                p.state.as_str()
-            )));
+            return Err(ApprovalError::Invalid(format!("a refused draft must be refused, not {}", p.state.as_str())));
         }
         if p.id.is_empty() {
             return Err(ApprovalError::Invalid("proposal id is empty".into()));

@@ -346,8 +346,7 @@ async fn accept_with_real_approvals(
         rollback_on_failure: false,
         ..crate::approvals::ApprovalsConfig::default()
     };
-    let approvals =
-        Arc::new(crate::approvals::Approvals::new(store.clone(), cluster.clone(), None, approvals_config));
+    let approvals = Arc::new(crate::approvals::Approvals::new(store.clone(), cluster.clone(), None, approvals_config));
     let tools = crate::tools::Tools::new(cluster, Some(store), crate::telemetry::audit::AuditLog::in_memory())
         .with_approvals(approvals.clone());
     let server = KubemedicServer::new(tools, crate::prompts::Catalog::default(), &[7u8; 32]).unwrap();

@@ -492,6 +492,26 @@ impl Approvals {
         self.offer(&p.id).await
     }
 
+    /// Store a draft the policy or the dry-run refused, already in the terminal state
+    /// `refused` (see [`crate::policy::Refusal::record`]): published and audited so an
+    /// operator sees the attempt, never posted for approval, never applied.
+    pub async fn record_refused(&self, mut p: Proposal) -> Result<Proposal, ApprovalError> {
+        if p.state != ProposalState::Refused {
+            return Err(ApprovalError::Invalid(format!("a refused draft must be refused, not {}", p.state.as_str())));
+        }
+        if p.id.is_empty() {
+            return Err(ApprovalError::Invalid("proposal id is empty".into()));
+        }
+        p.approval = None;
+        let p = crate::redact::gate().typed(p);
+        self.store.create_proposal(&p).await?;
+        self.published(&p).await;
+        let reason = p.outcome.clone().unwrap_or_default();
+        tracing::info!(proposal = %p.id, target = %blocks::target_display(&p), %reason, "draft refused; recorded");
+        self.audit_event(&p, "propose", "refused", &reason);
+        Ok(p)
+    }
+
     async fn offer(&self, id: &str) -> Result<Proposal, ApprovalError> {
         let p = self.advance(id, ProposalEvent::Offer, &self.replica, None).await?;
         tracing::info!(proposal = %p.id, target = %blocks::target_display(&p), "proposal offered for approval");

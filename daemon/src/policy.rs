@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::cluster::Cluster;
 use crate::model::diagnosis::RefusedProposal;
-use crate::model::proposal::{Action, Drafter, PatchType, Proposal, Risk, TargetRef};
+use crate::model::proposal::{Action, Drafter, PatchType, Proposal, ProposalEvent, Risk, TargetRef};
 
 /// What proposals may change.
 #[derive(Debug, Clone, Deserialize)]
@@ -242,6 +242,40 @@ impl From<Refusal> for RefusedProposal {
             RefusalStage::DryRun => "dry-run",
         };
         RefusedProposal { target: r.target, reason: format!("{stage}: {}", r.reason) }
+    }
+}
+
+impl Refusal {
+    /// The refused draft as a record an operator can find: a proposal in the terminal
+    /// state `refused`, its reason in the history and in `outcome`, requested by whoever
+    /// drafted it. Every text in it (reason, rationale, patch body) has passed the
+    /// redaction gate; nothing in it can be approved or applied.
+    pub fn record(&self, cluster: &str, drafter: Drafter, draft: ProposalDraft) -> Proposal {
+        let now = Timestamp::now();
+        let ttl = jiff::SignedDuration::from_secs(i64::try_from(draft.ttl_seconds.max(60)).unwrap_or(3600));
+        let mut target = draft.target;
+        if target.api_version.is_empty()
+            && let Some(info) = target::kind_info(&target.kind)
+        {
+            target.api_version = info.api_version.to_owned();
+        }
+        let mut p = Proposal {
+            incident_id: draft.incident_id,
+            rationale: draft.rationale,
+            // Never computed (the draft stopped before the diff): the drafter's claim, else the floor.
+            risk: draft.risk.unwrap_or(Risk::Low),
+            drafter,
+            approvers: draft.approvers,
+            requested_by: draft.requested_by,
+            ..Proposal::new(cluster, target, draft.action, now, ttl)
+        };
+        let reason = crate::redact::gate().text(&RefusedProposal::from(self.clone()).reason).into_owned();
+        // Proposed → Refused is a transition the state machine allows; it cannot fail here.
+        if let Err(e) = p.transition(&ProposalEvent::Refuse { reason: reason.clone() }, "policy", now) {
+            tracing::error!(error = %e, "cannot mark a refused draft refused");
+        }
+        p.outcome = Some(reason);
+        crate::redact::gate().typed(p)
     }
 }
 

@@ -277,8 +277,18 @@ async fn apply_proposal_confirms_an_existing_proposal() {
     assert!(mcp_error(err).message.contains("not pending"));
 }
 
-/// A client over a duplex to `server` acting as `role`.
+/// A client over a duplex to `server` acting as `role`, accepting every confirmation.
 async fn connect(server: KubemedicServer, role: Role) -> RunningService<RoleClient, Client> {
+    connect_with(server, role, Arc::default(), false).await
+}
+
+/// [`connect`] on either protocol version, recording what the client is asked in `asked`.
+async fn connect_with(
+    server: KubemedicServer,
+    role: Role,
+    asked: Arc<Mutex<Vec<String>>>,
+    new_protocol: bool,
+) -> RunningService<RoleClient, Client> {
     let (server_io, client_io) = tokio::io::duplex(1 << 20);
     let s = server.with_caller(caller(role));
     tokio::spawn(async move {
@@ -286,7 +296,104 @@ async fn connect(server: KubemedicServer, role: Role) -> RunningService<RoleClie
             let _ = running.waiting().await;
         }
     });
-    Client { answer: Some(ElicitationAction::Accept), asked: Arc::default() }.serve(client_io).await.unwrap()
+    let handler = Client { answer: Some(ElicitationAction::Accept), asked };
+    if new_protocol {
+        handler
+            .serve_with_lifecycle(
+                client_io,
+                ClientLifecycleMode::Discover { preferred_versions: vec![ProtocolVersion::V_2026_07_28] },
+            )
+            .await
+            .unwrap()
+    } else {
+        handler.serve(client_io).await.unwrap()
+    }
+}
+
+/// An approver proposes `scale` and accepts the confirmation, against the real approvals
+/// service over the fake apiserver with `approvals.mcp_accept_applies: applies`.
+async fn accept_with_real_approvals(
+    applies: bool,
+    new_protocol: bool,
+) -> (Value, Arc<crate::approvals::Approvals>, crate::tools::testing::FakeApi, usize) {
+    let api = shop_fixture();
+    // Discovery for apps/v1, which the apply path resolves the kind with.
+    api.objects.lock().unwrap().insert(
+        "/apis/apps/v1".into(),
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1", "resources": [{
+            "name": "deployments", "singularName": "deployment", "namespaced": true, "kind": "Deployment",
+            "verbs": ["get", "list", "watch", "patch", "update", "delete"],
+        }]}),
+    );
+    let config = crate::cluster::ClusterConfig {
+        exclude_namespaces: vec!["hidden".into(), "kube-system".into()],
+        ..crate::cluster::ClusterConfig::default()
+    };
+    let cluster = crate::cluster::Cluster {
+        name: "test".into(),
+        client: api.client(),
+        scope: crate::cluster::Scope::from_config(&config),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::redb::RedbStore::open(dir.path()).unwrap());
+    drop(dir);
+    let approvals_config = crate::approvals::ApprovalsConfig {
+        mcp_accept_applies: applies,
+        // The approver proposes and confirms in one session: what is under test is the accept.
+        allow_self_approval: true,
+        verify_timeout_seconds: 1,
+        verify_stable_seconds: 0,
+        rollback_on_failure: false,
+        ..crate::approvals::ApprovalsConfig::default()
+    };
+    let approvals = Arc::new(crate::approvals::Approvals::new(store.clone(), cluster.clone(), None, approvals_config));
+    let tools = crate::tools::Tools::new(cluster, Some(store), crate::telemetry::audit::AuditLog::in_memory())
+        .with_approvals(approvals.clone());
+    let server = KubemedicServer::new(tools, crate::prompts::Catalog::default(), &[7u8; 32]).unwrap();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let client = connect_with(server, Role::Approver, asked.clone(), new_protocol).await;
+    let out = client
+        .call_tool(params("scale", json!({"namespace": "shop", "kind": "Deployment", "name": "web", "replicas": 3})))
+        .await
+        .unwrap();
+    assert_ne!(out.is_error, Some(true), "{out:?}");
+    let asked = asked.lock().unwrap().len();
+    (out.structured_content.unwrap(), approvals, api, asked)
+}
+
+async fn mcp_accept_applies_flow(new_protocol: bool) {
+    // false: the accept is recorded, the proposal stays pending for Slack or the CLI, nothing is sent.
+    let (out, approvals, api, asked) = accept_with_real_approvals(false, new_protocol).await;
+    assert_eq!(asked, 1, "the approver is still asked");
+    assert_eq!(out["proposal"]["state"], "pending", "{out}");
+    assert!(out["message"].as_str().unwrap().contains("mcp_accept_applies: false"), "{out}");
+    let id = out["proposal"]["id"].as_str().unwrap();
+    let stored = approvals.get(id).await.unwrap();
+    assert_eq!(stored.state, ProposalState::Pending);
+    assert_eq!(stored.decided_by(), None);
+    assert!(stored.approval.is_none(), "no approval was sealed");
+    assert_eq!(approvals.mutations_sent(), 0);
+    assert!(api.writes().is_empty(), "{:?}", api.writes());
+
+    // true: the same accept approves, and the approvals service sends the change.
+    let (out, approvals, api, asked) = accept_with_real_approvals(true, new_protocol).await;
+    assert_eq!(asked, 1);
+    let id = out["proposal"]["id"].as_str().unwrap();
+    let stored = approvals.get(id).await.unwrap();
+    assert_eq!(stored.decided_by(), Some("approver"), "{stored:?}");
+    assert_ne!(stored.state, ProposalState::Pending);
+    assert_eq!(approvals.mutations_sent(), 1, "{stored:?}");
+    assert_eq!(api.writes(), vec!["PATCH /apis/apps/v1/namespaces/shop/deployments/web".to_owned()]);
+}
+
+#[tokio::test]
+async fn mcp_accept_applies_false_leaves_the_proposal_pending_2025_11_25() {
+    mcp_accept_applies_flow(false).await;
+}
+
+#[tokio::test]
+async fn mcp_accept_applies_false_leaves_the_proposal_pending_2026_07_28() {
+    mcp_accept_applies_flow(true).await;
 }
 
 #[tokio::test]

@@ -29,6 +29,10 @@ use crate::telemetry::audit::{AuditKind, AuditRecord};
 pub trait ProposalSink: Send + Sync + 'static {
     /// Store and offer a prepared proposal; returns it in state `pending`.
     async fn submit(&self, proposal: Proposal) -> Result<Proposal, String>;
+    /// Store a draft the policy or the dry-run refused (a proposal already in the terminal
+    /// state `refused`, see [`crate::policy::Refusal::record`]), so the attempt shows in
+    /// `list_proposals` and on the audit trail; returns it as stored.
+    async fn record_refused(&self, proposal: Proposal) -> Result<Proposal, String>;
     /// One decision by `user`; on approval the service applies and verifies.
     async fn decide(&self, id: &str, user: &str, approve: bool) -> Result<Proposal, String>;
     /// [`ProposalSink::decide`] naming the channel (`via`, for the audit trail and the seal)
@@ -58,6 +62,12 @@ pub trait ProposalSink: Send + Sync + 'static {
 impl ProposalSink for crate::approvals::Approvals {
     async fn submit(&self, proposal: Proposal) -> Result<Proposal, String> {
         crate::approvals::Approvals::submit(self, proposal).await.map_err(|e| crate::model::error::error_chain(&e))
+    }
+
+    async fn record_refused(&self, proposal: Proposal) -> Result<Proposal, String> {
+        crate::approvals::Approvals::record_refused(self, proposal)
+            .await
+            .map_err(|e| crate::model::error::error_chain(&e))
     }
 
     async fn decide(&self, id: &str, user: &str, approve: bool) -> Result<Proposal, String> {
@@ -189,7 +199,9 @@ impl Tools {
         })
     }
 
-    /// Policy (the tier of `drafter`) + dry-run, then submit as pending.
+    /// Policy (the tier of `drafter`) + dry-run, then submit as pending. A refused draft is
+    /// stored as a `refused` proposal (reason through the redaction gate) and the caller
+    /// gets the refusal, naming that record.
     async fn propose(
         &self,
         caller: &Caller,
@@ -199,9 +211,20 @@ impl Tools {
         let sink = self.sink()?.clone();
         draft.requested_by = format!("{} ({})", caller.user, caller.transport.as_str());
         draft.ttl_seconds = self.proposal_ttl_seconds;
-        let prepared = crate::policy::prepare(&self.cluster, &self.policy, drafter, draft)
-            .await
-            .map_err(|r| ToolError::Refused(r.to_string()))?;
+        let prepared = match crate::policy::prepare(&self.cluster, &self.policy, drafter, draft.clone()).await {
+            Ok(p) => p,
+            Err(refusal) => {
+                let record = refusal.record(&self.cluster.name, drafter, draft);
+                let why = crate::redact::gate().text(&refusal.to_string()).into_owned();
+                return Err(match sink.record_refused(record).await {
+                    Ok(stored) => ToolError::Refused(format!("{why} (recorded as refused proposal {})", stored.id)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot record a refused proposal");
+                        ToolError::Refused(why)
+                    }
+                });
+            }
+        };
         let pending = sink.submit(prepared).await.map_err(ToolError::Approvals)?;
         let message = format!(
             "Proposal {} is {}: nothing was changed. An approver must confirm it (MCP confirmation, Slack, or `kubemedic approve {}`).",

@@ -36,6 +36,15 @@ impl ProposalSink for MemorySink {
         Ok(p)
     }
 
+    async fn record_refused(&self, p: Proposal) -> Result<Proposal, String> {
+        if p.state != ProposalState::Refused {
+            return Err(format!("a refused draft must be refused, not {}", p.state.as_str()));
+        }
+        self.store.create_proposal(&p).await.map_err(|e| e.to_string())?;
+        self.proposals.lock().unwrap().insert(p.id.clone(), p.clone());
+        Ok(p)
+    }
+
     fn allow_self_approval(&self) -> bool {
         self.allow_self.load(std::sync::atomic::Ordering::SeqCst)
     }

@@ -216,6 +216,81 @@ async fn viewers_cannot_mutate_and_proposals_never_apply_by_themselves() {
 }
 
 #[tokio::test]
+async fn a_refused_propose_patch_is_stored_as_a_refused_proposal_with_its_reason() {
+    let api = shop_fixture();
+    let (tools, sink) = tools(&api);
+    super::testing::learn_fixture_secrets();
+    let op = caller(Role::Operator);
+    // A hostile draft: a privilege-escalation field, a secret literal in the body and the rationale.
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{
+        "name": "web",
+        "securityContext": {"privileged": true},
+        "env": [{"name": "DB_PASSWORD", "value": SECRET_VALUE}],
+    }]}}}});
+    let args = json!({
+        "namespace": "shop", "kind": "Deployment", "name": "web", "patch_type": "strategic",
+        "patch": patch, "rationale": format!("needs root; the password is {SECRET_VALUE}"),
+    });
+    let err = tools.call(&op, "propose_patch", args).await.unwrap_err();
+    let ToolError::Refused(message) = &err else { panic!("expected a refusal, got {err}") };
+    assert!(message.contains("privilege-escalation"), "{message}");
+    let id = message.rsplit(' ').next().unwrap().trim_end_matches(')').to_owned();
+    assert!(message.contains(&format!("recorded as refused proposal {id}")), "{message}");
+    assert_clean("the refusal", message);
+
+    // A missing target is refused at another stage, and recorded too.
+    let err = tools
+        .call(
+            &op,
+            "propose_patch",
+            json!({"namespace": "shop", "kind": "Deployment", "name": "ghost", "patch_type": "merge",
+                   "patch": {"spec": {"replicas": 2}}, "rationale": "scale the ghost"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, ToolError::Refused(m) if m.contains("does not exist")), "{err}");
+
+    // The operator finds both in list_proposals, with who asked and why they were refused.
+    let listed = tools.call(&op, "list_proposals", json!({"state": "refused"})).await.unwrap();
+    let listed = listed["proposals"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let p = listed.iter().find(|p| p["id"] == id.as_str()).expect("the privileged draft is listed");
+    assert_eq!(p["state"], "refused");
+    assert_eq!(p["drafter"], "mcp");
+    assert_eq!(p["requested_by"], "operator (internal)");
+    assert_eq!(p["target"]["kind"], "Deployment");
+    assert_eq!(p["target"]["name"], "web");
+    let reason = p["outcome"].as_str().unwrap();
+    assert!(reason.starts_with("policy: ") && reason.contains("privilege-escalation"), "{reason}");
+    assert_eq!(p["history"][0]["to"], "refused");
+    assert_eq!(p["history"][0]["note"], reason);
+    assert!(
+        listed.iter().any(|p| p["target"]["name"] == "ghost"
+            && p["outcome"].as_str().is_some_and(|r| r.starts_with("target: ") && r.contains("does not exist"))),
+        "{listed:?}"
+    );
+    // What the store holds (what the bus and every later read see) carries no secret.
+    let stored = sink.store.get_proposal(&id).await.unwrap().unwrap().value;
+    assert_eq!(stored.state, ProposalState::Refused);
+    assert_clean("the stored refused proposal", &serde_json::to_string(&stored).unwrap());
+
+    // Nothing was applied or decided, and a refused proposal cannot be approved.
+    assert!(api.writes().is_empty(), "a refused draft mutated the cluster: {:?}", api.writes());
+    let err = tools.decide(&caller(Role::Approver), &id, true).await.unwrap_err();
+    assert!(err.to_string().contains("not pending"), "{err}");
+    assert!(sink.decisions.lock().unwrap().is_empty());
+    assert!(api.writes().is_empty());
+
+    // The attempt is on the audit trail, naming the stored record, without the secret.
+    let audit = tools.audit().recent(100);
+    assert!(
+        audit.iter().any(|r| r.action == "propose_patch" && r.outcome == "refused" && r.detail.contains(&id)),
+        "{audit:?}"
+    );
+    assert_clean("the audit trail", &serde_json::to_string(&audit).unwrap());
+}
+
+#[tokio::test]
 async fn rollout_status_reports_progress() {
     let api = shop_fixture();
     let (tools, _) = tools(&api);

@@ -279,10 +279,18 @@ async fn mcp_propose_patch_is_held_to_the_mcp_tier() {
     ));
     table.push((call("Deployment", &own.name, "kubemedic", &json!({"spec": {"replicas": 0}})), "own namespace"));
     table.push((call("Deployment", "kube-system", "coredns", &json!({"spec": {"replicas": 0}})), ""));
+    // Refusals by the policy or the dry-run are stored as `refused` proposals; the error names the record.
+    let mut recorded = Vec::new();
     for (args, why) in &table {
         let err = daemon.mcp("propose_patch", args.clone()).await.err().unwrap_or_else(|| panic!("accepted: {args}"));
         assert!(err.to_lowercase().contains(&why.to_lowercase()), "expected {why:?} in {err}");
+        if let Some((_, rest)) = err.split_once("recorded as refused proposal ") {
+            let id: String = rest.chars().take_while(|c| c.is_ascii_hexdigit() || *c == '-').collect();
+            recorded.push((id, *why));
+        }
     }
+    // Only kube-system (outside the configured scope) is turned away before the policy.
+    assert_eq!(recorded.len(), table.len() - 1, "{recorded:?}");
     // The drafter cannot be claimed by the caller.
     let mut claimed = call("Deployment", n, "api", &container(json!({"command": ["sh"]})));
     claimed["drafter"] = json!("builtin");
@@ -294,7 +302,18 @@ async fn mcp_propose_patch_is_held_to_the_mcp_tier() {
     assert_eq!(out["proposal"]["drafter"], Drafter::Mcp.as_str(), "{out}");
     assert_eq!(out["proposal"]["state"], "pending", "{out}");
     let all = daemon.proposals(None).await.expect("list_proposals");
-    assert_eq!(all.len(), 1, "only the honest draft became a proposal: {all:#?}");
+    let open: Vec<&Value> = all.iter().filter(|p| p["state"] != "refused").collect();
+    assert_eq!(open.len(), 1, "only the honest draft became an approvable proposal: {all:#?}");
+    assert_eq!(open[0]["id"], out["proposal"]["id"]);
+    // An operator sees every refused attempt, with its reason.
+    assert_eq!(all.len(), recorded.len() + 1, "{all:#?}");
+    for (id, why) in &recorded {
+        let p = all.iter().find(|p| p["id"] == id.as_str()).unwrap_or_else(|| panic!("{id} not listed: {all:#?}"));
+        assert_eq!(p["state"], "refused", "{p}");
+        assert_eq!(p["drafter"], Drafter::Mcp.as_str(), "{p}");
+        let reason = p["outcome"].as_str().unwrap_or_default();
+        assert!(reason.to_lowercase().contains(&why.to_lowercase()), "expected {why:?} in {reason}");
+    }
     drop(daemon);
     ns.delete(&client).await;
     own.delete(&client).await;

@@ -85,8 +85,15 @@ pub fn init_telemetry(verbosity: Verbosity) -> Telemetry {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
 
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(verbosity.directives()));
+    use tracing_subscriber::Layer as _;
+
+    let filter_for = |v: Verbosity| {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(v.directives()))
+    };
+    // Quiet is for the terminal: spans still go to a collector at info, as the daemon's do.
+    let filter = filter_for(verbosity);
+    let span_filter = filter_for(if matches!(verbosity, Verbosity::Quiet) { Verbosity::Info } else { verbosity });
     let provider = match crate::telemetry::otel::provider_from_env() {
         Ok(p) => p,
         Err(err) => {
@@ -94,14 +101,14 @@ pub fn init_telemetry(verbosity: Verbosity) -> Telemetry {
             None
         }
     };
-    let otel = provider.as_ref().map(crate::telemetry::otel::layer);
+    let otel = provider.as_ref().map(|p| crate::telemetry::otel::layer(p).with_filter(span_filter));
     let colour = log_colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
     let _ = tracing_subscriber::registry()
-        .with(filter)
         .with(
             tracing_subscriber::fmt::layer()
                 .with_ansi(colour)
-                .with_writer(crate::telemetry::logs::Gated(std::io::stderr)),
+                .with_writer(crate::telemetry::logs::Gated(std::io::stderr))
+                .with_filter(filter),
         )
         .with(otel)
         .try_init();

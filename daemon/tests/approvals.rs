@@ -230,8 +230,7 @@ async fn a_proposal_rewritten_in_the_store_before_anyone_saw_it_cannot_be_approv
     evil.diff = "(a harmless-looking diff)".into();
     evil.digest = Some(kubemedic::model::digest::digest(&evil));
     store.update_proposal(&evil, current.revision).await.unwrap();
-    let approve =
-        Decision { user: "U1", identity: "U1", approve: true, via: "http", digest: evil.digest.as_deref() };
+    let approve = Decision { user: "U1", identity: "U1", approve: true, via: "http", digest: evil.digest.as_deref() };
     let err = f.approvals.record(&p.id, &approve).await.unwrap_err();
     assert!(matches!(err, ApprovalError::Tampered { .. }), "{err}");
     assert_eq!(f.approvals.get(&p.id).await.unwrap().state, ProposalState::Pending);

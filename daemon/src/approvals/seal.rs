@@ -293,7 +293,8 @@ mod tests {
         p.diff = "-replicas: 1\n+replicas: 2".into();
         p.origin = Some(key.origin(&p));
         key.check_origin(&p).unwrap();
-        let tampered: [(&str, fn(&mut Proposal)); 6] = [
+        type Tamper = (&'static str, fn(&mut Proposal));
+        let tampered: [Tamper; 6] = [
             ("the diff", |p| p.diff = "+ nothing to see".into()),
             ("the action", |p| p.action = Action::Delete),
             ("the expiry", |p| p.expires_at = p.expires_at.checked_add(jiff::SignedDuration::from_hours(24)).unwrap()),

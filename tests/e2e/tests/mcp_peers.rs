@@ -100,6 +100,9 @@ fn write_config(dir: &Path, ns: &str, stdio_role: &str) -> PathBuf {
         "auth": {"stdio_user": "e2e-user", "stdio_role": stdio_role, "tokens": [
             {"name": "victor", "sha256": hash(VIEWER_TOKEN), "role": "viewer"},
             {"name": "alice", "sha256": hash(APPROVER_TOKEN), "role": "approver"}]},
+        // The peers drive elicitation as one stdio user who also proposes; refusing
+        // self-approval is attacked in approvals_safety.rs.
+        "approvals": {"allow_self_approval": true},
     });
     let path = dir.join("config.yaml");
     std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();

@@ -126,6 +126,9 @@ async fn alert_storm_with_nats_restart_loses_nothing_and_the_daemon_stays_up() {
         "state_dir": dir.join("state"),
         "http": { "listen": format!("127.0.0.1:{port}") },
         "auth": { "tokens": [token_entry("approver", APPROVER_TOKEN, "approver")] },
+        // The test reads all 40 incidents in one list_incidents call; the default result
+        // budget (sized for a model's context) would cut it.
+        "mcp": { "max_result_bytes": 1_000_000 },
         "nats": {
             "url": format!("nats://127.0.0.1:{nats_port}"),
             "incident_stream": "STORM_INCIDENTS",

@@ -154,6 +154,21 @@ async fn slack_429_and_500_outage_posts_every_proposal_once_and_approvals_still_
         assert_eq!(done["history"].as_array().unwrap().iter().filter(|t| t["to"] == "approved").count(), 1);
     }
 
+    // The card's final update goes through the same retrying client after the verdict is
+    // stored: wait (bounded) until every card tells the outcome.
+    e2e::wait::until(Duration::from_secs(60), "every card tells its outcome", || async {
+        let messages = slack.messages();
+        ids.iter()
+            .all(|id| {
+                messages
+                    .iter()
+                    .filter(|m| m.blocks.to_string().contains(id.as_str()))
+                    .any(|m| m.text.contains("erified") || m.replies.iter().any(|r| r.contains("verified")))
+            })
+            .then_some(())
+    })
+    .await;
+
     // Exactly once: one accepted top-level post and one message per proposal, the one stored.
     let calls = slack.calls();
     let messages = slack.messages();

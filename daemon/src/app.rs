@@ -202,12 +202,21 @@ pub async fn mcp_stdio(config: Config, read_only: bool) -> Result<ExitCode, AppE
         },
     };
     let seal_key = crate::approvals::seal::ApprovalKey::load(&config.state_dir)?;
+    // Approved proposals are applied in the background (a tool call returns once the approval
+    // is recorded); when the client goes away, the applies in flight finish before exit.
+    let applies_done = tokio_util::sync::CancellationToken::new();
+    let mut applying = None;
     let approvals: Option<Arc<dyn ProposalSink>> = store.clone().map(|store| {
-        let a = Approvals::new(store, cluster.clone(), None, config.approvals.clone())
-            .with_seal_key(seal_key.clone())
-            .with_audit(audit.clone())
-            .with_policy(config.policy.clone());
-        Arc::new(a) as Arc<dyn ProposalSink>
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let a = Arc::new(
+            Approvals::new(store, cluster.clone(), None, config.approvals.clone())
+                .with_seal_key(seal_key.clone())
+                .with_audit(audit.clone())
+                .with_policy(config.policy.clone())
+                .with_applies(tx),
+        );
+        applying = Some(tokio::spawn(a.clone().serve_applies(rx, applies_done.clone())));
+        a as Arc<dyn ProposalSink>
     });
     let read_only = read_only || config.mcp.read_only;
     let server = crate::mcp::build_server(tools(&config, cluster, store, approvals, audit)?, prompts)?
@@ -218,6 +227,10 @@ pub async fn mcp_stdio(config: Config, read_only: bool) -> Result<ExitCode, AppE
     tracing::info!(user = %caller.user, role = ?caller.role, read_only, "serving MCP on stdio");
     let service = server.with_caller(caller).serve(rmcp::transport::stdio()).await?;
     service.waiting().await?;
+    applies_done.cancel();
+    if let Some(applying) = applying {
+        let _ = applying.await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

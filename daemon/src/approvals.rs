@@ -362,6 +362,34 @@ impl Approvals {
         tokio::spawn(self.clone().apply_now(request).instrument(span));
     }
 
+    /// Apply the proposals sent to [`Self::with_applies`], each on a task of its own; when
+    /// `stop` fires (or every sender is gone), take no new ones and wait for those in flight
+    /// (the caller's grace period bounds the wait).
+    pub async fn serve_applies(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<ApplyRequest>,
+        stop: CancellationToken,
+    ) {
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                request = rx.recv() => match request {
+                    Some(request) => {
+                        let span = request.span();
+                        running.spawn(self.clone().apply_now(request).instrument(span));
+                    }
+                    None => break,
+                },
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+            }
+        }
+        if !running.is_empty() {
+            tracing::info!(applies = running.len(), "waiting for applies in flight");
+        }
+        while running.join_next().await.is_some() {}
+    }
+
     /// Apply (and verify) an approved proposal; failures are logged, the proposal records them.
     pub async fn apply_now(self: Arc<Self>, request: ApplyRequest) {
         if let Err(err) = self.execute(&request.proposal_id).await {
@@ -699,6 +727,23 @@ impl Approvals {
     pub async fn decide_with(&self, id: &str, d: &Decision<'_>) -> Result<Proposal, ApprovalError> {
         let p = self.record(id, d).await?;
         if p.state == ProposalState::Approved { self.execute(id).await } else { Ok(p) }
+    }
+
+    /// Record a decision and, for an approval, hand the apply to the background
+    /// ([`Self::with_applies`]) instead of waiting for it: returns the proposal as `approved`
+    /// at once; its later states (applying, applied, verified or failed) reach the store and
+    /// [`Self::subscribe`]. Without a background set, applies and verifies before returning.
+    pub async fn decide_in_background(&self, id: &str, d: &Decision<'_>) -> Result<Proposal, ApprovalError> {
+        let p = self.record(id, d).await?;
+        if p.state != ProposalState::Approved {
+            return Ok(p);
+        }
+        let Some(tx) = &self.applies else { return self.execute(id).await };
+        match tx.send(ApplyRequest { proposal_id: id.to_owned(), via: "mcp" }) {
+            Ok(()) => Ok(p),
+            // The set is gone (shutting down): nothing was sent; the next start resumes it.
+            Err(_) => self.execute(id).await,
+        }
     }
 
     /// Why a claimed proposal may not be sent, if it may not: its approval seal and content

@@ -6,6 +6,7 @@ pub use crate::auth;
 pub mod budget;
 pub mod catalog;
 pub mod discovery;
+pub mod follow;
 pub mod http;
 pub mod resources;
 pub mod server;

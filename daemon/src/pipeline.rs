@@ -158,26 +158,8 @@ impl Pipeline {
         }
     }
 
-    /// Apply approved proposals, each on a task of its own; at shutdown, stop taking new
-    /// ones and wait for those in flight (the caller's grace period bounds the wait).
-    async fn applies(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<ApplyRequest>, stop: CancellationToken) {
-        let mut running = JoinSet::new();
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                request = rx.recv() => match request {
-                    Some(request) => {
-                        let span = request.span();
-                        running.spawn(self.approvals.clone().apply_now(request).instrument(span));
-                    }
-                    None => break,
-                },
-                Some(_) = running.join_next(), if !running.is_empty() => {}
-            }
-        }
-        if !running.is_empty() {
-            tracing::info!(applies = running.len(), "waiting for applies in flight");
-        }
-        while running.join_next().await.is_some() {}
+    /// Apply approved proposals in the shutdown-aware task set ([`Approvals::serve_applies`]).
+    async fn applies(self: Arc<Self>, rx: mpsc::UnboundedReceiver<ApplyRequest>, stop: CancellationToken) {
+        self.approvals.clone().serve_applies(rx, stop).await;
     }
 }

@@ -122,6 +122,7 @@ pub const TOOLS: &[ToolSpec] = &[
     spec("list_incidents", Role::Viewer, true, false),
     spec("list_proposals", Role::Viewer, true, false),
     spec("get_proposal", Role::Viewer, true, false),
+    spec("wait_proposal", Role::Viewer, true, false),
     spec("propose_patch", Role::Operator, false, false),
     spec("rollout_restart", Role::Operator, false, true),
     spec("rollout_undo", Role::Operator, false, true),
@@ -209,6 +210,16 @@ impl Tools {
         self.store.as_ref()
     }
 
+    /// The approvals service's stream of proposal transitions, when it has one.
+    pub fn proposal_updates(&self) -> Option<tokio::sync::broadcast::Receiver<crate::model::proposal::Proposal>> {
+        self.approvals.as_ref().and_then(|a| a.updates())
+    }
+
+    /// How long a proposal waits for a decision (`approvals.ttl_seconds`).
+    pub fn proposal_ttl_seconds(&self) -> u64 {
+        self.proposal_ttl_seconds
+    }
+
     /// Call a tool by name with JSON arguments.
     pub async fn call(&self, caller: &Caller, name: &str, args: Value) -> Result<Value, ToolError> {
         self.call_with_progress(caller, name, args, None).await
@@ -281,6 +292,10 @@ impl Tools {
             "list_incidents" => run!(list_incidents),
             "list_proposals" => run!(list_proposals),
             "get_proposal" => run!(get_proposal),
+            "wait_proposal" => {
+                let input = decode(name, args)?;
+                to_value(self.wait_proposal(caller, input, progress).await?)
+            }
             "propose_patch" => run!(propose_patch),
             "rollout_restart" => run!(rollout_restart),
             "rollout_undo" => run!(rollout_undo),

@@ -30,6 +30,7 @@ fn schemas(name: &str) -> (Arc<JsonObject>, Arc<JsonObject>) {
         "list_incidents" => s!(state::ListIncidentsInput, state::IncidentsOutput),
         "list_proposals" => s!(state::ListProposalsInput, state::ProposalsOutput),
         "get_proposal" => s!(state::ProposalIdInput, state::ProposalOutput),
+        "wait_proposal" => s!(state::WaitProposalInput, state::WaitProposalOutput),
         "propose_patch" => s!(mutate::ProposePatchInput, mutate::MutationOutput),
         "rollout_restart" => s!(mutate::RestartInput, mutate::MutationOutput),
         "rollout_undo" => s!(mutate::UndoInput, mutate::MutationOutput),
@@ -78,6 +79,9 @@ fn description(name: &str) -> &'static str {
         "list_incidents" => "Incidents kubemedic has opened (signals folded by workload and reason), newest first.",
         "list_proposals" => "Proposals (patches waiting for or past a human decision), newest first.",
         "get_proposal" => "One proposal with its diff, rationale, risk and history.",
+        "wait_proposal" => {
+            "Follow a proposal until it is verified, failed, rejected, expired or refused (or wait_seconds runs out), with a progress notification at each state; the way to follow an approval or an apply without the Tasks extension."
+        }
         "propose_patch" => {
             "Propose a patch to an object. It passes the patch policy and a server-side dry-run and becomes a pending proposal; nothing changes until an approver confirms."
         }
@@ -92,7 +96,7 @@ fn description(name: &str) -> &'static str {
             "Propose deleting a pod so its controller recreates it; applied only after an approver confirms."
         }
         "apply_proposal" => {
-            "Approve and apply a pending proposal after confirming it (approver role); the change is applied exactly once and verified."
+            "Approve a pending proposal after confirming it (approver role). Returns once the approval is recorded; the change is then applied exactly once and verified in the background: follow it with the task (Tasks extension), wait_proposal, or the resource kubemedic://proposals/{id} (subscribe for updates)."
         }
         _ => "",
     }

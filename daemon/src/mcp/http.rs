@@ -62,7 +62,7 @@ pub fn unauthenticated(server: KubemedicServer, http: &HttpConfig, shutdown: Can
         config = config.with_allowed_origins(http.allowed_origins.clone());
     }
     let service =
-        StreamableHttpService::new(move || Ok(server.clone()), Arc::new(LocalSessionManager::default()), config);
+        StreamableHttpService::new(move || Ok(server.for_session()), Arc::new(LocalSessionManager::default()), config);
     Router::new().nest_service("/mcp", service)
 }
 

@@ -65,6 +65,14 @@ fn json_contents(uri: &str, v: &Value) -> ReadResourceResult {
     ReadResourceResult::new(vec![ResourceContents::text(text, uri).with_mime_type("application/json")])
 }
 
+/// A URI this server serves (a fixed resource or one of the templates' shapes).
+pub fn is_known(uri: &str) -> bool {
+    [CLUSTERS, NAMESPACES, INCIDENTS, PROPOSALS, DRIFT, AUDIT].contains(&uri)
+        || ["kubemedic://incidents/", "kubemedic://proposals/"]
+            .iter()
+            .any(|p| uri.strip_prefix(p).is_some_and(|id| !id.is_empty() && !id.contains('/')))
+}
+
 pub async fn read(tools: &Tools, caller: &Caller, uri: &str) -> Result<ReadResourceResult, McpError> {
     let cluster = tools.cluster();
     let value = match uri {

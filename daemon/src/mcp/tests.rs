@@ -17,20 +17,35 @@ use crate::model::proposal::ProposalState;
 use crate::tools::testing::{MemorySink, SECRET_VALUE, caller, shop_fixture, tools};
 
 /// How the test client answers a confirmation; `None` = it cannot elicit.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct Client {
     answer: Option<ElicitationAction>,
     asked: Arc<Mutex<Vec<String>>>,
+    /// Declares the Tasks extension.
+    tasks: bool,
+    /// URIs of `notifications/resources/updated` received.
+    updated: Arc<Mutex<Vec<String>>>,
 }
 
 impl ClientHandler for Client {
     fn get_info(&self) -> ClientConfig {
-        let caps = if self.answer.is_some() {
-            ClientCapabilities::builder().enable_elicitation().build()
+        let mut caps = if self.tasks {
+            ClientCapabilities::builder().enable_tasks().build()
         } else {
             ClientCapabilities::default()
         };
+        if self.answer.is_some() {
+            caps.elicitation = ClientCapabilities::builder().enable_elicitation().build().elicitation;
+        }
         ClientConfig::new(caps, Implementation::new("kubemedic-test-client", "0"))
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _ctx: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        self.updated.lock().unwrap().push(params.uri);
     }
 
     async fn create_elicitation(
@@ -76,7 +91,7 @@ async fn setup(role: Role, answer: Option<ElicitationAction>, new_protocol: bool
         }
     });
     let asked = Arc::new(Mutex::new(Vec::new()));
-    let handler = Client { answer, asked: asked.clone() };
+    let handler = Client { answer, asked: asked.clone(), ..Client::default() };
     let client = if new_protocol {
         handler
             .serve_with_lifecycle(
@@ -267,8 +282,10 @@ async fn apply_proposal_confirms_an_existing_proposal() {
         }
     });
     let asked = Arc::new(Mutex::new(Vec::new()));
-    let client =
-        Client { answer: Some(ElicitationAction::Accept), asked: asked.clone() }.serve(client_io).await.unwrap();
+    let client = Client { answer: Some(ElicitationAction::Accept), asked: asked.clone(), ..Client::default() }
+        .serve(client_io)
+        .await
+        .unwrap();
     let out = client.call_tool(params("apply_proposal", json!({"id": id}))).await.unwrap();
     assert_eq!(out.structured_content.unwrap()["proposal"]["state"], "approved");
     assert_eq!(s.sink.decisions.lock().unwrap().len(), 1);
@@ -296,7 +313,7 @@ async fn connect_with(
             let _ = running.waiting().await;
         }
     });
-    let handler = Client { answer: Some(ElicitationAction::Accept), asked };
+    let handler = Client { answer: Some(ElicitationAction::Accept), asked, ..Client::default() };
     if new_protocol {
         handler
             .serve_with_lifecycle(
@@ -477,4 +494,126 @@ async fn every_result_keeps_to_the_budget_and_says_how_to_continue() {
     let names: Vec<&str> = whole["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
     assert_eq!(names[..first.len()], first.iter().map(String::as_str).collect::<Vec<_>>()[..]);
     assert_eq!(names[first.len()], after, "the next page starts right after the last kept item");
+}
+
+/// A 2026-07-28 client with the Tasks extension, acting as `caller` on `server`.
+async fn connect_tasks(server: &KubemedicServer, caller: crate::tools::Caller) -> RunningService<RoleClient, Client> {
+    let (server_io, client_io) = tokio::io::duplex(1 << 20);
+    let s = server.with_caller(caller);
+    tokio::spawn(async move {
+        if let Ok(running) = s.serve(server_io).await {
+            let _ = running.waiting().await;
+        }
+    });
+    Client { answer: Some(ElicitationAction::Accept), tasks: true, ..Client::default() }
+        .serve_with_lifecycle(
+            client_io,
+            ClientLifecycleMode::Discover { preferred_versions: vec![ProtocolVersion::V_2026_07_28] },
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_confirmed_change_becomes_a_task_only_its_user_can_read_or_cancel() {
+    use rmcp::model::{CallToolResponse, CancelTaskParams, GetTaskParams, TaskStatus};
+    let api = shop_fixture();
+    let (tools, sink) = tools(&api);
+    sink.allow_self.store(true, std::sync::atomic::Ordering::SeqCst);
+    let server = KubemedicServer::new(tools, crate::prompts::Catalog::default(), &[7u8; 32]).unwrap();
+    let client = connect_tasks(&server, caller(Role::Approver)).await;
+    let args = json!({"namespace": "shop", "kind": "Deployment", "name": "web", "replicas": 3});
+    let first = client.call_tool_once(params("scale", args.clone())).await.unwrap();
+    let CallToolResponse::InputRequired(asked) = first else { panic!("expected a confirmation request: {first:?}") };
+    let key = asked.input_requests.as_ref().and_then(|r| r.keys().next().cloned()).unwrap();
+    let mut second = params("scale", args);
+    second.request_state = asked.request_state.clone();
+    second.input_responses = Some([(key, json!({"action": "accept", "content": {"approve": true}}))].into());
+    let CallToolResponse::Task(created) = client.call_tool_once(second).await.unwrap() else {
+        panic!("a tasks client gets a task")
+    };
+    let id = created.task.task_id.clone();
+    // The sink approves but never applies: the task follows an approved proposal.
+    let got = client.get_task(GetTaskParams::new(&id)).await.unwrap();
+    assert_eq!(got.task.status(), TaskStatus::Working);
+    assert!(got.task.task.status_message.as_deref().unwrap_or_default().ends_with(": approved"), "{got:?}");
+
+    // Another user of the same server (even an admin) sees no such task and cannot cancel it.
+    let other =
+        connect_tasks(&server, crate::tools::Caller::new("mallory", Role::Admin, crate::tools::Transport::Internal))
+            .await;
+    let err = mcp_error(other.get_task(GetTaskParams::new(&id)).await.unwrap_err());
+    assert!(err.message.contains("unknown task"), "{err:?}");
+    let err = mcp_error(other.cancel_task(CancelTaskParams::new(&id)).await.unwrap_err());
+    assert!(err.message.contains("unknown task"), "{err:?}");
+    assert_eq!(client.get_task(GetTaskParams::new(&id)).await.unwrap().task.status(), TaskStatus::Working);
+
+    // Its owner stops following it.
+    client.cancel_task(CancelTaskParams::new(&id)).await.unwrap();
+    let mut status = TaskStatus::Working;
+    for _ in 0..50 {
+        status = client.get_task(GetTaskParams::new(&id)).await.unwrap().task.status();
+        if status != TaskStatus::Working {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, TaskStatus::Cancelled);
+    // A client without the extension gets the plain result (tested by the confirmation flows).
+}
+
+#[tokio::test]
+async fn subscribers_hear_of_a_proposal_decided_elsewhere() {
+    use rmcp::model::SubscribeRequestParams;
+    let s = setup(Role::Viewer, None, false).await;
+    // What a caller may not read, or what does not exist, cannot be subscribed to.
+    #[allow(deprecated)]
+    let err = mcp_error(s.client.subscribe(SubscribeRequestParams::new("kubemedic://audit/recent")).await.unwrap_err());
+    assert_eq!(err.code, FORBIDDEN, "{err:?}");
+    #[allow(deprecated)]
+    let err = mcp_error(
+        s.client
+            .subscribe(SubscribeRequestParams::new("kubemedic://proposals/0190f2a4-0000-7000-8000-000000000000"))
+            .await
+            .unwrap_err(),
+    );
+    assert!(err.message.contains("not found"), "{err:?}");
+
+    // A pending proposal (drafted by an operator on the same server).
+    let operator = connect(s.server.clone(), Role::Operator).await;
+    let out = operator
+        .call_tool(params("scale", json!({"namespace": "shop", "kind": "Deployment", "name": "web", "replicas": 3})))
+        .await
+        .unwrap()
+        .structured_content
+        .unwrap();
+    let id = out["proposal"]["id"].as_str().unwrap().to_owned();
+    let uri = format!("kubemedic://proposals/{id}");
+    let updated = Arc::new(Mutex::new(Vec::new()));
+    let watcher = {
+        let (server_io, client_io) = tokio::io::duplex(1 << 20);
+        let srv = s.server.with_caller(caller(Role::Viewer));
+        tokio::spawn(async move {
+            if let Ok(running) = srv.serve(server_io).await {
+                let _ = running.waiting().await;
+            }
+        });
+        Client { updated: updated.clone(), ..Client::default() }.serve(client_io).await.unwrap()
+    };
+    #[allow(deprecated)]
+    watcher.subscribe(SubscribeRequestParams::new(&uri)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(updated.lock().unwrap().is_empty(), "nothing changed yet");
+    // Decided through the sink directly (as Slack or the CLI would, in another process): the
+    // sink broadcasts nothing, the watcher's poll of the store finds the change.
+    crate::tools::ProposalSink::decide(s.sink.as_ref(), &id, "approver", true).await.unwrap();
+    for _ in 0..40 {
+        if !updated.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(updated.lock().unwrap().first(), Some(&uri));
+    #[allow(deprecated)]
+    watcher.unsubscribe(rmcp::model::UnsubscribeRequestParams::new(&uri)).await.unwrap();
 }

@@ -56,6 +56,11 @@ pub trait ProposalSink: Send + Sync + 'static {
     fn mcp_accept_applies(&self) -> bool {
         true
     }
+    /// Every stored transition of a proposal made through this sink, as it happens (MCP
+    /// resource updates and task status); `None` when the sink cannot tell (then readers poll).
+    fn updates(&self) -> Option<tokio::sync::broadcast::Receiver<Proposal>> {
+        None
+    }
 }
 
 #[async_trait]
@@ -85,7 +90,15 @@ impl ProposalSink for crate::approvals::Approvals {
         digest: Option<&str>,
     ) -> Result<Proposal, String> {
         let d = crate::approvals::Decision { user, identity: user, approve, via, digest };
-        crate::approvals::Approvals::decide_with(self, id, &d).await.map_err(|e| crate::model::error::error_chain(&e))
+        // MCP clients have short tool timeouts: the apply and its verification go on in the
+        // background and are followed through the proposal's resource, a task or wait_proposal.
+        crate::approvals::Approvals::decide_in_background(self, id, &d)
+            .await
+            .map_err(|e| crate::model::error::error_chain(&e))
+    }
+
+    fn updates(&self) -> Option<tokio::sync::broadcast::Receiver<Proposal>> {
+        Some(self.subscribe())
     }
 
     fn allow_self_approval(&self) -> bool {

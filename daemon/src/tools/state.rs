@@ -62,6 +62,43 @@ pub struct ProposalOutput {
     pub proposal: Proposal,
 }
 
+/// Input of `wait_proposal`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitProposalInput {
+    /// Proposal id.
+    pub id: String,
+    /// Wait up to this many seconds (0-600, default 60) for the proposal to reach a final
+    /// state (verified, failed, rejected, expired or refused), with a progress notification
+    /// at each change of state.
+    #[serde(default)]
+    pub wait_seconds: Option<i64>,
+}
+
+/// Output of `wait_proposal`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct WaitProposalOutput {
+    pub proposal: Proposal,
+    /// The proposal reached a final state (else the wait ran out first).
+    pub finished: bool,
+    pub waited_seconds: u64,
+}
+
+/// How far along a proposal is, for progress reports: proposed/pending 1, approved 2,
+/// applying 3, applied 4, any final state 5 (of [`PROPOSAL_STEPS`]).
+pub fn proposal_step(state: ProposalState) -> f64 {
+    match state {
+        s if s.is_terminal() => 5.0,
+        ProposalState::Applied => 4.0,
+        ProposalState::Applying => 3.0,
+        ProposalState::Approved => 2.0,
+        _ => 1.0,
+    }
+}
+
+/// The last of [`proposal_step`]'s steps.
+pub const PROPOSAL_STEPS: f64 = 5.0;
+
 /// Input of `drift_check`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -156,6 +193,82 @@ impl Tools {
     pub async fn get_proposal(&self, _caller: &Caller, input: ProposalIdInput) -> Result<ProposalOutput, ToolError> {
         check_id("get_proposal", &input.id)?;
         Ok(ProposalOutput { proposal: self.load_proposal(&input.id).await? })
+    }
+
+    /// `wait_proposal`: follow a proposal until it reaches a final state or the wait runs out.
+    pub async fn wait_proposal(
+        &self,
+        _caller: &Caller,
+        input: WaitProposalInput,
+        progress: Option<super::ProgressFn>,
+    ) -> Result<WaitProposalOutput, ToolError> {
+        const TOOL: &str = "wait_proposal";
+        check_id(TOOL, &input.id)?;
+        let wait = kinds::cap(TOOL, "wait_seconds", input.wait_seconds.unwrap_or(60), 0, 600)?;
+        let started = std::time::Instant::now();
+        let deadline = started + std::time::Duration::from_secs(u64::try_from(wait).unwrap_or(0));
+        let proposal = self
+            .follow_proposal(&input.id, Some(deadline), |p| {
+                if let Some(report) = &progress {
+                    report(
+                        proposal_step(p.state),
+                        Some(PROPOSAL_STEPS),
+                        format!("proposal {}: {}", p.id, p.state.as_str()),
+                    );
+                }
+            })
+            .await?;
+        Ok(WaitProposalOutput {
+            finished: proposal.state.is_terminal(),
+            proposal,
+            waited_seconds: started.elapsed().as_secs(),
+        })
+    }
+
+    /// Follow proposal `id` until it reaches a final state (or `deadline`), calling `changed`
+    /// with it first and at every change of state. Woken by the approvals service's updates
+    /// when this process applies it, and by reading the store every second otherwise (a
+    /// decision in Slack or the CLI reaches a shared store from another process).
+    pub async fn follow_proposal(
+        &self,
+        id: &str,
+        deadline: Option<std::time::Instant>,
+        mut changed: impl FnMut(&Proposal) + Send,
+    ) -> Result<Proposal, ToolError> {
+        use tokio::sync::broadcast::error::RecvError;
+        const POLL: std::time::Duration = std::time::Duration::from_secs(1);
+        let mut updates = self.proposal_updates();
+        let mut last = None;
+        loop {
+            let p = self.load_proposal(id).await?;
+            if last != Some(p.state) {
+                changed(&p);
+                last = Some(p.state);
+            }
+            let now = std::time::Instant::now();
+            if p.state.is_terminal() || deadline.is_some_and(|d| now >= d) {
+                return Ok(p);
+            }
+            let tick = deadline.map_or(POLL, |d| d.saturating_duration_since(now).min(POLL));
+            match updates.as_mut() {
+                Some(rx) => {
+                    let woken = async {
+                        loop {
+                            match rx.recv().await {
+                                Ok(u) if u.id == id => return true,
+                                Ok(_) => {}
+                                Err(RecvError::Lagged(_)) => return true,
+                                Err(RecvError::Closed) => return false,
+                            }
+                        }
+                    };
+                    if let Ok(false) = tokio::time::timeout(tick, woken).await {
+                        updates = None;
+                    }
+                }
+                None => tokio::time::sleep(tick).await,
+            }
+        }
     }
 
     pub(crate) async fn load_proposal(&self, id: &str) -> Result<Proposal, ToolError> {

@@ -1,0 +1,283 @@
+//! Long operations over MCP, with the real `kubemedic mcp` binary over stdio on the real
+//! control plane: an approval returns at once, and the apply and its verification are
+//! followed afterwards, on both protocol versions:
+//! - 2025-11-25: `apply_proposal` returns in under a second with the proposal `approved`;
+//!   a `resources/subscribe` on `kubemedic://proposals/{id}` gets
+//!   `notifications/resources/updated` as it moves on, and `wait_proposal` with a progress
+//!   token reports each state until `verified`;
+//! - 2026-07-28 with the Tasks extension: the confirmed call returns a task handle in under a
+//!   second, and `tasks/get` reports the proposal's state until the task completes with the
+//!   verified proposal (that another user cannot read a task is a unit test: both users
+//!   must share one server).
+
+use std::time::{Duration, Instant};
+
+use e2e::daemon::{bin, repo_root};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult,
+    ElicitationAction, GetTaskParams, Implementation, InputResponses, NumberOrString, ProgressNotificationParam,
+    ProgressToken, ProtocolVersion, ReadResourceRequestParams, RequestParamsMeta as _, ResourceContents,
+    ResourceUpdatedNotificationParam, TaskStatus,
+};
+use rmcp::service::{NotificationContext, RequestContext, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{
+    ClientHandler, ClientLifecycleMode, ClientServiceExt as _, ErrorData as McpError, RoleClient, ServiceExt as _,
+};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// A client that accepts every confirmation and reports what the server pushes.
+#[derive(Clone)]
+struct Client {
+    tasks: bool,
+    updated: mpsc::UnboundedSender<String>,
+    progress: mpsc::UnboundedSender<String>,
+}
+
+impl ClientHandler for Client {
+    fn get_info(&self) -> ClientConfig {
+        let caps = ClientCapabilities::builder().enable_elicitation().build();
+        let caps = if self.tasks {
+            let mut with_tasks = ClientCapabilities::builder().enable_tasks().build();
+            with_tasks.elicitation = caps.elicitation;
+            with_tasks
+        } else {
+            caps
+        };
+        ClientConfig::new(caps, Implementation::new("kubemedic-e2e-tasks", "0"))
+    }
+
+    async fn create_elicitation(
+        &self,
+        _request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, McpError> {
+        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(json!({"approve": true})))
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.updated.send(params.uri);
+    }
+
+    async fn on_progress(&self, params: ProgressNotificationParam, _ctx: NotificationContext<RoleClient>) {
+        let _ = self.progress.send(params.message.unwrap_or_default());
+    }
+}
+
+struct Peer {
+    client: RunningService<RoleClient, Client>,
+    updated: mpsc::UnboundedReceiver<String>,
+    progress: mpsc::UnboundedReceiver<String>,
+}
+
+fn config(ns: &str, dir: &std::path::Path, user: &str) -> std::path::PathBuf {
+    let config = json!({
+        "cluster": {"name": "local", "namespaces": [ns], "kubeconfig": e2e::kubeconfig_path()},
+        "prompts_dir": repo_root().join("prompts"),
+        "rules_dir": repo_root().join("rules"),
+        "state_dir": dir.join("state"),
+        "auth": {"stdio_user": user, "stdio_role": "approver"},
+        // One stdio user proposes and confirms; a short stability window keeps the test short.
+        "approvals": {"allow_self_approval": true, "verify_stable_seconds": 3, "verify_timeout_seconds": 120},
+    });
+    let path = dir.join(format!("{user}.yaml"));
+    std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+async fn spawn(config: &std::path::Path, tasks: bool) -> Peer {
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.arg("mcp").arg("--config").arg(config).env("RUST_LOG", "warn");
+    let transport = TokioChildProcess::new(cmd).expect("spawn kubemedic mcp");
+    let (updated_tx, updated) = mpsc::unbounded_channel();
+    let (progress_tx, progress) = mpsc::unbounded_channel();
+    let handler = Client { tasks, updated: updated_tx, progress: progress_tx };
+    let client = if tasks {
+        handler
+            .serve_with_lifecycle(
+                transport,
+                ClientLifecycleMode::Discover { preferred_versions: vec![ProtocolVersion::V_2026_07_28] },
+            )
+            .await
+            .expect("initialize (2026-07-28)")
+    } else {
+        handler.serve(transport).await.expect("initialize")
+    };
+    Peer { client, updated, progress }
+}
+
+fn call(name: &str, args: Value) -> CallToolRequestParams {
+    CallToolRequestParams::new(name.to_owned()).with_arguments(args.as_object().cloned().unwrap())
+}
+
+async fn read_state(peer: &Peer, uri: &str) -> String {
+    let read = peer.client.read_resource(ReadResourceRequestParams::new(uri)).await.expect("read the proposal");
+    let ResourceContents::TextResourceContents { text, .. } = &read.contents[0] else { panic!("text contents") };
+    let v: Value = serde_json::from_str(text).unwrap();
+    v["state"].as_str().unwrap().to_owned()
+}
+
+async fn web(ns: &str) -> (kube::Client, e2e::Namespace) {
+    e2e::install_crypto();
+    let client = e2e::client().await;
+    let ns = e2e::Namespace::create(&client, ns).await;
+    e2e::scenario::apply(&client, &ns.name, "healthy-web").await;
+    e2e::wait::deployment_ready(&client, &ns.name, "frontend", Duration::from_secs(120)).await;
+    (client, ns)
+}
+
+#[tokio::test]
+async fn an_apply_returns_at_once_and_the_resource_and_wait_proposal_follow_it_to_verified() {
+    let (client, ns) = web("mcp-follow").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut peer = spawn(&config(&ns.name, dir.path(), "olga"), false).await;
+
+    // The client proposes a rolling restart and confirms it at once (allow_self_approval).
+    let confirmed = peer
+        .client
+        .call_tool(call("rollout_restart", json!({"namespace": ns.name, "kind": "Deployment", "name": "frontend"})))
+        .await
+        .expect("rollout_restart");
+    let proposal = confirmed.structured_content.unwrap()["proposal"].clone();
+    let id = proposal["id"].as_str().unwrap().to_owned();
+    let uri = format!("kubemedic://proposals/{id}");
+    let state = proposal["state"].as_str().unwrap();
+    // The elicitation was accepted: the proposal is approved and being applied, not verified yet.
+    assert!(["approved", "applying", "applied"].contains(&state), "the call waited for the apply: {proposal}");
+
+    // Subscribe, then follow with wait_proposal and a progress token.
+    #[allow(deprecated)]
+    peer.client.subscribe(rmcp::model::SubscribeRequestParams::new(&uri)).await.expect("resources/subscribe");
+    let mut params = call("wait_proposal", json!({"id": id, "wait_seconds": 120}));
+    params.set_progress_token(ProgressToken(NumberOrString::Number(7)));
+    let waited = peer.client.call_tool(params).await.expect("wait_proposal");
+    let out = waited.structured_content.unwrap();
+    assert_eq!(out["proposal"]["state"], "verified", "{out}");
+    assert_eq!(out["finished"], true);
+    let mut reported = Vec::new();
+    while let Ok(m) = peer.progress.try_recv() {
+        reported.push(m);
+    }
+    assert!(reported.iter().any(|m| m.contains(": verified")), "progress reached verified: {reported:?}");
+    // The subscription saw the proposal change (applying/applied/verified), and a read shows verified.
+    let update = tokio::time::timeout(Duration::from_secs(10), peer.updated.recv()).await;
+    assert_eq!(update.ok().flatten().as_deref(), Some(uri.as_str()), "a resources/updated notification for {uri}");
+    assert_eq!(read_state(&peer, &uri).await, "verified");
+    let d: Deployment = Api::namespaced(client.clone(), &ns.name).get("frontend").await.unwrap();
+    let annotations = d.spec.unwrap().template.metadata.unwrap().annotations.unwrap_or_default();
+    assert!(annotations.contains_key("kubectl.kubernetes.io/restartedAt"), "the restart was applied: {annotations:?}");
+    let _ = peer.client.cancel().await;
+    ns.delete(&client).await;
+}
+
+#[tokio::test]
+async fn apply_proposal_returns_in_under_a_second() {
+    let (client, ns) = web("mcp-apply").await;
+    let dir = tempfile::tempdir().unwrap();
+    // The proposal comes from a client that cannot confirm (an operator: stays pending).
+    let operator = {
+        let config = config(&ns.name, dir.path(), "otto");
+        let text = std::fs::read_to_string(&config).unwrap().replace("stdio_role: approver", "stdio_role: operator");
+        std::fs::write(&config, text).unwrap();
+        spawn(&config, false).await
+    };
+    let proposed = operator
+        .client
+        .call_tool(call(
+            "scale",
+            json!({"namespace": ns.name, "kind": "Deployment", "name": "frontend", "replicas": 2}),
+        ))
+        .await
+        .expect("scale");
+    let proposal = proposed.structured_content.unwrap()["proposal"].clone();
+    assert_eq!(proposal["state"], "pending", "{proposal}");
+    let id = proposal["id"].as_str().unwrap().to_owned();
+    let _ = operator.client.cancel().await;
+
+    let mut approver = spawn(&config(&ns.name, dir.path(), "anna"), false).await;
+    let uri = format!("kubemedic://proposals/{id}");
+    #[allow(deprecated)]
+    approver.client.subscribe(rmcp::model::SubscribeRequestParams::new(&uri)).await.expect("subscribe");
+    let started = Instant::now();
+    let applied = approver.client.call_tool(call("apply_proposal", json!({"id": id}))).await.expect("apply_proposal");
+    let took = started.elapsed();
+    let out = applied.structured_content.unwrap();
+    assert_eq!(out["proposal"]["state"], "approved", "{out}");
+    assert!(out["message"].as_str().unwrap().contains(&uri), "{out}");
+    assert!(took < Duration::from_secs(1), "apply_proposal took {took:?}");
+    eprintln!("apply_proposal returned in {took:?}");
+
+    // Follow the resource through its updates until verified.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    loop {
+        let state = read_state(&approver, &uri).await;
+        if seen.last() != Some(&state) {
+            seen.push(state.clone());
+        }
+        if state == "verified" || state == "failed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not verified in time: {seen:?}");
+        let _ = tokio::time::timeout(Duration::from_secs(5), approver.updated.recv()).await;
+    }
+    assert_eq!(seen.last().map(String::as_str), Some("verified"), "{seen:?}");
+    let d: Deployment = Api::namespaced(client.clone(), &ns.name).get("frontend").await.unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(2));
+    let _ = approver.client.cancel().await;
+    ns.delete(&client).await;
+}
+
+#[tokio::test]
+async fn a_client_with_the_tasks_extension_follows_the_apply_as_a_task() {
+    let (client, ns) = web("mcp-task").await;
+    let dir = tempfile::tempdir().unwrap();
+    let peer = spawn(&config(&ns.name, dir.path(), "tess"), true).await;
+    let args = json!({"namespace": ns.name, "kind": "Deployment", "name": "frontend", "replicas": 2});
+    // First round: the server asks for confirmation.
+    let first = peer.client.call_tool_once(call("scale", args.clone())).await.expect("scale, first round");
+    let CallToolResponse::InputRequired(asked) = first else { panic!("expected a confirmation request: {first:?}") };
+    let key = asked.input_requests.as_ref().and_then(|r| r.keys().next().cloned()).expect("an input request");
+    let mut responses = InputResponses::new();
+    responses.insert(key, json!({"action": "accept", "content": {"approve": true}}));
+    let mut second = call("scale", args);
+    second.request_state = asked.request_state.clone();
+    second.input_responses = Some(responses);
+    let started = Instant::now();
+    let answered = peer.client.call_tool_once(second).await.expect("scale, confirmed");
+    let took = started.elapsed();
+    let CallToolResponse::Task(created) = answered else { panic!("expected a task: {answered:?}") };
+    assert!(took < Duration::from_secs(1), "the confirmed call took {took:?}");
+    let task_id = created.task.task_id.clone();
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut messages = Vec::new();
+    let done = loop {
+        let got = peer.client.get_task(GetTaskParams::new(&task_id)).await.expect("tasks/get");
+        if let Some(m) = &got.task.task.status_message
+            && messages.last() != Some(m)
+        {
+            messages.push(m.clone());
+        }
+        if got.task.status() != TaskStatus::Working {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "task still working: {messages:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(done.task.status(), TaskStatus::Completed, "{messages:?}");
+    let wire = serde_json::to_value(&done).unwrap();
+    assert_eq!(wire["result"]["structuredContent"]["proposal"]["state"], "verified", "{wire}");
+    assert!(messages.iter().any(|m| m.ends_with(": verified")), "{messages:?}");
+    let d: Deployment = Api::namespaced(client.clone(), &ns.name).get("frontend").await.unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(2));
+    let _ = peer.client.cancel().await;
+    ns.delete(&client).await;
+}

@@ -152,18 +152,22 @@ fn prompts_or_builtin(dir: &Path) -> Result<Catalog, crate::prompts::PromptError
 }
 
 /// kubemedic's tools as the MCP server offers them, each part from its own config section.
+/// `kube_config` is the cluster's client configuration, impersonated with `auth.impersonate`.
 fn tools(
     config: &Config,
-    cluster: Cluster,
+    (cluster, kube_config): (Cluster, kube::Config),
     store: Option<Arc<dyn Store>>,
     approvals: Option<Arc<dyn ProposalSink>>,
     audit: AuditLog,
 ) -> Result<Tools, crate::redact::fingerprint::FingerprintError> {
     let key = crate::redact::fingerprint::FingerprintKey::load_or_create(&config.state_dir)?;
-    let tools = Tools::new(cluster, store, audit)
+    let mut tools = Tools::new(cluster, store, audit)
         .with_fingerprint_key(key)
         .with_policy(config.policy.clone(), config.approvals.ttl_seconds)
         .with_drift(config.drift.clone());
+    if config.auth.impersonate {
+        tools = tools.with_impersonation(crate::cluster::Impersonation::new(kube_config));
+    }
     Ok(match approvals {
         Some(a) => tools.with_approvals(a),
         None => tools,
@@ -181,7 +185,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
 pub async fn mcp_stdio(config: Config, read_only: bool) -> Result<ExitCode, AppError> {
     use rmcp::ServiceExt as _;
     let prompts = Catalog::load(&config.prompts_dir)?;
-    let cluster = Cluster::connect(&config.cluster).await?;
+    let (cluster, kube_config) = Cluster::connect_with_config(&config.cluster).await?;
     watch_secrets(&cluster, tokio_util::sync::CancellationToken::new()).await;
     let audit = AuditLog::open(&config.state_dir)?;
     // With NATS configured, the same JetStream KV store as `kubemedic run` (shared, so incidents
@@ -219,11 +223,12 @@ pub async fn mcp_stdio(config: Config, read_only: bool) -> Result<ExitCode, AppE
         a as Arc<dyn ProposalSink>
     });
     let read_only = read_only || config.mcp.read_only;
-    let server = crate::mcp::build_server(tools(&config, cluster, store, approvals, audit)?, prompts)?
+    let server = crate::mcp::build_server(tools(&config, (cluster, kube_config), store, approvals, audit)?, prompts)?
         .with_max_result_bytes(config.mcp.max_result_bytes)
         .read_only(read_only);
     let caller =
-        crate::tools::Caller::new(&config.auth.stdio_user, config.auth.stdio_role, crate::tools::Transport::Stdio);
+        crate::tools::Caller::new(&config.auth.stdio_user, config.auth.stdio_role, crate::tools::Transport::Stdio)
+            .with_groups(config.auth.stdio_groups.clone());
     tracing::info!(user = %caller.user, role = ?caller.role, read_only, "serving MCP on stdio");
     let service = server.with_caller(caller).serve(rmcp::transport::stdio()).await?;
     service.waiting().await?;

@@ -32,6 +32,12 @@ pub struct AuthConfig {
     /// OAuth scopes clients should request, advertised as `scopes_supported` and in the
     /// 401 challenge; empty = not advertised.
     pub scopes: Vec<String>,
+    /// Send MCP callers' reads to the apiserver as them (`Impersonate-User`, `Impersonate-Group`),
+    /// so the cluster's RBAC decides what they see, and let an approval through only when the
+    /// approver may make the change themselves. kubemedic's ServiceAccount needs `impersonate`.
+    pub impersonate: bool,
+    /// Groups of the stdio user (with `impersonate`).
+    pub stdio_groups: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -43,6 +49,8 @@ impl Default for AuthConfig {
             oidc: None,
             resource: None,
             scopes: Vec::new(),
+            impersonate: false,
+            stdio_groups: Vec::new(),
         }
     }
 }
@@ -57,6 +65,9 @@ pub struct TokenConfig {
     pub sha256: String,
     /// Role granted to the token.
     pub role: Role,
+    /// Kubernetes groups of the token's user (with `auth.impersonate`).
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// OIDC JWT validation.
@@ -244,7 +255,7 @@ impl Authenticator {
             }
         }
         if let Some(t) = found {
-            return Ok(Caller::new(&t.name, t.role, Transport::Http));
+            return Ok(Caller::new(&t.name, t.role, Transport::Http).with_groups(t.groups.clone()));
         }
         match &self.oidc {
             Some(v) if token.matches('.').count() == 2 => v.verify(token).await,
@@ -260,7 +271,12 @@ mod tests {
     #[tokio::test]
     async fn tokens_are_matched_by_hash() {
         let config = AuthConfig {
-            tokens: vec![TokenConfig { name: "ci".into(), sha256: token_hash("t0ken"), role: Role::Operator }],
+            tokens: vec![TokenConfig {
+                name: "ci".into(),
+                sha256: token_hash("t0ken"),
+                role: Role::Operator,
+                groups: Vec::new(),
+            }],
             ..AuthConfig::default()
         };
         let auth = Authenticator::new(&config).await.unwrap();
@@ -282,7 +298,12 @@ mod tests {
     #[test]
     fn plain_tokens_in_config_are_refused() {
         let config = AuthConfig {
-            tokens: vec![TokenConfig { name: "ci".into(), sha256: "t0ken".into(), role: Role::Admin }],
+            tokens: vec![TokenConfig {
+                name: "ci".into(),
+                sha256: "t0ken".into(),
+                role: Role::Admin,
+                groups: Vec::new(),
+            }],
             ..AuthConfig::default()
         };
         assert!(config.validate().unwrap_err().to_string().contains("64 lowercase hex digits"));

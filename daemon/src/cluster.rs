@@ -125,6 +125,11 @@ pub enum ClusterError {
 impl Cluster {
     /// Connect as configured: explicit kubeconfig file, else the usual inference.
     pub async fn connect(config: &ClusterConfig) -> Result<Self, ClusterError> {
+        Ok(Self::connect_with_config(config).await?.0)
+    }
+
+    /// [`Cluster::connect`], also returning the client configuration (for [`Impersonation`]).
+    pub async fn connect_with_config(config: &ClusterConfig) -> Result<(Self, KubeConfig), ClusterError> {
         let options = KubeConfigOptions { context: config.context.clone(), ..Default::default() };
         let kube_config = match &config.kubeconfig {
             Some(path) => {
@@ -145,8 +150,52 @@ impl Cluster {
                 KubeConfig::infer().await.map_err(ClusterError::Infer)?
             }
         };
-        let client = Client::try_from(kube_config).map_err(ClusterError::Client)?;
-        Ok(Self { name: config.name.clone(), client, scope: Scope::from_config(config) })
+        let client = Client::try_from(kube_config.clone()).map_err(ClusterError::Client)?;
+        Ok((Self { name: config.name.clone(), client, scope: Scope::from_config(config) }, kube_config))
+    }
+}
+
+/// Clients that act as another user (`Impersonate-User`, `Impersonate-Group`), so that the
+/// cluster's RBAC decides what an MCP caller may read; one per user and groups, kept (at most
+/// [`Impersonation::MAX_CLIENTS`]; the oldest goes first).
+pub struct Impersonation {
+    base: KubeConfig,
+    clients: std::sync::Mutex<std::collections::VecDeque<(Identity, Client)>>,
+}
+
+/// A user and their groups.
+type Identity = (String, Vec<String>);
+
+impl std::fmt::Debug for Impersonation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Impersonation").finish_non_exhaustive()
+    }
+}
+
+impl Impersonation {
+    pub const MAX_CLIENTS: usize = 64;
+
+    /// Impersonate with the credentials of `base` (kubemedic's own, which need `impersonate`).
+    pub fn new(base: KubeConfig) -> Self {
+        Self { base, clients: std::sync::Mutex::default() }
+    }
+
+    /// A client acting as `user` in `groups`.
+    pub fn client(&self, user: &str, groups: &[String]) -> Result<Client, ClusterError> {
+        let key = (user.to_owned(), groups.to_vec());
+        let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, c)) = clients.iter().find(|(k, _)| k == &key) {
+            return Ok(c.clone());
+        }
+        let mut config = self.base.clone();
+        config.auth_info.impersonate = Some(user.to_owned());
+        config.auth_info.impersonate_groups = (!groups.is_empty()).then(|| groups.to_vec());
+        let client = Client::try_from(config).map_err(ClusterError::Client)?;
+        if clients.len() >= Self::MAX_CLIENTS {
+            clients.pop_front();
+        }
+        clients.push_back((key, client.clone()));
+        Ok(client)
     }
 }
 

@@ -61,6 +61,9 @@ pub enum ToolError {
     Store(#[source] crate::store::StoreError),
     #[error("approvals service failed: {0}")]
     Approvals(String),
+    /// The apiserver's RBAC refused the caller (with `auth.impersonate`).
+    #[error("{0}")]
+    RbacDenied(String),
 }
 
 impl ToolError {
@@ -82,7 +85,7 @@ impl ToolError {
     pub fn outcome(&self) -> &'static str {
         match self {
             Self::InvalidInput { .. } | Self::UnknownTool(_) => "invalid",
-            Self::Forbidden { .. } => "denied",
+            Self::Forbidden { .. } | Self::RbacDenied(_) => "denied",
             Self::NotFound(_) => "not_found",
             Self::Refused(_) => "refused",
             _ => "error",
@@ -157,6 +160,8 @@ pub struct Tools {
     pub(crate) watch_cache: crate::watch::SharedCache,
     /// Keys `decode_secret` fingerprints (per installation; random per process unless set).
     pub(crate) fingerprint_key: crate::redact::fingerprint::FingerprintKey,
+    /// `auth.impersonate`: a person's calls go to the apiserver as them.
+    pub(crate) impersonation: Option<Arc<crate::cluster::Impersonation>>,
 }
 
 impl Tools {
@@ -171,6 +176,31 @@ impl Tools {
             drift: crate::drift::DriftConfig::default(),
             watch_cache: crate::watch::SharedCache::default(),
             fingerprint_key: crate::redact::fingerprint::FingerprintKey::random(),
+            impersonation: None,
+        }
+    }
+
+    /// `auth.impersonate`: reads by a person (MCP over stdio or HTTP) are sent as that person,
+    /// bypassing kubemedic's watch stores, and an approval needs the approver's own RBAC.
+    pub fn with_impersonation(mut self, impersonation: crate::cluster::Impersonation) -> Self {
+        self.impersonation = Some(Arc::new(impersonation));
+        self
+    }
+
+    /// These tools as `caller` sees the cluster: with impersonation and a person calling, a
+    /// client acting as them and no watch stores (which hold what kubemedic may see); else as is.
+    pub fn as_caller(&self, caller: &Caller) -> Result<std::borrow::Cow<'_, Self>, ToolError> {
+        match &self.impersonation {
+            Some(imp) if caller.is_person() => {
+                let client = imp
+                    .client(&caller.user, &caller.groups)
+                    .map_err(|e| ToolError::Unavailable { what: "impersonating client", why: e.to_string() })?;
+                let mut tools = self.clone();
+                tools.cluster.client = client;
+                tools.watch_cache = crate::watch::SharedCache::default();
+                Ok(std::borrow::Cow::Owned(tools))
+            }
+            _ => Ok(std::borrow::Cow::Borrowed(self)),
         }
     }
 
@@ -235,7 +265,21 @@ impl Tools {
     ) -> Result<Value, ToolError> {
         let started = Instant::now();
         let span = tracing::info_span!("tool", tool = name, user = %caller.user, transport = caller.transport.as_str(), cluster = %self.cluster.name);
-        let result = tracing::Instrument::instrument(self.dispatch(caller, name, args.clone(), progress), span).await;
+        let run = async {
+            let tools = self.as_caller(caller)?;
+            let impersonated = matches!(tools, std::borrow::Cow::Owned(_));
+            match tools.dispatch(caller, name, args.clone(), progress).await {
+                // The cluster refused the person themselves: say so as a refusal, not a failure.
+                Err(ToolError::Kube { op, source: kube::Error::Api(status) }) if impersonated && status.code == 403 => {
+                    Err(ToolError::RbacDenied(format!(
+                        "{op} as {}: the cluster's RBAC refused it: {}",
+                        caller.user, status.message
+                    )))
+                }
+                other => other,
+            }
+        };
+        let result = tracing::Instrument::instrument(run, span).await;
         let target = target_of(&args);
         let mut record = AuditRecord::new(AuditKind::ToolCall, &caller.user, caller.transport.as_str(), name)
             .args(args)

@@ -42,7 +42,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     shutdown::spawn_signal_handler(shutdown.clone());
     std::fs::create_dir_all(&config.state_dir)?;
 
-    let cluster = Cluster::connect(&config.cluster).await?;
+    let (cluster, kube_config) = Cluster::connect_with_config(&config.cluster).await?;
     let _secrets = super::watch_secrets(&cluster, shutdown.clone()).await;
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::new();
@@ -84,7 +84,8 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     // One MCP server (tools + prompts), shared by HTTP sessions and the agent's runners
     // (which call kubemedic's own tools, audited, as the agent with the operator role).
     let sink: Arc<dyn crate::tools::ProposalSink> = approvals.clone();
-    let tools = super::tools(&config, cluster.clone(), Some(backends.store.clone()), Some(sink), audit.clone())?;
+    let tools =
+        super::tools(&config, (cluster.clone(), kube_config), Some(backends.store.clone()), Some(sink), audit.clone())?;
     let server = crate::mcp::build_server(tools, prompts.clone())?.with_max_result_bytes(config.mcp.max_result_bytes);
     let deps = Deps::new(cluster.clone(), config.policy.clone(), config.agent.clone(), Arc::new(prompts))?
         .with_server(&server);

@@ -311,7 +311,12 @@ mod tests {
         let mut oidc = oidc_config();
         oidc.jwks_file = Some(jwks);
         let auth = AuthConfig {
-            tokens: vec![TokenConfig { name: "ci".into(), sha256: token_hash("viewer-t0ken"), role: Role::Viewer }],
+            tokens: vec![TokenConfig {
+                name: "ci".into(),
+                sha256: token_hash("viewer-t0ken"),
+                role: Role::Viewer,
+                groups: Vec::new(),
+            }],
             oidc: Some(oidc),
             ..AuthConfig::default()
         };

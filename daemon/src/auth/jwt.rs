@@ -185,7 +185,7 @@ impl OidcVerifier {
             .or_else(|| claims.get("sub"))
             .and_then(Value::as_str)
             .ok_or_else(|| AuthError::Jwt(format!("no {} claim", c.user_claim)))?;
-        Ok(Caller::new(user, role, Transport::Http))
+        Ok(Caller::new(user, role, Transport::Http).with_groups(groups))
     }
 }
 

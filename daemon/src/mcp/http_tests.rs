@@ -31,8 +31,18 @@ async fn serve(auth: AuthConfig) -> (String, tempfile::TempDir) {
 fn token_config() -> AuthConfig {
     AuthConfig {
         tokens: vec![
-            TokenConfig { name: "viewer-bot".into(), sha256: token_hash("viewer-secret"), role: Role::Viewer },
-            TokenConfig { name: "oncall".into(), sha256: token_hash("operator-secret"), role: Role::Operator },
+            TokenConfig {
+                name: "viewer-bot".into(),
+                sha256: token_hash("viewer-secret"),
+                role: Role::Viewer,
+                groups: Vec::new(),
+            },
+            TokenConfig {
+                name: "oncall".into(),
+                sha256: token_hash("operator-secret"),
+                role: Role::Operator,
+                groups: Vec::new(),
+            },
         ],
         ..AuthConfig::default()
     }

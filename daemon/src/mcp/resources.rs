@@ -54,7 +54,9 @@ pub fn templates() -> Vec<ResourceTemplate> {
 fn tool_err(e: &ToolError) -> McpError {
     match e {
         ToolError::NotFound(what) => McpError::resource_not_found(format!("{what} not found"), None),
-        ToolError::Forbidden { .. } => McpError::new(FORBIDDEN, format!("forbidden: {e}"), None),
+        ToolError::Forbidden { .. } | ToolError::RbacDenied(_) => {
+            McpError::new(FORBIDDEN, format!("forbidden: {e}"), None)
+        }
         ToolError::InvalidInput { .. } => McpError::invalid_params(e.to_string(), None),
         other => McpError::internal_error(crate::model::error::error_chain(other), None),
     }

@@ -185,7 +185,9 @@ pub fn tool_error(e: &ToolError) -> Result<CallToolResult, McpError> {
     let msg = crate::model::error::error_chain(e);
     match e {
         ToolError::InvalidInput { .. } | ToolError::UnknownTool(_) => Err(McpError::invalid_params(msg, None)),
-        ToolError::Forbidden { .. } => Err(McpError::new(FORBIDDEN, format!("forbidden: {msg}"), None)),
+        ToolError::Forbidden { .. } | ToolError::RbacDenied(_) => {
+            Err(McpError::new(FORBIDDEN, format!("forbidden: {msg}"), None))
+        }
         _ => Ok(CallToolResult::error(vec![ContentBlock::text(crate::redact::redact_text(&msg).into_owned())])),
     }
 }

@@ -48,10 +48,24 @@ pub struct Caller {
     pub user: String,
     pub role: Role,
     pub transport: Transport,
+    /// The user's groups (OIDC groups claim, or configured for a static token or stdio); with
+    /// `auth.impersonate` they are sent to the apiserver with the user.
+    pub groups: Vec<String>,
 }
 
 impl Caller {
     pub fn new(user: impl Into<String>, role: Role, transport: Transport) -> Self {
-        Self { user: user.into(), role, transport }
+        Self { user: user.into(), role, transport, groups: Vec::new() }
+    }
+
+    pub fn with_groups(mut self, groups: Vec<String>) -> Self {
+        self.groups = groups;
+        self
+    }
+
+    /// A person reaching kubemedic over MCP (stdio or HTTP), as opposed to kubemedic's own
+    /// agent or an internal call: the caller impersonation applies to.
+    pub fn is_person(&self) -> bool {
+        matches!(self.transport, Transport::Stdio | Transport::Http)
     }
 }

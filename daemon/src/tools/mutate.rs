@@ -452,6 +452,58 @@ impl Tools {
         })
     }
 
+    /// With `auth.impersonate`: the approver may approve only a change the cluster's RBAC lets
+    /// them make themselves (a SelfSubjectAccessReview sent as them: `patch`, or `delete`, on
+    /// the target).
+    async fn check_approver_rbac(&self, caller: &Caller, p: &Proposal) -> Result<(), ToolError> {
+        use k8s_openapi::api::authorization::v1::{
+            ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+        };
+        if self.impersonation.is_none() || !caller.is_person() {
+            return Ok(());
+        }
+        let tools = self.as_caller(caller)?;
+        let info = crate::policy::target::kind_info(&p.target.kind)
+            .ok_or_else(|| ToolError::invalid("apply_proposal", format!("unsupported kind {}", p.target.kind)))?;
+        let group = info.api_version.rsplit_once('/').map(|(g, _)| g.to_owned()).unwrap_or_default();
+        let verb = match p.action {
+            Action::Patch { .. } => "patch",
+            Action::Delete => "delete",
+        };
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some(group),
+                    resource: Some(info.plural.to_owned()),
+                    namespace: (!p.target.namespace.is_empty()).then(|| p.target.namespace.clone()),
+                    name: Some(p.target.name.clone()),
+                    verb: Some(verb.to_owned()),
+                    ..ResourceAttributes::default()
+                }),
+                ..SelfSubjectAccessReviewSpec::default()
+            },
+            ..SelfSubjectAccessReview::default()
+        };
+        let api: kube::Api<SelfSubjectAccessReview> = kube::Api::all(tools.cluster.client.clone());
+        let answer = api
+            .create(&kube::api::PostParams::default(), &review)
+            .await
+            .map_err(|e| ToolError::kube(format!("access review for {}", caller.user), e))?;
+        let status = answer.status.unwrap_or_default();
+        if status.allowed {
+            return Ok(());
+        }
+        let ns = if p.target.namespace.is_empty() { String::new() } else { format!(" in {}", p.target.namespace) };
+        Err(ToolError::RbacDenied(format!(
+            "the cluster's RBAC does not let {} {verb} {} {}{ns}, so they may not approve proposal {}{}",
+            caller.user,
+            info.plural,
+            p.target.name,
+            p.id,
+            status.reason.filter(|r| !r.is_empty()).map(|r| format!(" ({r})")).unwrap_or_default()
+        )))
+    }
+
     fn check_decidable(&self, caller: &Caller, p: &Proposal) -> Result<(), ToolError> {
         require(caller, "approving a proposal", Role::Approver)?;
         if !matches!(p.state, ProposalState::Pending | ProposalState::Proposed) {
@@ -492,6 +544,9 @@ impl Tools {
             check_id("decide", id)?;
             let p = self.load_proposal(id).await?;
             self.check_decidable(caller, &p)?;
+            if approve {
+                self.check_approver_rbac(caller, &p).await?;
+            }
             self.sink()?.decide_via(id, &caller.user, approve, via, digest).await.map_err(ToolError::Approvals)
         }
         .await;

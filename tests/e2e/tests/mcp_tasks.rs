@@ -192,7 +192,7 @@ async fn apply_proposal_returns_in_under_a_second() {
         .client
         .call_tool(call(
             "scale",
-            json!({"namespace": ns.name, "kind": "Deployment", "name": "frontend", "replicas": 2}),
+            json!({"namespace": ns.name, "kind": "Deployment", "name": "frontend", "replicas": 3}),
         ))
         .await
         .expect("scale");
@@ -230,7 +230,7 @@ async fn apply_proposal_returns_in_under_a_second() {
     }
     assert_eq!(seen.last().map(String::as_str), Some("verified"), "{seen:?}");
     let d: Deployment = Api::namespaced(client.clone(), &ns.name).get("frontend").await.unwrap();
-    assert_eq!(d.spec.unwrap().replicas, Some(2));
+    assert_eq!(d.spec.unwrap().replicas, Some(3));
     let _ = approver.client.cancel().await;
     ns.delete(&client).await;
 }
@@ -240,7 +240,7 @@ async fn a_client_with_the_tasks_extension_follows_the_apply_as_a_task() {
     let (client, ns) = web("mcp-task").await;
     let dir = tempfile::tempdir().unwrap();
     let peer = spawn(&config(&ns.name, dir.path(), "tess"), true).await;
-    let args = json!({"namespace": ns.name, "kind": "Deployment", "name": "frontend", "replicas": 2});
+    let args = json!({"namespace": ns.name, "kind": "Deployment", "name": "frontend", "replicas": 3});
     // First round: the server asks for confirmation.
     let first = peer.client.call_tool_once(call("scale", args.clone())).await.expect("scale, first round");
     let CallToolResponse::InputRequired(asked) = first else { panic!("expected a confirmation request: {first:?}") };
@@ -277,7 +277,7 @@ async fn a_client_with_the_tasks_extension_follows_the_apply_as_a_task() {
     assert_eq!(wire["result"]["structuredContent"]["proposal"]["state"], "verified", "{wire}");
     assert!(messages.iter().any(|m| m.ends_with(": verified")), "{messages:?}");
     let d: Deployment = Api::namespaced(client.clone(), &ns.name).get("frontend").await.unwrap();
-    assert_eq!(d.spec.unwrap().replicas, Some(2));
+    assert_eq!(d.spec.unwrap().replicas, Some(3));
     let _ = peer.client.cancel().await;
     ns.delete(&client).await;
 }

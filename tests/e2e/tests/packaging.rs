@@ -414,3 +414,33 @@ async fn image_builds_offline_with_buildah_and_runs_from_scratch() {
     buildah(&dir, &["rmi", "--all", "--force"], false).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn chart_grants_impersonate_only_with_auth_impersonate() {
+    let helm = tool("HELM", "helm");
+    let chart = chart();
+    let impersonating = |docs: &[serde_yaml_ng::Value]| {
+        docs.iter().filter(|d| d["kind"].as_str() == Some("ClusterRole")).any(|cr| {
+            cr["rules"].as_sequence().into_iter().flatten().any(|rule| {
+                rule["verbs"].as_sequence().into_iter().flatten().any(|v| v.as_str() == Some("impersonate"))
+            })
+        })
+    };
+    let off = ok(&helm, &["template", "km", chart.as_str(), "--namespace", "kubemedic"]).await;
+    assert!(!impersonating(&documents(&off)), "no impersonate grant by default");
+    let on = ok(
+        &helm,
+        &["template", "km", chart.as_str(), "--namespace", "kubemedic", "--set", "config.auth.impersonate=true"],
+    )
+    .await;
+    let docs = documents(&on);
+    assert!(impersonating(&docs), "auth.impersonate grants impersonate");
+    let binding = docs
+        .iter()
+        .find(|d| {
+            d["kind"].as_str() == Some("ClusterRoleBinding")
+                && d["roleRef"]["name"].as_str() == Some("km-kubemedic-impersonate")
+        })
+        .expect("the impersonate ClusterRole is bound");
+    assert_eq!(binding["subjects"][0]["kind"].as_str(), Some("ServiceAccount"));
+}

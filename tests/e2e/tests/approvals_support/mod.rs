@@ -105,7 +105,12 @@ pub fn approvals(
 /// Serve the approval routes; returns `127.0.0.1:PORT`.
 pub async fn serve(approvals: Arc<Approvals>) -> String {
     let config = AuthConfig {
-        tokens: vec![TokenConfig { name: "alice".into(), sha256: token_hash(API_TOKEN), role: Role::Approver }],
+        tokens: vec![TokenConfig {
+            name: "alice".into(),
+            sha256: token_hash(API_TOKEN),
+            role: Role::Approver,
+            groups: Vec::new(),
+        }],
         ..AuthConfig::default()
     };
     let auth = Authenticator::new(&config).await.expect("authenticator");

@@ -1,0 +1,178 @@
+//! `auth.impersonate` on the real control plane with RBAC: `kubemedic mcp` sends a person's
+//! reads as them, so the cluster's RBAC decides what they see, and lets an approval through
+//! only when the approver may make the change themselves.
+//! - alice may view namespace `a` (the built-in `view` ClusterRole, bound there): her reads in
+//!   `a` work, in `b` they are refused as FORBIDDEN naming the RBAC refusal, although
+//!   kubemedic's own credentials could read both;
+//! - bob is an approver who may edit `a` only: he approves and applies a proposal in `a`, and
+//!   his approval of one in `b` is refused and changes nothing.
+
+use std::time::Duration;
+
+use e2e::daemon::{bin, repo_root};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::Api;
+use kube::api::PostParams;
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
+    Implementation,
+};
+use rmcp::service::{RequestContext, RunningService, ServiceError};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, ErrorData as McpError, RoleClient, ServiceExt as _};
+use serde_json::{Value, json};
+
+/// Accepts every confirmation.
+#[derive(Clone)]
+struct Accepting;
+
+impl ClientHandler for Accepting {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::builder().enable_elicitation().build(),
+            Implementation::new("kubemedic-e2e-impersonation", "0"),
+        )
+    }
+
+    async fn create_elicitation(
+        &self,
+        _request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, McpError> {
+        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(json!({"approve": true})))
+    }
+}
+
+async fn spawn(
+    dir: &std::path::Path,
+    namespaces: &[&str],
+    user: &str,
+    role: &str,
+    impersonate: bool,
+) -> RunningService<RoleClient, Accepting> {
+    let config = json!({
+        "cluster": {"name": "local", "namespaces": namespaces, "kubeconfig": e2e::kubeconfig_path()},
+        "prompts_dir": repo_root().join("prompts"),
+        "rules_dir": repo_root().join("rules"),
+        "state_dir": dir.join("state"),
+        "auth": {"stdio_user": user, "stdio_role": role, "impersonate": impersonate},
+        "approvals": {"verify_stable_seconds": 2, "verify_timeout_seconds": 120},
+    });
+    let path = dir.join(format!("{user}.yaml"));
+    std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.arg("mcp").arg("--config").arg(&path).env("RUST_LOG", "warn");
+    Accepting.serve(TokioChildProcess::new(cmd).expect("spawn kubemedic mcp")).await.expect("initialize")
+}
+
+fn call(name: &str, args: Value) -> CallToolRequestParams {
+    CallToolRequestParams::new(name.to_owned()).with_arguments(args.as_object().cloned().unwrap())
+}
+
+async fn bind(client: &kube::Client, ns: &str, user: &str, cluster_role: &str) {
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": format!("{user}-{cluster_role}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("RoleBinding");
+}
+
+fn forbidden(result: Result<rmcp::model::CallToolResult, ServiceError>, what: &str) -> String {
+    match result {
+        Err(ServiceError::McpError(e)) => {
+            assert_eq!(e.code.0, -32003, "{what}: {e:?}");
+            e.message.to_string()
+        }
+        other => panic!("{what} must be refused: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_clusters_rbac_decides_what_an_impersonated_caller_reads_and_approves() {
+    e2e::install_crypto();
+    let client = e2e::client().await;
+    let a = e2e::Namespace::create(&client, "imp-a").await;
+    let b = e2e::Namespace::create(&client, "imp-b").await;
+    for ns in [&a, &b] {
+        e2e::scenario::apply(&client, &ns.name, "healthy-web").await;
+    }
+    let (alice, bob) = (e2e::unique_name("alice"), e2e::unique_name("bob"));
+    bind(&client, &a.name, &alice, "view").await;
+    bind(&client, &a.name, &bob, "edit").await;
+    for ns in [&a, &b] {
+        e2e::wait::deployment_ready(&client, &ns.name, "frontend", Duration::from_secs(120)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let scope = [a.name.as_str(), b.name.as_str()];
+
+    // Reads: kubemedic itself sees both namespaces; alice only hers.
+    let mcp = spawn(dir.path(), &scope, &alice, "viewer", true).await;
+    let mine = mcp
+        .call_tool(call("list_resources", json!({"kind": "Pod", "namespace": a.name})))
+        .await
+        .expect("alice lists pods in her namespace");
+    assert!(!mine.structured_content.unwrap()["items"].as_array().unwrap().is_empty());
+    for (tool, args) in [
+        ("list_resources", json!({"kind": "Pod", "namespace": b.name})),
+        ("describe_workload", json!({"namespace": b.name, "kind": "Deployment", "name": "frontend"})),
+        ("events", json!({"namespace": b.name})),
+    ] {
+        let message = forbidden(mcp.call_tool(call(tool, args)).await, tool);
+        assert!(message.contains("RBAC") && message.contains(&alice), "{tool}: {message}");
+    }
+    let _ = mcp.cancel().await;
+    // Without impersonation the same user (kubemedic's own credentials) reads b.
+    let own = spawn(dir.path(), &scope, "operator", "operator", false).await;
+    own.call_tool(call("list_resources", json!({"kind": "Pod", "namespace": b.name})))
+        .await
+        .expect("kubemedic's own credentials read b");
+
+    // Proposals in both namespaces, drafted with kubemedic's credentials by an operator.
+    let mut ids = Vec::new();
+    for ns in [&a, &b] {
+        let out = own
+            .call_tool(call(
+                "scale",
+                json!({"namespace": ns.name, "kind": "Deployment", "name": "frontend", "replicas": 3}),
+            ))
+            .await
+            .expect("scale")
+            .structured_content
+            .unwrap();
+        assert_eq!(out["proposal"]["state"], "pending", "{out}");
+        ids.push(out["proposal"]["id"].as_str().unwrap().to_owned());
+    }
+    let _ = own.cancel().await;
+
+    // bob may edit a, not b.
+    let mcp = spawn(dir.path(), &scope, &bob, "approver", true).await;
+    let message =
+        forbidden(mcp.call_tool(call("apply_proposal", json!({"id": ids[1]}))).await, "approving a change in b");
+    assert!(message.contains("RBAC") && message.contains("patch"), "{message}");
+    let approved = mcp.call_tool(call("apply_proposal", json!({"id": ids[0]}))).await.expect("approve in a");
+    let state = approved.structured_content.unwrap()["proposal"]["state"].as_str().unwrap().to_owned();
+    assert!(["approved", "applying", "applied", "verified"].contains(&state.as_str()), "{state}");
+    let a_deployments: Api<Deployment> = Api::namespaced(client.clone(), &a.name);
+    e2e::wait::until(Duration::from_secs(60), "frontend in a scaled to 3", || {
+        let d = a_deployments.clone();
+        async move { d.get("frontend").await.ok().filter(|d| d.spec.as_ref().and_then(|s| s.replicas) == Some(3)) }
+    })
+    .await;
+    let b_frontend = Api::<Deployment>::namespaced(client.clone(), &b.name).get("frontend").await.unwrap();
+    assert_eq!(b_frontend.spec.unwrap().replicas, Some(2), "the refused approval changed nothing");
+    // The proposal (kubemedic's own state, not a cluster read) is still pending.
+    let b_proposal = mcp.call_tool(call("get_proposal", json!({"id": ids[1]}))).await.expect("get_proposal");
+    assert_eq!(b_proposal.structured_content.unwrap()["proposal"]["state"], "pending");
+    let audit = std::fs::read_to_string(dir.path().join("state/audit.jsonl")).unwrap();
+    assert!(audit.lines().any(|l| l.contains(&bob) && l.contains("\"denied\"")), "the refusal is audited");
+    let _ = mcp.cancel().await;
+    a.delete(&client).await;
+    b.delete(&client).await;
+}

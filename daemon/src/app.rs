@@ -185,8 +185,6 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
 pub async fn mcp_stdio(config: Config, read_only: bool) -> Result<ExitCode, AppError> {
     use rmcp::ServiceExt as _;
     let prompts = Catalog::load(&config.prompts_dir)?;
-    let (cluster, kube_config) = Cluster::connect_with_config(&config.cluster).await?;
-    watch_secrets(&cluster, tokio_util::sync::CancellationToken::new()).await;
     let audit = AuditLog::open(&config.state_dir)?;
     // With NATS configured, the same JetStream KV store as `kubemedic run` (shared, so incidents
     // and proposals made here are the daemon's too). The embedded store is single-writer: while
@@ -209,32 +207,42 @@ pub async fn mcp_stdio(config: Config, read_only: bool) -> Result<ExitCode, AppE
     // Approved proposals are applied in the background (a tool call returns once the approval
     // is recorded); when the client goes away, the applies in flight finish before exit.
     let applies_done = tokio_util::sync::CancellationToken::new();
-    let mut applying = None;
-    let approvals: Option<Arc<dyn ProposalSink>> = store.clone().map(|store| {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let a = Arc::new(
-            Approvals::new(store, cluster.clone(), None, config.approvals.clone())
-                .with_seal_key(seal_key.clone())
-                .with_audit(audit.clone())
-                .with_policy(config.policy.clone())
-                .with_applies(tx),
-        );
-        applying = Some(tokio::spawn(a.clone().serve_applies(rx, applies_done.clone())));
-        a as Arc<dyn ProposalSink>
-    });
+    let mut applying = Vec::new();
+    // The default cluster, then `clusters:`; each with its own approvals service over the one
+    // store (a proposal names its cluster).
+    let mut served = Vec::new();
+    for cluster_config in std::iter::once(&config.cluster).chain(&config.clusters) {
+        let (cluster, kube_config) = Cluster::connect_with_config(cluster_config).await?;
+        watch_secrets(&cluster, applies_done.clone()).await;
+        let approvals: Option<Arc<dyn ProposalSink>> = store.clone().map(|store| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let a = Arc::new(
+                Approvals::new(store, cluster.clone(), None, config.approvals.clone())
+                    .with_seal_key(seal_key.clone())
+                    .with_audit(audit.clone())
+                    .with_policy(config.policy.clone())
+                    .with_applies(tx),
+            );
+            applying.push(tokio::spawn(a.clone().serve_applies(rx, applies_done.clone())));
+            a as Arc<dyn ProposalSink>
+        });
+        served.push(tools(&config, (cluster, kube_config), store.clone(), approvals, audit.clone())?);
+    }
+    let default = served.remove(0);
     let read_only = read_only || config.mcp.read_only;
-    let server = crate::mcp::build_server(tools(&config, (cluster, kube_config), store, approvals, audit)?, prompts)?
+    let server = crate::mcp::build_server(default, prompts)?
+        .with_more_clusters(served)?
         .with_max_result_bytes(config.mcp.max_result_bytes)
         .read_only(read_only);
     let caller =
         crate::tools::Caller::new(&config.auth.stdio_user, config.auth.stdio_role, crate::tools::Transport::Stdio)
             .with_groups(config.auth.stdio_groups.clone());
-    tracing::info!(user = %caller.user, role = ?caller.role, read_only, "serving MCP on stdio");
+    tracing::info!(user = %caller.user, role = ?caller.role, read_only, clusters = 1 + config.clusters.len(), "serving MCP on stdio");
     let service = server.with_caller(caller).serve(rmcp::transport::stdio()).await?;
     service.waiting().await?;
     applies_done.cancel();
-    if let Some(applying) = applying {
-        let _ = applying.await;
+    for task in applying {
+        let _ = task.await;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,10 @@ pub use crate::listener::HttpConfig;
 pub struct Config {
     /// Which cluster to talk to and what of it is visible.
     pub cluster: ClusterConfig,
+    /// More clusters for `kubemedic mcp` (each with its own name, kubeconfig or context and
+    /// scope): tools and resources take a `cluster` argument, default `cluster`. The daemon
+    /// serves one cluster per replica set and refuses this.
+    pub clusters: Vec<ClusterConfig>,
     /// Directory of rule files (`*.yaml`).
     pub rules_dir: PathBuf,
     /// Directory of prompt workflows (`*.md`).
@@ -102,6 +106,25 @@ impl Config {
         crate::names::namespace_list("cluster.namespaces", &self.cluster.namespaces)
             .and_then(|()| crate::names::namespace_list("cluster.exclude_namespaces", &self.cluster.exclude_namespaces))
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut names = vec![self.cluster.name.as_str()];
+        for (i, c) in self.clusters.iter().enumerate() {
+            let name = c.name.trim();
+            if name.is_empty() || name.contains(['/', '?', '&', '=', '#']) {
+                return Err(ConfigError::Invalid(format!(
+                    "clusters[{i}].name {:?} must be a non-empty name without / ? & = #",
+                    c.name
+                )));
+            }
+            if names.contains(&name) {
+                return Err(ConfigError::Invalid(format!("clusters[{i}].name {name:?} is used twice")));
+            }
+            names.push(name);
+            crate::names::namespace_list(&format!("clusters[{i}].namespaces"), &c.namespaces)
+                .and_then(|()| {
+                    crate::names::namespace_list(&format!("clusters[{i}].exclude_namespaces"), &c.exclude_namespaces)
+                })
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
         self.http.limits().validate().map_err(|e| ConfigError::Invalid(format!("http.{e}")))?;
         // Each section checks what serde cannot; the first problem stops start-up (exit 64).
         let invalid = |section: &str, e: String| ConfigError::Invalid(format!("{section}: {e}"));

@@ -144,6 +144,16 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
+    let one_cluster = matches!(
+        cli.command,
+        Command::Run | Command::Demo { .. } | Command::Eval { .. } | Command::Diagnose { .. } | Command::Drift { .. }
+    );
+    if !config.clusters.is_empty() && one_cluster {
+        eprintln!(
+            "kubemedic: `clusters:` is for `kubemedic mcp`; this command serves one cluster (`cluster:`). Run one daemon per cluster (they can share one NATS; see README \"Several clusters\")."
+        );
+        return ExitCode::from(EX_USAGE);
+    }
     let long_running = matches!(cli.command, Command::Run | Command::Mcp { .. });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -161,6 +161,25 @@ pub fn tools() -> Vec<Tool> {
         .collect()
 }
 
+/// `tool` with a `cluster` argument naming one of `clusters` (the first is the default), for a
+/// server serving several.
+pub fn with_cluster_argument(mut tool: Tool, clusters: &[&str]) -> Tool {
+    let mut schema = (*tool.input_schema).clone();
+    let properties = schema.entry("properties").or_insert_with(|| serde_json::Value::Object(Default::default()));
+    if let Some(properties) = properties.as_object_mut() {
+        properties.insert(
+            "cluster".into(),
+            serde_json::json!({
+                "type": "string",
+                "enum": clusters,
+                "description": format!("Which cluster (default {}).", clusters.first().copied().unwrap_or_default()),
+            }),
+        );
+    }
+    tool.input_schema = Arc::new(schema);
+    tool
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

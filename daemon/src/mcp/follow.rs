@@ -33,8 +33,8 @@ use crate::tools::{Caller, Tools};
 const POLL: Duration = Duration::from_secs(1);
 
 /// What a resource read returns now, hashed; `None` when it cannot be read.
-async fn fingerprint(tools: &Tools, caller: &Caller, uri: &str) -> Option<u64> {
-    let result = super::resources::read(tools, caller, uri).await.ok()?;
+async fn fingerprint(clusters: &[Tools], caller: &Caller, uri: &str) -> Option<u64> {
+    let result = super::resources::read(clusters, caller, uri).await.ok()?;
     let text = serde_json::to_string(&result).ok()?;
     let mut h = DefaultHasher::new();
     text.hash(&mut h);
@@ -44,23 +44,24 @@ async fn fingerprint(tools: &Tools, caller: &Caller, uri: &str) -> Option<u64> {
 /// Sends one `notifications/resources/updated`; false when the client is gone.
 pub type Notify = Arc<dyn Fn(String) -> BoxFuture<'static, bool> + Send + Sync>;
 
-/// Watch the resources `uris()` names for `caller` and call `notify` with each one whose
+/// Watch the resources `uris()` names (in any of `clusters`) for `caller` and call `notify` with each one whose
 /// content changed, until `stop` fires or `notify` fails. Woken by the approvals service's
 /// updates (this process's applies) and otherwise every [`POLL`].
 pub async fn watch(
-    tools: Tools,
+    clusters: Arc<[Tools]>,
     caller: Caller,
     uris: Arc<dyn Fn() -> Vec<String> + Send + Sync>,
     notify: Notify,
     stop: CancellationToken,
 ) {
-    let mut updates = tools.proposal_updates();
+    // Woken by the default cluster's approvals (the others' changes are found by the poll).
+    let mut updates = clusters.first().and_then(Tools::proposal_updates);
     let mut seen: HashMap<String, Option<u64>> = HashMap::new();
     loop {
         let wanted = uris();
         seen.retain(|uri, _| wanted.contains(uri));
         for uri in wanted {
-            let now = fingerprint(&tools, &caller, &uri).await;
+            let now = fingerprint(&clusters, &caller, &uri).await;
             let changed = seen.insert(uri.clone(), now).is_some_and(|before| before != now);
             if changed && !notify(uri).await {
                 return;

@@ -24,22 +24,59 @@ fn res(uri: &str, name: &str, description: &str) -> Resource {
     Resource::new(uri, name).with_description(description).with_mime_type("application/json")
 }
 
-pub fn list(caller: &Caller) -> Vec<Resource> {
-    let mut out = vec![
-        res(CLUSTERS, "clusters", "The cluster context kubemedic serves and its visibility scope."),
-        res(NAMESPACES, "namespaces", "Namespaces visible to kubemedic."),
-        res(INCIDENTS, "incidents", "Incidents, newest first."),
-        res(PROPOSALS, "proposals", "Proposals and their states, newest first."),
-        res(DRIFT, "drift-report", "The latest drift report."),
-    ];
-    if caller.role >= AUDIT_ROLE {
-        out.push(res(AUDIT, "audit", "The most recent audit records (tool calls, prompt fetches, decisions)."));
+/// The resources, per cluster: the default cluster's at the plain URIs, every other one's
+/// with `?cluster=NAME`.
+pub fn list(clusters: &[Tools], caller: &Caller) -> Vec<Resource> {
+    let mut out = vec![res(CLUSTERS, "clusters", "The clusters kubemedic serves and their visibility scopes.")];
+    for (i, tools) in clusters.iter().enumerate() {
+        let cluster = &tools.cluster().name;
+        let at = |base: &str, name: &str, description: &str| {
+            if i == 0 {
+                res(base, name, description)
+            } else {
+                res(
+                    &format!("{base}?cluster={cluster}"),
+                    &format!("{name} ({cluster})"),
+                    &format!("{description} Cluster {cluster}."),
+                )
+            }
+        };
+        out.push(at(NAMESPACES, "namespaces", "Namespaces visible to kubemedic."));
+        out.push(at(INCIDENTS, "incidents", "Incidents, newest first."));
+        out.push(at(PROPOSALS, "proposals", "Proposals and their states, newest first."));
+        out.push(at(DRIFT, "drift-report", "The latest drift report."));
+        if caller.role >= AUDIT_ROLE && i == 0 {
+            out.push(res(AUDIT, "audit", "The most recent audit records (tool calls, prompt fetches, decisions)."));
+        }
     }
     out
 }
 
-pub fn templates() -> Vec<ResourceTemplate> {
+/// A URI without its `?cluster=NAME`, and that name.
+pub fn split_cluster(uri: &str) -> (&str, Option<&str>) {
+    match uri.split_once('?') {
+        Some((base, query)) => (base, query.split('&').find_map(|kv| kv.strip_prefix("cluster="))),
+        None => (uri, None),
+    }
+}
+
+/// The tools of the cluster named `name` (`None`: the first, the default).
+pub fn pick<'a>(clusters: &'a [Tools], name: Option<&str>) -> Result<&'a Tools, McpError> {
+    match name {
+        None => clusters.first().ok_or_else(|| McpError::internal_error("no cluster configured", None)),
+        Some(name) => clusters.iter().find(|t| t.cluster().name == name).ok_or_else(|| {
+            let known: Vec<&str> = clusters.iter().map(|t| t.cluster().name.as_str()).collect();
+            McpError::invalid_params(format!("unknown cluster {name:?}; this server has {}", known.join(", ")), None)
+        }),
+    }
+}
+
+/// The resource templates; with several clusters they take `?cluster=NAME` (RFC 6570 `{?cluster}`).
+pub fn templates(several_clusters: bool) -> Vec<ResourceTemplate> {
+    let q = if several_clusters { "{?cluster}" } else { "" };
     let t = |uri: &str, name: &str, description: &str| {
+        let uri = format!("{uri}{q}");
+        let uri = uri.as_str();
         let mut t = ResourceTemplate::new(uri, name);
         t.description = Some(description.into());
         t.mime_type = Some("application/json".into());
@@ -69,21 +106,34 @@ fn json_contents(uri: &str, v: &Value) -> ReadResourceResult {
 
 /// A URI this server serves (a fixed resource or one of the templates' shapes).
 pub fn is_known(uri: &str) -> bool {
+    let uri = split_cluster(uri).0;
     [CLUSTERS, NAMESPACES, INCIDENTS, PROPOSALS, DRIFT, AUDIT].contains(&uri)
         || ["kubemedic://incidents/", "kubemedic://proposals/"]
             .iter()
             .any(|p| uri.strip_prefix(p).is_some_and(|id| !id.is_empty() && !id.contains('/')))
 }
 
-pub async fn read(tools: &Tools, caller: &Caller, uri: &str) -> Result<ReadResourceResult, McpError> {
+pub async fn read(clusters: &[Tools], caller: &Caller, uri: &str) -> Result<ReadResourceResult, McpError> {
+    let (path, name) = split_cluster(uri);
+    let tools = pick(clusters, name)?;
     let cluster = tools.cluster();
-    let value = match uri {
-        CLUSTERS => json!([{
-            "name": cluster.name,
-            "namespaces": if cluster.scope.namespaces.is_empty() { json!("all but excluded") } else { json!(cluster.scope.namespaces) },
-            "excluded_namespaces": cluster.scope.exclude,
-            "kinds": cluster.scope.kinds,
-        }]),
+    let value = match path {
+        CLUSTERS => json!(
+            clusters
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let c = t.cluster();
+                    json!({
+                        "name": c.name,
+                        "default": i == 0,
+                        "namespaces": if c.scope.namespaces.is_empty() { json!("all but excluded") } else { json!(c.scope.namespaces) },
+                        "excluded_namespaces": c.scope.exclude,
+                        "kinds": c.scope.kinds,
+                    })
+                })
+                .collect::<Vec<_>>()
+        ),
         NAMESPACES => json!(tools.visible_namespaces().await.map_err(|e| tool_err(&e))?),
         INCIDENTS => {
             let out = tools.list_incidents(caller, Default::default()).await.map_err(|e| tool_err(&e))?;

@@ -54,6 +54,9 @@ struct PendingConfirmation {
     /// The digest of the change the confirmation showed.
     #[serde(default)]
     digest: Option<String>,
+    /// The cluster of the proposal (absent: the default one).
+    #[serde(default)]
+    cluster: Option<String>,
 }
 
 /// How an approval by MCP elicitation is recorded: the client's answer, not proof a human looked.
@@ -63,7 +66,8 @@ const MCP_ELICITATION: &str = "mcp-elicitation (client answer)";
 const CONFIRM_KEY: &str = "confirm";
 
 struct Shared {
-    tools: Tools,
+    /// One per cluster served; the first is the default (`cluster` argument absent).
+    clusters: Vec<Tools>,
     prompts: Catalog,
     codec: RequestStateCodec,
     /// Tasks following proposals (the Tasks extension), shared by every session.
@@ -89,12 +93,25 @@ impl KubemedicServer {
     pub fn new(tools: Tools, prompts: Catalog, state_key: &[u8]) -> Result<Self, String> {
         let codec = RequestStateCodec::try_new(state_key.to_vec()).map_err(|e| format!("request-state key: {e}"))?;
         Ok(Self {
-            shared: Arc::new(Shared { tools, prompts, codec, tasks: super::follow::ProposalTasks::default() }),
+            shared: Arc::new(Shared {
+                clusters: vec![tools],
+                prompts,
+                codec,
+                tasks: super::follow::ProposalTasks::default(),
+            }),
             fixed_caller: None,
             max_result_bytes: super::budget::DEFAULT_MAX_RESULT_BYTES,
             read_only: false,
             subscriptions: Arc::default(),
         })
+    }
+
+    /// The same server, also serving `more` clusters (`clusters:` of `kubemedic mcp`): tools
+    /// and resources then take a `cluster` argument naming one. Call before cloning.
+    pub fn with_more_clusters(mut self, more: Vec<Tools>) -> Result<Self, String> {
+        let shared = Arc::get_mut(&mut self.shared).ok_or("with_more_clusters on a shared server")?;
+        shared.clusters.extend(more);
+        Ok(self)
     }
 
     /// The same server for a new session: shared tools, prompts and tasks, no subscriptions.
@@ -119,11 +136,13 @@ impl KubemedicServer {
         Self { read_only, ..self.clone() }
     }
 
-    /// The tools this surface offers.
+    /// The tools this surface offers; with several clusters each takes a `cluster` argument.
     fn offered(&self) -> Vec<Tool> {
+        let names: Vec<&str> = self.shared.clusters.iter().map(|t| t.cluster().name.as_str()).collect();
         super::catalog::tools()
             .into_iter()
             .filter(|t| !self.read_only || tool_spec(&t.name).is_some_and(|s| s.read_only))
+            .map(|t| if names.len() > 1 { super::catalog::with_cluster_argument(t, &names) } else { t })
             .collect()
     }
 
@@ -148,7 +167,12 @@ impl KubemedicServer {
     }
 
     pub fn tools(&self) -> &Tools {
-        &self.shared.tools
+        &self.shared.clusters[0]
+    }
+
+    /// The tools of the cluster named `name` (`None`: the default one).
+    fn cluster(&self, name: Option<&str>) -> Result<&Tools, McpError> {
+        super::resources::pick(&self.shared.clusters, name)
     }
 
     fn caller(&self, ctx: &RequestContext<RoleServer>) -> Result<Caller, McpError> {
@@ -171,7 +195,7 @@ impl KubemedicServer {
         outcome: &str,
         started: std::time::Instant,
     ) {
-        self.shared.tools.audit().record(
+        self.tools().audit().record(
             AuditRecord::new(kind, &caller.user, caller.transport.as_str(), action)
                 .target(target)
                 .outcome(outcome, "")
@@ -221,10 +245,9 @@ impl KubemedicServer {
         name: &str,
         args: Value,
         ctx: &RequestContext<RoleServer>,
-        request_state: Option<String>,
-        input_responses: Option<rmcp::model::InputResponses>,
+        (request_state, input_responses): (Option<String>, Option<rmcp::model::InputResponses>),
+        (tools, cluster): (&Tools, Option<String>),
     ) -> Result<CallToolResponse, McpError> {
-        let tools = &self.shared.tools;
         let legacy = ctx.protocol_version().is_none_or(|v| v < ProtocolVersion::V_2026_07_28);
         // Second round of a 2026-07-28 confirmation: the proposal exists already.
         if let Some(state) = request_state {
@@ -233,15 +256,15 @@ impl KubemedicServer {
                 .codec
                 .open_json(&state)
                 .map_err(|e| McpError::invalid_params(format!("invalid or expired requestState: {e}"), None))?;
-            if pending.user != caller.user || pending.tool != name {
-                return Err(McpError::invalid_params("requestState belongs to another caller or tool", None));
+            if pending.user != caller.user || pending.tool != name || pending.cluster != cluster {
+                return Err(McpError::invalid_params("requestState belongs to another caller, tool or cluster", None));
             }
             let answer = input_responses.as_ref().and_then(|r| r.get(CONFIRM_KEY));
             let accepted = answer.is_some_and(|a| {
                 a.get("action").and_then(Value::as_str) == Some("accept")
                     && a.pointer("/content/approve").and_then(Value::as_bool) == Some(true)
             });
-            return self.finish(caller, &pending.proposal, accepted, pending.digest.as_deref()).await;
+            return self.finish(tools, caller, &pending.proposal, accepted, pending.digest.as_deref()).await;
         }
         let out = match tools.call(caller, name, args).await {
             Ok(v) => v,
@@ -266,18 +289,20 @@ impl KubemedicServer {
         let question = crate::redact::gate().text(&confirmation_text(&proposal)).into_owned();
         if legacy {
             return match ctx.peer.elicit::<Confirm>(question).await {
-                Ok(Some(Confirm { approve })) => self.finish(caller, &proposal.id, approve, digest.as_deref()).await,
+                Ok(Some(Confirm { approve })) => {
+                    self.finish(tools, caller, &proposal.id, approve, digest.as_deref()).await
+                }
                 Ok(None) | Err(ElicitationError::UserDeclined | ElicitationError::UserCancelled) => {
-                    self.finish(caller, &proposal.id, false, None).await
+                    self.finish(tools, caller, &proposal.id, false, None).await
                 }
                 Err(e) => {
                     tracing::info!(proposal = %proposal.id, error = %e, "cannot ask for confirmation; proposal stays pending");
-                    self.finish(caller, &proposal.id, false, None).await
+                    self.finish(tools, caller, &proposal.id, false, None).await
                 }
             };
         }
         if !supports_form_elicitation(ctx.client_capabilities().as_ref()) {
-            return self.finish(caller, &proposal.id, false, None).await;
+            return self.finish(tools, caller, &proposal.id, false, None).await;
         }
         let schema = ElicitationSchema::from_type::<Confirm>()
             .map_err(|e| McpError::internal_error(format!("confirmation schema: {e}"), None))?;
@@ -298,6 +323,7 @@ impl KubemedicServer {
                 user: caller.user.clone(),
                 tool: name.into(),
                 digest,
+                cluster,
             })
             .map_err(|e| McpError::internal_error(format!("sealing requestState: {e}"), None))?;
         Ok(InputRequiredResult::new(Some(requests), Some(state)).into())
@@ -308,12 +334,12 @@ impl KubemedicServer {
     /// the CLI), else leave pending.
     async fn finish(
         &self,
+        tools: &Tools,
         caller: &Caller,
         id: &str,
         approve: bool,
         digest: Option<&str>,
     ) -> Result<CallToolResponse, McpError> {
-        let tools = &self.shared.tools;
         if approve && !tools.mcp_accept_applies() {
             let p = match tools.get_proposal(caller, crate::tools::state::ProposalIdInput { id: id.to_owned() }).await {
                 Ok(o) => o.proposal,
@@ -372,6 +398,7 @@ impl KubemedicServer {
     /// mutating tool left unfinished (pending a decision, or approved and being applied).
     fn as_task(
         &self,
+        tools: &Tools,
         caller: &Caller,
         ctx: &RequestContext<RoleServer>,
         result: &CallToolResult,
@@ -385,7 +412,7 @@ impl KubemedicServer {
             return None;
         }
         let message = value.get("message").and_then(Value::as_str).unwrap_or_default().to_owned();
-        Some(self.shared.tasks.start(&self.shared.tools, caller, &proposal, message))
+        Some(self.shared.tasks.start(tools, caller, &proposal, message))
     }
 
     /// Start this session's watcher of subscribed resources (`resources/subscribe`).
@@ -404,7 +431,7 @@ impl KubemedicServer {
                 peer.notify_resource_updated(rmcp::model::ResourceUpdatedNotificationParam::new(uri)).await.is_ok()
             })
         });
-        tokio::spawn(super::follow::watch(self.shared.tools.clone(), caller, uris, notify, stop));
+        tokio::spawn(super::follow::watch(self.shared.clusters.clone().into(), caller, uris, notify, stop));
     }
 
     /// Progress notifications for a request that asked for them: one step per poll, the
@@ -470,7 +497,16 @@ impl ServerHandler for KubemedicServer {
     ) -> Result<CallToolResponse, McpError> {
         let caller = self.caller(&ctx)?;
         let name = request.name.to_string();
-        let args = Value::Object(request.arguments.clone().unwrap_or_default());
+        let mut arguments = request.arguments.clone().unwrap_or_default();
+        let cluster = match arguments.remove("cluster") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(c)) => Some(c),
+            Some(other) => {
+                return Err(McpError::invalid_params(format!("cluster must be a cluster name, got {other}"), None));
+            }
+        };
+        let tools = self.cluster(cluster.as_deref())?;
+        let args = Value::Object(arguments);
         let Some(spec) = tool_spec(&name) else {
             return Err(McpError::invalid_params(format!("unknown tool `{name}`"), None));
         };
@@ -483,11 +519,12 @@ impl ServerHandler for KubemedicServer {
             ));
         }
         if !spec.read_only {
-            let response =
-                self.mutate(&caller, &name, args, &ctx, request.request_state, request.input_responses).await;
+            let response = self
+                .mutate(&caller, &name, args, &ctx, (request.request_state, request.input_responses), (tools, cluster))
+                .await;
             return match response {
                 Ok(CallToolResponse::Complete(result)) => {
-                    if let Some(task) = self.as_task(&caller, &ctx, &result) {
+                    if let Some(task) = self.as_task(tools, &caller, &ctx, &result) {
                         return Ok(CallToolResponse::Task(rmcp::model::CreateTaskResult::new(task)));
                     }
                     Ok(CallToolResponse::Complete(self.bounded(&name, crate::redact::gate().typed(result))))
@@ -498,7 +535,7 @@ impl ServerHandler for KubemedicServer {
             };
         }
         let progress = Self::progress(&ctx);
-        match self.shared.tools.call_with_progress(&caller, &name, args, progress).await {
+        match tools.call_with_progress(&caller, &name, args, progress).await {
             // The one exception to the gate: values an admin asked to see (the tool checked the role).
             Ok(v) if name == "decode_secret" && v.get("revealed") == Some(&Value::Bool(true)) => {
                 Ok(self.bounded(&name, CallToolResult::structured(v)).into())
@@ -555,7 +592,7 @@ impl ServerHandler for KubemedicServer {
         }
         let rendered = prompt.render(&args);
         let outcome = if rendered.is_ok() { "ok" } else { "invalid" };
-        self.shared.tools.audit().record(
+        self.tools().audit().record(
             AuditRecord::new(AuditKind::PromptFetch, &caller.user, caller.transport.as_str(), &name)
                 .args(serde_json::to_value(&args).unwrap_or_default())
                 .outcome(outcome, &rendered.as_ref().err().map(ToString::to_string).unwrap_or_default())
@@ -580,7 +617,7 @@ impl ServerHandler for KubemedicServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
         let caller = self.caller(&ctx)?;
-        Ok(ListResourcesResult::with_all_items(super::resources::list(&caller)))
+        Ok(ListResourcesResult::with_all_items(super::resources::list(&self.shared.clusters, &caller)))
     }
 
     async fn list_resource_templates(
@@ -588,7 +625,7 @@ impl ServerHandler for KubemedicServer {
         _request: Option<PaginatedRequestParams>,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
-        Ok(ListResourceTemplatesResult::with_all_items(super::resources::templates()))
+        Ok(ListResourceTemplatesResult::with_all_items(super::resources::templates(self.shared.clusters.len() > 1)))
     }
 
     #[allow(deprecated)]
@@ -599,7 +636,7 @@ impl ServerHandler for KubemedicServer {
     ) -> Result<(), McpError> {
         let caller = self.caller(&ctx)?;
         // Only what this caller may read, and only what exists.
-        gated(super::resources::read(&self.shared.tools, &caller, &request.uri).await)?;
+        gated(super::resources::read(&self.shared.clusters, &caller, &request.uri).await)?;
         if let Some(stop) = self.subscriptions.add(request.uri) {
             self.watch_subscriptions(caller, ctx.peer.clone(), stop);
         }
@@ -633,7 +670,7 @@ impl ServerHandler for KubemedicServer {
         let caller = self.caller(ctx)?;
         let uris = subscription.accepted().resource_subscriptions.clone().unwrap_or_default();
         for uri in &uris {
-            gated(super::resources::read(&self.shared.tools, &caller, uri).await)?;
+            gated(super::resources::read(&self.shared.clusters, &caller, uri).await)?;
         }
         let sink = subscription.sink().clone();
         let stop = tokio_util::sync::CancellationToken::new();
@@ -642,7 +679,7 @@ impl ServerHandler for KubemedicServer {
             Box::pin(async move { sink.notify_resource_updated(uri).await.is_ok() })
         });
         let watcher = super::follow::watch(
-            self.shared.tools.clone(),
+            self.shared.clusters.clone().into(),
             caller,
             Arc::new(move || uris.clone()),
             notify,
@@ -691,7 +728,7 @@ impl ServerHandler for KubemedicServer {
     ) -> Result<ReadResourceResponse, McpError> {
         let started = std::time::Instant::now();
         let caller = self.caller(&ctx)?;
-        let result = super::resources::read(&self.shared.tools, &caller, &request.uri).await;
+        let result = super::resources::read(&self.shared.clusters, &caller, &request.uri).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) if e.code == FORBIDDEN => "denied",

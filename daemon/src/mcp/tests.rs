@@ -617,3 +617,49 @@ async fn subscribers_hear_of_a_proposal_decided_elsewhere() {
     #[allow(deprecated)]
     watcher.unsubscribe(rmcp::model::UnsubscribeRequestParams::new(&uri)).await.unwrap();
 }
+
+#[tokio::test]
+async fn several_clusters_take_a_cluster_argument_on_tools_and_resources() {
+    let (a, b) = (shop_fixture(), shop_fixture());
+    b.add(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "only-in-b", "namespace": "shop", "uid": "u-b"}, "spec": {"replicas": 1}}));
+    let (tools_a, _) = tools(&a);
+    let (mut tools_b, _) = tools(&b);
+    tools_b.cluster.name = "staging".into();
+    let server = KubemedicServer::new(tools_a, crate::prompts::Catalog::default(), &[7u8; 32])
+        .unwrap()
+        .with_more_clusters(vec![tools_b])
+        .unwrap();
+    let client = connect(server, Role::Viewer).await;
+
+    let listed = client.list_all_tools().await.unwrap();
+    let get = listed.iter().find(|t| t.name == "get_resource").unwrap();
+    assert_eq!(get.input_schema["properties"]["cluster"]["enum"], json!(["test", "staging"]));
+
+    let args = |cluster: Option<&str>| {
+        let mut a = json!({"kind": "Deployment", "namespace": "shop", "name": "only-in-b"});
+        if let Some(c) = cluster {
+            a["cluster"] = json!(c);
+        }
+        a
+    };
+    let found = client.call_tool(params("get_resource", args(Some("staging")))).await.unwrap();
+    assert_eq!(found.structured_content.unwrap()["object"]["metadata"]["name"], "only-in-b");
+    let missing = client.call_tool(params("get_resource", args(None))).await;
+    assert!(
+        missing.as_ref().is_err() || missing.as_ref().unwrap().is_error == Some(true),
+        "the default cluster has no such Deployment: {missing:?}"
+    );
+    let err = mcp_error(client.call_tool(params("get_resource", args(Some("prod")))).await.unwrap_err());
+    assert!(err.message.contains("unknown cluster") && err.message.contains("staging"), "{err:?}");
+
+    let resources = client.list_all_resources().await.unwrap();
+    assert!(resources.iter().any(|r| r.uri == "kubemedic://incidents?cluster=staging"), "{resources:?}");
+    let clusters = client.read_resource(ReadResourceRequestParams::new("kubemedic://clusters")).await.unwrap();
+    let text = serde_json::to_string(&clusters).unwrap();
+    assert!(text.contains("staging") && text.contains("test"), "{text}");
+    let err = mcp_error(
+        client.read_resource(ReadResourceRequestParams::new("kubemedic://proposals?cluster=nope")).await.unwrap_err(),
+    );
+    assert!(err.message.contains("unknown cluster"), "{err:?}");
+}

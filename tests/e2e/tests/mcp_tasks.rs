@@ -161,11 +161,14 @@ async fn an_apply_returns_at_once_and_the_resource_and_wait_proposal_follow_it_t
     let out = waited.structured_content.unwrap();
     assert_eq!(out["proposal"]["state"], "verified", "{out}");
     assert_eq!(out["finished"], true);
+    // Progress notifications are sent as they happen; the last may arrive after the result.
     let mut reported = Vec::new();
-    while let Ok(m) = peer.progress.try_recv() {
-        reported.push(m);
+    while !reported.iter().any(|m: &String| m.contains(": verified")) {
+        match tokio::time::timeout(Duration::from_secs(5), peer.progress.recv()).await {
+            Ok(Some(m)) => reported.push(m),
+            _ => panic!("progress never reached verified: {reported:?}"),
+        }
     }
-    assert!(reported.iter().any(|m| m.contains(": verified")), "progress reached verified: {reported:?}");
     // The subscription saw the proposal change (applying/applied/verified), and a read shows verified.
     let update = tokio::time::timeout(Duration::from_secs(10), peer.updated.recv()).await;
     assert_eq!(update.ok().flatten().as_deref(), Some(uri.as_str()), "a resources/updated notification for {uri}");

@@ -119,6 +119,10 @@ pub enum ApprovalError {
     AlreadyDecided { id: String, state: ProposalState, by: Option<String> },
     #[error("proposal {0} has expired")]
     Expired(String),
+    /// Several daemons (one per cluster) may share one store: a proposal is applied only by
+    /// the kubemedic serving its cluster.
+    #[error("proposal {id} is for cluster {cluster}, not {here}; the kubemedic serving {cluster} applies it")]
+    OtherCluster { id: String, cluster: String, here: String },
     #[error("proposal {id} is not what kubemedic offered: {reason}; nothing was changed")]
     Tampered { id: String, reason: String },
     #[error("{user} requested proposal {id} and may not approve it (approvals.allow_self_approval is off)")]
@@ -793,6 +797,13 @@ impl Approvals {
     pub async fn execute(&self, id: &str) -> Result<Proposal, ApprovalError> {
         let claimed = self
             .update(id, |p| {
+                if p.cluster != self.cluster.name {
+                    return Err(ApprovalError::OtherCluster {
+                        id: p.id.clone(),
+                        cluster: p.cluster.clone(),
+                        here: self.cluster.name.clone(),
+                    });
+                }
                 if p.state != ProposalState::Approved {
                     return Err(ApprovalError::AlreadyDecided { id: p.id.clone(), state: p.state, by: None });
                 }
@@ -961,6 +972,7 @@ impl Approvals {
         let mut out = Vec::new();
         for p in self.store.list_proposals().await? {
             if matches!(p.state, ProposalState::Proposed | ProposalState::Pending)
+                && p.cluster == self.cluster.name
                 && p.expires_at <= now
                 && let Some(e) = self.expire(&p.id).await?
             {
@@ -977,7 +989,8 @@ impl Approvals {
     pub async fn resume(&self) -> Result<Vec<Proposal>, ApprovalError> {
         let now = Timestamp::now();
         let mut work = Vec::new();
-        for p in self.store.list_proposals().await? {
+        // Only this cluster's proposals (several daemons, one per cluster, may share a store).
+        for p in self.store.list_proposals().await?.into_iter().filter(|p| p.cluster == self.cluster.name) {
             match p.state {
                 ProposalState::Approved | ProposalState::Applying | ProposalState::Applied => work.push(p),
                 ProposalState::Proposed if p.expires_at > now => {
@@ -1074,7 +1087,7 @@ impl Approvals {
         let quiet = jiff::SignedDuration::from_secs(i64::try_from(quiet).unwrap_or(i64::MAX / 2));
         let now = Timestamp::now();
         let mut out = Vec::new();
-        for p in self.store.list_proposals().await? {
+        for p in self.store.list_proposals().await?.into_iter().filter(|p| p.cluster == self.cluster.name) {
             let abandoned = matches!(p.state, ProposalState::Applying | ProposalState::Applied)
                 && p.history
                     .last()

@@ -222,7 +222,9 @@ fn api_error(err: &ApprovalError) -> Response {
         | ApprovalError::SelfApproval { .. }
         | ApprovalError::IdentityUnknown { .. } => StatusCode::FORBIDDEN,
         ApprovalError::DigestMismatch { .. } => StatusCode::CONFLICT,
-        ApprovalError::AlreadyDecided { .. } | ApprovalError::Expired(_) => StatusCode::CONFLICT,
+        ApprovalError::AlreadyDecided { .. } | ApprovalError::Expired(_) | ApprovalError::OtherCluster { .. } => {
+            StatusCode::CONFLICT
+        }
         ApprovalError::Invalid(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };

@@ -663,3 +663,38 @@ async fn several_clusters_take_a_cluster_argument_on_tools_and_resources() {
     );
     assert!(err.message.contains("unknown cluster"), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_proposal_is_applied_only_by_the_kubemedic_serving_its_cluster() {
+    // Pending (the accept does not apply), then approved through another cluster's service
+    // over the same store: several daemons, one per cluster, sharing one NATS.
+    let (out, approvals, api, _) = accept_with_real_approvals(false, false).await;
+    let id = out["proposal"]["id"].as_str().unwrap().to_owned();
+    let elsewhere = crate::approvals::Approvals::new(
+        approvals.store().clone(),
+        crate::cluster::Cluster {
+            name: "elsewhere".into(),
+            client: api.client(),
+            scope: crate::cluster::Scope::default(),
+        },
+        None,
+        approvals.config().clone(),
+    );
+    let digest = out["proposal"]["digest"].as_str().map(str::to_owned);
+    let d = crate::approvals::Decision {
+        user: "boss",
+        identity: "boss",
+        approve: true,
+        via: "api",
+        digest: digest.as_deref(),
+    };
+    let err = elsewhere.decide_with(&id, &d).await.unwrap_err();
+    assert!(matches!(err, crate::approvals::ApprovalError::OtherCluster { .. }), "{err}");
+    assert!(api.writes().is_empty(), "nothing was sent: {:?}", api.writes());
+    // A restart of the other cluster's kubemedic leaves it alone; its own applies it.
+    assert!(elsewhere.resume().await.unwrap().is_empty());
+    assert!(api.writes().is_empty());
+    let resumed = approvals.resume().await.unwrap();
+    assert_eq!(resumed.len(), 1, "{resumed:?}");
+    assert!(api.writes().iter().any(|w| w.starts_with("PATCH")), "{:?}", api.writes());
+}

@@ -265,6 +265,7 @@ impl Tools {
     ) -> Result<Value, ToolError> {
         let started = Instant::now();
         let span = tracing::info_span!("tool", tool = name, user = %caller.user, transport = caller.transport.as_str(), cluster = %self.cluster.name);
+        let impersonating = self.impersonation.is_some() && caller.is_person();
         let run = async {
             let tools = self.as_caller(caller)?;
             let impersonated = matches!(tools, std::borrow::Cow::Owned(_));
@@ -286,6 +287,9 @@ impl Tools {
             .duration(started.elapsed());
         if let Some(t) = target {
             record = record.target(t);
+        }
+        if impersonating {
+            record = record.impersonated(&caller.user, &caller.groups);
         }
         record = match &result {
             Ok(v) => match v.get("proposal").and_then(|p| p.get("state")).and_then(Value::as_str) {

@@ -55,6 +55,10 @@ pub struct AuditRecord {
     pub duration_ms: u64,
     /// OpenTelemetry trace id when a trace is active, else a fresh random id.
     pub trace_id: String,
+    /// With `auth.impersonate`: the identity the apiserver saw (`Impersonate-User` and groups),
+    /// sent with kubemedic's own credentials; absent: kubemedic's own identity only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impersonated: Option<String>,
 }
 
 impl AuditRecord {
@@ -72,7 +76,15 @@ impl AuditRecord {
             detail: String::new(),
             duration_ms: 0,
             trace_id: current_trace_id(),
+            impersonated: None,
         }
+    }
+
+    /// The identity the apiserver saw, when kubemedic impersonated the caller.
+    pub fn impersonated(mut self, user: &str, groups: &[String]) -> Self {
+        self.impersonated =
+            Some(if groups.is_empty() { user.to_owned() } else { format!("{user} (groups {})", groups.join(", ")) });
+        self
     }
 
     /// Arguments; redacted here, so callers cannot forget.

@@ -554,12 +554,14 @@ impl Tools {
             Ok(p) => (p.state.as_str().to_owned(), p.outcome.clone().unwrap_or_default()),
             Err(e) => (e.outcome().to_owned(), crate::model::error::error_chain(e)),
         };
-        self.audit.record(
-            AuditRecord::new(AuditKind::Decision, &caller.user, via, decision)
-                .target(id)
-                .outcome(&outcome, &detail)
-                .duration(started.elapsed()),
-        );
+        let mut record = AuditRecord::new(AuditKind::Decision, &caller.user, via, decision)
+            .target(id)
+            .outcome(&outcome, &detail)
+            .duration(started.elapsed());
+        if self.impersonation.is_some() && caller.is_person() {
+            record = record.impersonated(&caller.user, &caller.groups);
+        }
+        self.audit.record(record);
         result
     }
 }

@@ -172,6 +172,13 @@ async fn the_clusters_rbac_decides_what_an_impersonated_caller_reads_and_approve
     assert_eq!(b_proposal.structured_content.unwrap()["proposal"]["state"], "pending");
     let audit = std::fs::read_to_string(dir.path().join("state/audit.jsonl")).unwrap();
     assert!(audit.lines().any(|l| l.contains(&bob) && l.contains("\"denied\"")), "the refusal is audited");
+    // Each record names the identity the apiserver saw beside kubemedic's user.
+    let impersonated = format!("\"impersonated\":\"{alice}\"");
+    assert!(audit.lines().any(|l| l.contains(&impersonated) && l.contains("list_resources")), "{audit}");
+    assert!(
+        audit.lines().any(|l| l.contains(&format!("\"impersonated\":\"{bob}\"")) && l.contains("\"approve\"")),
+        "{audit}"
+    );
     let _ = mcp.cancel().await;
     a.delete(&client).await;
     b.delete(&client).await;

@@ -152,10 +152,15 @@ fn prompts_or_builtin(dir: &Path) -> Result<Catalog, crate::prompts::PromptError
 }
 
 /// kubemedic's tools as the MCP server offers them, each part from its own config section.
-/// `kube_config` is the cluster's client configuration, impersonated with `auth.impersonate`.
+/// With `auth.impersonate`, clients that act as the callers, over the cluster's `kube_config`.
+fn impersonation(config: &Config, kube_config: &kube::Config) -> Option<Arc<crate::cluster::Impersonation>> {
+    config.auth.impersonate.then(|| Arc::new(crate::cluster::Impersonation::new(kube_config.clone())))
+}
+
+/// kubemedic's tools as the MCP server offers them, each part from its own config section.
 fn tools(
     config: &Config,
-    (cluster, kube_config): (Cluster, kube::Config),
+    (cluster, impersonation): (Cluster, Option<Arc<crate::cluster::Impersonation>>),
     store: Option<Arc<dyn Store>>,
     approvals: Option<Arc<dyn ProposalSink>>,
     audit: AuditLog,
@@ -165,8 +170,8 @@ fn tools(
         .with_fingerprint_key(key)
         .with_policy(config.policy.clone(), config.approvals.ttl_seconds)
         .with_drift(config.drift.clone());
-    if config.auth.impersonate {
-        tools = tools.with_impersonation(crate::cluster::Impersonation::new(kube_config));
+    if let Some(impersonation) = impersonation {
+        tools = tools.with_impersonation(impersonation);
     }
     Ok(match approvals {
         Some(a) => tools.with_approvals(a),
@@ -213,20 +218,23 @@ pub async fn mcp_stdio(config: Config, read_only: bool) -> Result<ExitCode, AppE
     let mut served = Vec::new();
     for cluster_config in std::iter::once(&config.cluster).chain(&config.clusters) {
         let (cluster, kube_config) = Cluster::connect_with_config(cluster_config).await?;
+        let impersonation = impersonation(&config, &kube_config);
         watch_secrets(&cluster, applies_done.clone()).await;
         let approvals: Option<Arc<dyn ProposalSink>> = store.clone().map(|store| {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            let a = Arc::new(
-                Approvals::new(store, cluster.clone(), None, config.approvals.clone())
-                    .with_seal_key(seal_key.clone())
-                    .with_audit(audit.clone())
-                    .with_policy(config.policy.clone())
-                    .with_applies(tx),
-            );
+            let mut a = Approvals::new(store, cluster.clone(), None, config.approvals.clone())
+                .with_seal_key(seal_key.clone())
+                .with_audit(audit.clone())
+                .with_policy(config.policy.clone())
+                .with_applies(tx);
+            if let Some(i) = &impersonation {
+                a = a.with_impersonation(i.clone());
+            }
+            let a = Arc::new(a);
             applying.push(tokio::spawn(a.clone().serve_applies(rx, applies_done.clone())));
             a as Arc<dyn ProposalSink>
         });
-        served.push(tools(&config, (cluster, kube_config), store.clone(), approvals, audit.clone())?);
+        served.push(tools(&config, (cluster, impersonation), store.clone(), approvals, audit.clone())?);
     }
     let default = served.remove(0);
     let read_only = read_only || config.mcp.read_only;

@@ -14,6 +14,7 @@ pub mod apply;
 pub mod http;
 pub mod precondition;
 pub mod proposal;
+pub mod rbac;
 pub mod seal;
 pub mod slack;
 pub mod verify;
@@ -232,6 +233,8 @@ pub struct Approvals {
     seal_key: seal::ApprovalKey,
     /// Who may decide in Slack.
     slack_approvers: Option<Arc<slack::approvers::SlackApprovers>>,
+    /// `auth.impersonate`: an approval through the API needs the approver's own RBAC.
+    impersonation: Option<Arc<crate::cluster::Impersonation>>,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -267,7 +270,19 @@ impl Approvals {
             progress: None,
             seal_key: seal::ApprovalKey::process_default(),
             slack_approvers: None,
+            impersonation: None,
         }
+    }
+
+    /// `auth.impersonate`: approvals through the API (and the CLI) need the approver's own
+    /// right to make the change ([`rbac::approver_may`]).
+    pub fn with_impersonation(mut self, impersonation: Arc<crate::cluster::Impersonation>) -> Self {
+        self.impersonation = Some(impersonation);
+        self
+    }
+
+    pub fn impersonation(&self) -> Option<&crate::cluster::Impersonation> {
+        self.impersonation.as_deref()
     }
 
     /// The key approvals are sealed with (see [`seal::ApprovalKey::load`]); every replica

@@ -182,8 +182,8 @@ impl Tools {
 
     /// `auth.impersonate`: reads by a person (MCP over stdio or HTTP) are sent as that person,
     /// bypassing kubemedic's watch stores, and an approval needs the approver's own RBAC.
-    pub fn with_impersonation(mut self, impersonation: crate::cluster::Impersonation) -> Self {
-        self.impersonation = Some(Arc::new(impersonation));
+    pub fn with_impersonation(mut self, impersonation: Arc<crate::cluster::Impersonation>) -> Self {
+        self.impersonation = Some(impersonation);
         self
     }
 

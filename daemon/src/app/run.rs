@@ -68,6 +68,10 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     if let Some(mapping) = config.slack.as_ref().and_then(|s| s.approvers.clone()) {
         approvals = approvals.with_slack_approvers(mapping);
     }
+    let impersonation = super::impersonation(&config, &kube_config);
+    if let Some(i) = &impersonation {
+        approvals = approvals.with_impersonation(i.clone());
+    }
     let approvals = Arc::new(
         approvals
             .with_seal_key(seal_key)
@@ -84,8 +88,13 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     // One MCP server (tools + prompts), shared by HTTP sessions and the agent's runners
     // (which call kubemedic's own tools, audited, as the agent with the operator role).
     let sink: Arc<dyn crate::tools::ProposalSink> = approvals.clone();
-    let tools =
-        super::tools(&config, (cluster.clone(), kube_config), Some(backends.store.clone()), Some(sink), audit.clone())?;
+    let tools = super::tools(
+        &config,
+        (cluster.clone(), impersonation),
+        Some(backends.store.clone()),
+        Some(sink),
+        audit.clone(),
+    )?;
     let server = crate::mcp::build_server(tools, prompts.clone())?.with_max_result_bytes(config.mcp.max_result_bytes);
     let deps = Deps::new(cluster.clone(), config.policy.clone(), config.agent.clone(), Arc::new(prompts))?
         .with_server(&server);

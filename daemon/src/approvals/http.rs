@@ -28,6 +28,8 @@ pub struct Caller {
     pub name: String,
     /// May approve or reject.
     pub approver: bool,
+    /// Kubernetes groups (for the RBAC check with `auth.impersonate`).
+    pub groups: Vec<String>,
 }
 
 /// Hex SHA-256 of a token, as stored in configuration (the same hash as `/mcp` tokens).
@@ -196,7 +198,7 @@ async fn slack_interactions(State(s): State<AppState>, headers: HeaderMap, body:
 async fn caller(s: &AppState, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     match s.options.auth.authenticate(authorization).await {
-        Ok(c) => Ok(Caller { approver: c.role >= Role::Approver, name: c.user }),
+        Ok(c) => Ok(Caller { approver: c.role >= Role::Approver, name: c.user, groups: c.groups }),
         Err(e) => {
             let mut resp = error(StatusCode::UNAUTHORIZED, &format!("a valid bearer token is required: {e}"));
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
@@ -247,6 +249,20 @@ async fn decide(s: AppState, headers: HeaderMap, id: String, approve: bool, dige
         return error(StatusCode::FORBIDDEN, &format!("{} does not have the approver role", who.name));
     }
     let approvals = s.approvals.clone();
+    if approve && let Some(impersonation) = approvals.impersonation() {
+        let p = match approvals.get(&id).await {
+            Ok(p) => p,
+            Err(err) => return api_error(&err),
+        };
+        match crate::approvals::rbac::approver_may(impersonation, &who.name, &who.groups, &p).await {
+            Ok(()) => {}
+            Err(crate::approvals::rbac::ApproverRbacError::Denied(why)) => {
+                approvals.audit_refusal(&who.name, "http", &id, approve, &why);
+                return error(StatusCode::FORBIDDEN, &why);
+            }
+            Err(err) => return error(StatusCode::SERVICE_UNAVAILABLE, &crate::model::error::error_chain(&err)),
+        }
+    }
     let decision = Decision { user: &who.name, identity: &who.name, approve, via: "http", digest: digest.as_deref() };
     match approvals.record(&id, &decision).await {
         Ok(p) => {

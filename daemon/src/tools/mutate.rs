@@ -456,52 +456,16 @@ impl Tools {
     /// them make themselves (a SelfSubjectAccessReview sent as them: `patch`, or `delete`, on
     /// the target).
     async fn check_approver_rbac(&self, caller: &Caller, p: &Proposal) -> Result<(), ToolError> {
-        use k8s_openapi::api::authorization::v1::{
-            ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
-        };
-        if self.impersonation.is_none() || !caller.is_person() {
+        use crate::approvals::rbac::{ApproverRbacError, approver_may};
+        let Some(impersonation) = self.impersonation.as_deref().filter(|_| caller.is_person()) else {
             return Ok(());
-        }
-        let tools = self.as_caller(caller)?;
-        let info = crate::policy::target::kind_info(&p.target.kind)
-            .ok_or_else(|| ToolError::invalid("apply_proposal", format!("unsupported kind {}", p.target.kind)))?;
-        let group = info.api_version.rsplit_once('/').map(|(g, _)| g.to_owned()).unwrap_or_default();
-        let verb = match p.action {
-            Action::Patch { .. } => "patch",
-            Action::Delete => "delete",
         };
-        let review = SelfSubjectAccessReview {
-            spec: SelfSubjectAccessReviewSpec {
-                resource_attributes: Some(ResourceAttributes {
-                    group: Some(group),
-                    resource: Some(info.plural.to_owned()),
-                    namespace: (!p.target.namespace.is_empty()).then(|| p.target.namespace.clone()),
-                    name: Some(p.target.name.clone()),
-                    verb: Some(verb.to_owned()),
-                    ..ResourceAttributes::default()
-                }),
-                ..SelfSubjectAccessReviewSpec::default()
-            },
-            ..SelfSubjectAccessReview::default()
-        };
-        let api: kube::Api<SelfSubjectAccessReview> = kube::Api::all(tools.cluster.client.clone());
-        let answer = api
-            .create(&kube::api::PostParams::default(), &review)
-            .await
-            .map_err(|e| ToolError::kube(format!("access review for {}", caller.user), e))?;
-        let status = answer.status.unwrap_or_default();
-        if status.allowed {
-            return Ok(());
-        }
-        let ns = if p.target.namespace.is_empty() { String::new() } else { format!(" in {}", p.target.namespace) };
-        Err(ToolError::RbacDenied(format!(
-            "the cluster's RBAC does not let {} {verb} {} {}{ns}, so they may not approve proposal {}{}",
-            caller.user,
-            info.plural,
-            p.target.name,
-            p.id,
-            status.reason.filter(|r| !r.is_empty()).map(|r| format!(" ({r})")).unwrap_or_default()
-        )))
+        approver_may(impersonation, &caller.user, &caller.groups, p).await.map_err(|e| match e {
+            ApproverRbacError::Denied(why) => ToolError::RbacDenied(why),
+            ApproverRbacError::Unavailable { .. } => {
+                ToolError::Unavailable { what: "access review", why: crate::model::error::error_chain(&e) }
+            }
+        })
     }
 
     fn check_decidable(&self, caller: &Caller, p: &Proposal) -> Result<(), ToolError> {

@@ -5,7 +5,10 @@
 //!   `a` work, in `b` they are refused as FORBIDDEN naming the RBAC refusal, although
 //!   kubemedic's own credentials could read both;
 //! - bob is an approver who may edit `a` only: he approves and applies a proposal in `a`, and
-//!   his approval of one in `b` is refused and changes nothing.
+//!   his approval of one in `b` is refused and changes nothing, over MCP and over the approvals
+//!   API (what `kubemedic approve` calls).
+
+mod approvals_support;
 
 use std::time::Duration;
 
@@ -134,9 +137,9 @@ async fn the_clusters_rbac_decides_what_an_impersonated_caller_reads_and_approve
         .await
         .expect("kubemedic's own credentials read b");
 
-    // Proposals in both namespaces, drafted with kubemedic's credentials by an operator.
+    // Proposals in both namespaces (two in b), drafted with kubemedic's credentials by an operator.
     let mut ids = Vec::new();
-    for ns in [&a, &b] {
+    for ns in [&a, &b, &b] {
         let out = own
             .call_tool(call(
                 "scale",
@@ -150,6 +153,57 @@ async fn the_clusters_rbac_decides_what_an_impersonated_caller_reads_and_approve
         ids.push(out["proposal"]["id"].as_str().unwrap().to_owned());
     }
     let _ = own.cancel().await;
+
+    // The approvals API with the same check, in-process over the same store (no MCP process
+    // holds it now): bob's token is refused b's proposal, which stays pending.
+    {
+        use approvals_support::http;
+        use kubemedic::approvals::http::{HttpOptions, router, spawn, token_hash};
+        use kubemedic::mcp::auth::{AuthConfig, Authenticator, Role, TokenConfig};
+        let state = dir.path().join("state");
+        let store: std::sync::Arc<dyn kubemedic::store::Store> =
+            std::sync::Arc::new(kubemedic::store::redb::RedbStore::open(&state).unwrap());
+        let kubeconfig = kube::config::Kubeconfig::read_from(e2e::kubeconfig_path()).unwrap();
+        let kube_config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+        let scope = kubemedic::cluster::Scope::from_config(&kubemedic::config::ClusterConfig {
+            namespaces: vec![a.name.clone(), b.name.clone()],
+            ..Default::default()
+        });
+        let cluster = kubemedic::cluster::Cluster { name: "local".into(), client: client.clone(), scope };
+        let approvals = std::sync::Arc::new(
+            kubemedic::approvals::Approvals::new(store, cluster, None, Default::default())
+                .with_seal_key(kubemedic::approvals::seal::ApprovalKey::load(&state).unwrap())
+                .with_impersonation(std::sync::Arc::new(kubemedic::cluster::Impersonation::new(kube_config))),
+        );
+        let auth = AuthConfig {
+            tokens: vec![TokenConfig {
+                name: bob.clone(),
+                sha256: token_hash("bob-token"),
+                role: Role::Approver,
+                groups: Vec::new(),
+            }],
+            ..AuthConfig::default()
+        };
+        let options =
+            HttpOptions { signing_secret: None, auth: std::sync::Arc::new(Authenticator::new(&auth).await.unwrap()) };
+        let (addr, task) = spawn(([127, 0, 0, 1], 0).into(), router(approvals.clone(), options)).await.unwrap();
+        let auth = [("Authorization", "Bearer bob-token".to_owned())];
+        let (status, body) =
+            http(&addr.to_string(), "POST", &format!("/api/proposals/{}/approve", ids[2]), &auth, "").await;
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains("RBAC") && body.contains("patch"), "{body}");
+        assert_eq!(approvals.get(&ids[2]).await.unwrap().state, kubemedic::approvals::ProposalState::Pending);
+        assert_eq!(approvals.mutations_sent(), 0);
+        task.abort();
+        let _ = task.await;
+        drop(approvals);
+        // The embedded store is single-writer: wait until this process has let it go.
+        e2e::wait::until(Duration::from_secs(10), "the store released", || {
+            let state = state.clone();
+            async move { kubemedic::store::redb::RedbStore::open(&state).ok().map(drop) }
+        })
+        .await;
+    }
 
     // bob may edit a, not b.
     let mcp = spawn(dir.path(), &scope, &bob, "approver", true).await;

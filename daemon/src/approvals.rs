@@ -642,6 +642,17 @@ impl Approvals {
     /// the digest the decider saw or to the digest stored when it was offered. An approval is
     /// sealed (see [`seal`]) over the digest it approved.
     pub async fn record(&self, id: &str, d: &Decision<'_>) -> Result<Proposal, ApprovalError> {
+        self.record_as(id, d, None).await
+    }
+
+    /// [`Self::record`]; an approval also seals `kube`, the Kubernetes identity the change is
+    /// then sent to the apiserver as (with `auth.impersonate`, the approver's user and groups).
+    pub async fn record_as(
+        &self,
+        id: &str,
+        d: &Decision<'_>,
+        kube: Option<crate::model::proposal::KubeIdentity>,
+    ) -> Result<Proposal, ApprovalError> {
         let now = Timestamp::now();
         let mut expired = false;
         let allow_self = self.config.allow_self_approval;
@@ -699,7 +710,8 @@ impl Approvals {
                 };
                 p.transition(&event, d.user, now)?;
                 if d.approve {
-                    p.approval = Some(self.seal_key.seal(&p.id, &current, d.user, &now.to_string(), d.via));
+                    p.approval =
+                        Some(self.seal_key.seal_as(&p.id, &current, d.user, &now.to_string(), d.via, kube.clone()));
                 }
                 Ok(())
             })
@@ -752,8 +764,13 @@ impl Approvals {
     /// ([`Self::with_applies`]) instead of waiting for it: returns the proposal as `approved`
     /// at once; its later states (applying, applied, verified or failed) reach the store and
     /// [`Self::subscribe`]. Without a background set, applies and verifies before returning.
-    pub async fn decide_in_background(&self, id: &str, d: &Decision<'_>) -> Result<Proposal, ApprovalError> {
-        let p = self.record(id, d).await?;
+    pub async fn decide_in_background(
+        &self,
+        id: &str,
+        d: &Decision<'_>,
+        kube: Option<crate::model::proposal::KubeIdentity>,
+    ) -> Result<Proposal, ApprovalError> {
+        let p = self.record_as(id, d, kube).await?;
         if p.state != ProposalState::Approved {
             return Ok(p);
         }
@@ -768,7 +785,7 @@ impl Approvals {
     /// Why a claimed proposal may not be sent, if it may not: its approval seal and content
     /// digest (a proposal forged or rewritten in the store), then the policy of its drafter's
     /// tier, run again on the stored change against the live object.
-    async fn preflight(&self, p: &Proposal) -> Result<(), String> {
+    async fn preflight(&self, p: &Proposal, sender: &Cluster) -> Result<(), String> {
         self.seal_key.check_origin(p)?;
         self.seal_key.check(p)?;
         // An approval is good for the proposal's lifetime (plus the time an apply may take to
@@ -790,7 +807,7 @@ impl Approvals {
             approvers: p.approvers.clone(),
             ttl_seconds: self.config.ttl_seconds,
         };
-        crate::policy::prepare(&self.cluster, &self.policy, p.drafter, draft)
+        crate::policy::prepare(sender, &self.policy, p.drafter, draft)
             .await
             .map(drop)
             .map_err(|r| format!("the policy refuses it at apply time: {r}"))
@@ -838,10 +855,19 @@ impl Approvals {
     }
 
     async fn apply_claimed(&self, p: Proposal) -> Result<Proposal, ApprovalError> {
-        if let Err(reason) = self.preflight(&p).await {
+        // With `auth.impersonate` the change goes out as the approver sealed into the approval
+        // (the policy re-run's dry-run too); else with kubemedic's own credentials.
+        let sender = match (&self.impersonation, p.approval.as_ref().and_then(|a| a.kube_identity.as_ref())) {
+            (Some(imp), Some(who)) => match imp.client(&who.user, &who.groups) {
+                Ok(client) => Cluster { client, ..self.cluster.clone() },
+                Err(e) => return self.refuse(&p, format!("cannot act as {}: {e}", who.user)).await,
+            },
+            _ => self.cluster.clone(),
+        };
+        if let Err(reason) = self.preflight(&p, &sender).await {
             return self.refuse(&p, reason).await;
         }
-        match apply::apply(&self.cluster, &p, &self.mutations).await {
+        match apply::apply(&sender, &p, &self.mutations).await {
             Ok(applied) => {
                 #[cfg(feature = "crash-points")]
                 self.crash_if(CrashPoint::AfterPatch)?;

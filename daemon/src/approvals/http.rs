@@ -264,7 +264,11 @@ async fn decide(s: AppState, headers: HeaderMap, id: String, approve: bool, dige
         }
     }
     let decision = Decision { user: &who.name, identity: &who.name, approve, via: "http", digest: digest.as_deref() };
-    match approvals.record(&id, &decision).await {
+    // With impersonation the change is then sent as the approver (sealed into the approval).
+    let kube = approvals
+        .impersonation()
+        .map(|_| crate::model::proposal::KubeIdentity { user: who.name.clone(), groups: who.groups.clone() });
+    match approvals.record_as(&id, &decision, kube).await {
         Ok(p) => {
             if p.state == ProposalState::Approved {
                 approvals.apply_later(p.id.clone(), "http");

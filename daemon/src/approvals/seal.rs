@@ -13,7 +13,7 @@ use hmac::{Hmac, KeyInit, Mac};
 
 use sha2::Sha256;
 
-use crate::model::proposal::Proposal;
+use crate::model::proposal::{KubeIdentity, Proposal};
 
 /// Env var holding the approval key (hex or any string of at least 32 bytes); every replica
 /// sharing a store must use the same key.
@@ -118,28 +118,53 @@ impl ApprovalKey {
         }
     }
 
-    fn hmac(&self, id: &str, digest: &str, approver: &str, decided_at: &str) -> Hmac<Sha256> {
+    fn hmac(
+        &self,
+        id: &str,
+        digest: &str,
+        approver: &str,
+        decided_at: &str,
+        kube: Option<&KubeIdentity>,
+    ) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
-        // Length-prefixed fields: no two tuples encode alike.
-        for field in [id, digest, approver, decided_at] {
+        // Length-prefixed fields: no two tuples encode alike. A Kubernetes identity (who the
+        // change is sent as) is sealed too, so a store writer cannot add a group.
+        let mut fields = vec![id, digest, approver, decided_at];
+        if let Some(k) = kube {
+            fields.push("kube/v1");
+            fields.push(&k.user);
+            fields.extend(k.groups.iter().map(String::as_str));
+        }
+        for field in fields {
             mac.update(&(field.len() as u64).to_be_bytes());
             mac.update(field.as_bytes());
         }
         mac
     }
 
-    fn mac(&self, id: &str, digest: &str, approver: &str, decided_at: &str) -> String {
-        hex::encode(self.hmac(id, digest, approver, decided_at).finalize().into_bytes())
-    }
-
     /// Seal an approval of proposal `id` at `digest`.
     pub fn seal(&self, id: &str, digest: &str, approver: &str, decided_at: &str, via: &str) -> ApprovalSeal {
+        self.seal_as(id, digest, approver, decided_at, via, None)
+    }
+
+    /// [`Self::seal`], with the Kubernetes identity the change is to be sent as.
+    pub fn seal_as(
+        &self,
+        id: &str,
+        digest: &str,
+        approver: &str,
+        decided_at: &str,
+        via: &str,
+        kube: Option<KubeIdentity>,
+    ) -> ApprovalSeal {
+        let mac = hex::encode(self.hmac(id, digest, approver, decided_at, kube.as_ref()).finalize().into_bytes());
         ApprovalSeal {
             approver: approver.to_owned(),
             digest: digest.to_owned(),
             decided_at: decided_at.to_owned(),
             via: via.to_owned(),
-            mac: self.mac(id, digest, approver, decided_at),
+            mac,
+            kube_identity: kube,
         }
     }
 
@@ -181,7 +206,9 @@ impl ApprovalKey {
             return Err("the proposal carries no sealed approval (not approved through kubemedic)".into());
         };
         let ok = hex::decode(&seal.mac).is_ok_and(|tag| {
-            self.hmac(&p.id, &seal.digest, &seal.approver, &seal.decided_at).verify_slice(&tag).is_ok()
+            self.hmac(&p.id, &seal.digest, &seal.approver, &seal.decided_at, seal.kube_identity.as_ref())
+                .verify_slice(&tag)
+                .is_ok()
         });
         if !ok {
             return Err("the approval seal does not verify (forged or written with another approval key)".into());
@@ -358,6 +385,27 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_identity_a_change_is_sent_as_is_sealed() {
+        let key = ApprovalKey::random();
+        let mut p = proposal(json!({"spec": {"replicas": 2}}));
+        approved(&key, &mut p, "bob");
+        let d = p.approval.as_ref().unwrap().digest.clone();
+        let bob = KubeIdentity { user: "bob".into(), groups: vec!["sre".into()] };
+        p.approval = Some(key.seal_as(&p.id, &d, "bob", "2026-12-04T09:00:00Z", "mcp", Some(bob)));
+        key.check(&p).unwrap();
+        // A writer to the store escalates: another group, another user, or the identity removed.
+        for tamper in [
+            |k: &mut Option<KubeIdentity>| k.as_mut().unwrap().groups.push("system:masters".into()),
+            |k: &mut Option<KubeIdentity>| k.as_mut().unwrap().user = "admin".into(),
+            |k: &mut Option<KubeIdentity>| *k = None,
+        ] {
+            let mut forged = p.clone();
+            tamper(&mut forged.approval.as_mut().unwrap().kube_identity);
+            assert!(key.check(&forged).unwrap_err().contains("does not verify"), "{:?}", forged.approval);
+        }
+    }
+
+    #[test]
     fn the_key_file_is_created_owner_only_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         // The env var would win; this test needs the file.
@@ -366,7 +414,7 @@ mod tests {
         }
         let a = ApprovalKey::load(dir.path()).unwrap();
         let b = ApprovalKey::load(dir.path()).unwrap();
-        assert_eq!(a.mac("i", "d", "u", "t"), b.mac("i", "d", "u", "t"));
+        assert_eq!(a.seal("i", "d", "u", "t", "v"), b.seal("i", "d", "u", "t", "v"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;

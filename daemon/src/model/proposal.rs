@@ -346,8 +346,21 @@ pub struct ApprovalSeal {
     pub decided_at: String,
     /// The channel: `slack`, `http`, `mcp`, `mcp-elicitation (client answer)`, `api`.
     pub via: String,
-    /// Hex HMAC-SHA256 over (id, digest, approver, decided_at) under the approval key.
+    /// Hex HMAC-SHA256 over (id, digest, approver, decided_at, and the Kubernetes identity
+    /// when there is one) under the approval key.
     pub mac: String,
+    /// With `auth.impersonate`: who the change is sent to the apiserver as (the approver's
+    /// Kubernetes user and groups), sealed with the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_identity: Option<KubeIdentity>,
+}
+
+/// A Kubernetes user and groups, for `Impersonate-User` / `Impersonate-Group`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct KubeIdentity {
+    pub user: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 #[cfg(test)]

@@ -48,6 +48,20 @@ pub trait ProposalSink: Send + Sync + 'static {
         let _ = (via, digest);
         self.decide(id, user, approve).await
     }
+    /// [`ProposalSink::decide_via`], with the Kubernetes identity an approved change is sent as
+    /// (`auth.impersonate`; sealed into the approval).
+    async fn decide_as(
+        &self,
+        id: &str,
+        user: &str,
+        approve: bool,
+        via: &str,
+        digest: Option<&str>,
+        kube: Option<crate::model::proposal::KubeIdentity>,
+    ) -> Result<Proposal, String> {
+        let _ = kube;
+        self.decide_via(id, user, approve, via, digest).await
+    }
     /// `approvals.allow_self_approval`.
     fn allow_self_approval(&self) -> bool {
         false
@@ -89,10 +103,22 @@ impl ProposalSink for crate::approvals::Approvals {
         via: &str,
         digest: Option<&str>,
     ) -> Result<Proposal, String> {
+        self.decide_as(id, user, approve, via, digest, None).await
+    }
+
+    async fn decide_as(
+        &self,
+        id: &str,
+        user: &str,
+        approve: bool,
+        via: &str,
+        digest: Option<&str>,
+        kube: Option<crate::model::proposal::KubeIdentity>,
+    ) -> Result<Proposal, String> {
         let d = crate::approvals::Decision { user, identity: user, approve, via, digest };
         // MCP clients have short tool timeouts: the apply and its verification go on in the
         // background and are followed through the proposal's resource, a task or wait_proposal.
-        crate::approvals::Approvals::decide_in_background(self, id, &d)
+        crate::approvals::Approvals::decide_in_background(self, id, &d, kube)
             .await
             .map_err(|e| crate::model::error::error_chain(&e))
     }
@@ -511,7 +537,10 @@ impl Tools {
             if approve {
                 self.check_approver_rbac(caller, &p).await?;
             }
-            self.sink()?.decide_via(id, &caller.user, approve, via, digest).await.map_err(ToolError::Approvals)
+            let kube = (self.impersonation.is_some() && caller.is_person()).then(|| {
+                crate::model::proposal::KubeIdentity { user: caller.user.clone(), groups: caller.groups.clone() }
+            });
+            self.sink()?.decide_as(id, &caller.user, approve, via, digest, kube).await.map_err(ToolError::Approvals)
         }
         .await;
         let (outcome, detail) = match &result {

@@ -69,9 +69,17 @@ impl ControlPlane {
         ControlPlane { dir: dir.to_owned(), etcd_port, token, _etcd: Proc(etcd) }
     }
 
-    /// A kube-apiserver on `port` (same flags as tests/cluster/up.sh); its log is `dir/{name}.log`.
+    /// A kube-apiserver on `port` (same flags as tests/cluster/up.sh); its log is `dir/{name}.log`
+    /// and its audit log of every write ([`Self::audit_log`]) `dir/{name}-audit.log`.
     pub fn apiserver(&self, name: &str, port: u16) -> Proc {
         let d = &self.dir;
+        let policy = d.join("audit-policy.yaml");
+        std::fs::write(
+            &policy,
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n\
+             - level: Metadata\n  verbs: [create, update, patch, delete]\n",
+        )
+        .unwrap();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join(format!("{name}.log"))).unwrap();
         let child = Command::new(k8s_bin().join("kube-apiserver"))
             .arg(format!("--etcd-servers=http://127.0.0.1:{}", self.etcd_port))
@@ -86,11 +94,23 @@ impl ControlPlane {
             .arg(format!("--token-auth-file={}", d.join("tokens.csv").display()))
             .args(["--authorization-mode=RBAC", "--disable-admission-plugins=ServiceAccount"])
             .args(["--enable-priority-and-fairness=false", "--insecure-port=0"])
+            .arg(format!("--audit-policy-file={}", policy.display()))
+            .arg(format!("--audit-log-path={}", d.join(format!("{name}-audit.log")).display()))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("start kube-apiserver");
         Proc(child)
+    }
+
+    /// The audit events (JSON lines) the apiserver `name` wrote for every write request: who
+    /// (`user`, and `impersonatedUser` when a client impersonated), `verb`, `objectRef`.
+    pub fn audit_log(&self, name: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join(format!("{name}-audit.log")))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// A client of the apiserver on `port`, as the admin token.

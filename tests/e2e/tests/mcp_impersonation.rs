@@ -237,3 +237,97 @@ async fn the_clusters_rbac_decides_what_an_impersonated_caller_reads_and_approve
     a.delete(&client).await;
     b.delete(&client).await;
 }
+
+/// The approved PATCH itself goes out as the approver: on a control plane of the test's own with
+/// an audit log, the write carries `impersonatedUser` = the approver (and their groups), while
+/// kubemedic's own credentials authenticate the request.
+#[tokio::test]
+async fn the_approved_change_is_sent_to_the_apiserver_as_the_approver() {
+    use e2e::controlplane::ControlPlane;
+    use k8s_openapi::api::core::v1::Namespace;
+    e2e::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(dir.path());
+    let port = e2e::daemon::free_port();
+    let _apiserver = cp.apiserver("audited", port);
+    let client = cp.client(port).await;
+    cp.wait_ready(&client, "audited").await;
+    let ns = "imp-patch";
+    let ns_obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns_obj).await.unwrap();
+    let web: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx:1.25"}]}}}
+    }))
+    .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    deployments.create(&PostParams::default(), &web).await.unwrap();
+    // carol may edit through her group only.
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "web-editors"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "web-team"}],
+    }))
+    .unwrap();
+    // The built-in `edit` ClusterRole appears once the apiserver's bootstrap has run.
+    e2e::wait::until(Duration::from_secs(60), "the edit ClusterRole", || {
+        let api: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
+        async move { api.get_opt("edit").await.ok().flatten() }
+    })
+    .await;
+    Api::<RoleBinding>::namespaced(client.clone(), ns).create(&PostParams::default(), &binding).await.unwrap();
+
+    let kubeconfig = dir.path().join("audited.kubeconfig");
+    std::fs::write(&kubeconfig, cp.kubeconfig(port)).unwrap();
+    let config = json!({
+        "cluster": {"name": "audited", "namespaces": [ns], "kubeconfig": kubeconfig},
+        "prompts_dir": repo_root().join("prompts"),
+        "rules_dir": repo_root().join("rules"),
+        "state_dir": dir.path().join("state"),
+        "auth": {"stdio_user": "carol", "stdio_role": "approver", "impersonate": true, "stdio_groups": ["web-team"]},
+        "approvals": {"allow_self_approval": true, "verify_stable_seconds": 2, "verify_timeout_seconds": 10,
+                      "rollback_on_failure": false},
+    });
+    let path = dir.path().join("carol.yaml");
+    std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.arg("mcp").arg("--config").arg(&path).env("RUST_LOG", "warn");
+    let mcp = Accepting.serve(TokioChildProcess::new(cmd).expect("spawn kubemedic mcp")).await.expect("initialize");
+    let out = mcp
+        .call_tool(call("scale", json!({"namespace": ns, "kind": "Deployment", "name": "web", "replicas": 4})))
+        .await
+        .expect("scale")
+        .structured_content
+        .unwrap();
+    assert_eq!(out["proposal"]["approval"]["kube_identity"]["user"], "carol", "{out}");
+    e2e::wait::until(Duration::from_secs(30), "web scaled to 4", || {
+        let d = deployments.clone();
+        async move { d.get("web").await.ok().filter(|d| d.spec.as_ref().and_then(|s| s.replicas) == Some(4)) }
+    })
+    .await;
+    let _ = mcp.cancel().await;
+
+    let patches: Vec<_> = cp
+        .audit_log("audited")
+        .into_iter()
+        .filter(|e| {
+            e["verb"] == "patch" && e["objectRef"]["resource"] == "deployments" && e["objectRef"]["name"] == "web"
+        })
+        .filter(|e| !e["objectRef"]["subresource"].is_string())
+        .collect();
+    // The dry-run at proposal time and the real PATCH: both as carol, in her group.
+    let dry_run = |e: &&Value| e["requestURI"].as_str().unwrap_or_default().contains("dryRun");
+    assert!(patches.iter().any(|e| dry_run(&e)), "the proposal's dry-run is in the audit log");
+    let real: Vec<_> = patches.iter().filter(|e| e["stage"] == "ResponseComplete" && !dry_run(e)).collect();
+    assert_eq!(real.len(), 1, "exactly one real PATCH of web: {real:?}");
+    for e in patches.iter().filter(|e| e["stage"] == "ResponseComplete") {
+        assert_eq!(e["impersonatedUser"]["username"], "carol", "{e}");
+    }
+    for e in &real {
+        assert_eq!(e["impersonatedUser"]["username"], "carol", "{e}");
+        assert!(e["impersonatedUser"]["groups"].as_array().unwrap().iter().any(|g| g == "web-team"), "{e}");
+        assert_eq!(e["user"]["username"], "admin", "kubemedic's own credentials authenticate: {e}");
+        assert_eq!(e["responseStatus"]["code"], 200, "{e}");
+    }
+}

@@ -294,12 +294,11 @@ async fn the_approved_change_is_sent_to_the_apiserver_as_the_approver() {
     let mut cmd = tokio::process::Command::new(bin());
     cmd.arg("mcp").arg("--config").arg(&path).env("RUST_LOG", "warn");
     let mcp = Accepting.serve(TokioChildProcess::new(cmd).expect("spawn kubemedic mcp")).await.expect("initialize");
-    let out = mcp
+    let result = mcp
         .call_tool(call("scale", json!({"namespace": ns, "kind": "Deployment", "name": "web", "replicas": 4})))
         .await
-        .expect("scale")
-        .structured_content
-        .unwrap();
+        .expect("scale");
+    let out = result.structured_content.clone().unwrap_or_else(|| panic!("scale failed: {result:?}"));
     assert_eq!(out["proposal"]["approval"]["kube_identity"]["user"], "carol", "{out}");
     e2e::wait::until(Duration::from_secs(30), "web scaled to 4", || {
         let d = deployments.clone();

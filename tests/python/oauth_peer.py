@@ -87,9 +87,11 @@ class Issuer:
     def metadata(self) -> dict:
         return {
             "issuer": self.url,
+            # Required by RFC 8414 (and the SDK's model) although this stand-in grants no codes.
+            "authorization_endpoint": f"{self.url}/authorize",
             "token_endpoint": f"{self.url}/token",
             "jwks_uri": f"{self.url}/jwks",
-            "response_types_supported": ["token"],
+            "response_types_supported": ["code"],
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic"],
         }

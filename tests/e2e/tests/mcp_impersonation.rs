@@ -263,20 +263,44 @@ async fn the_approved_change_is_sent_to_the_apiserver_as_the_approver() {
     .unwrap();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     deployments.create(&PostParams::default(), &web).await.unwrap();
-    // carol may edit through her group only.
+    // carol may edit Deployments through her group only. (A Role of the test's own: the built-in
+    // `edit` ClusterRole is aggregated by the controller manager, which this control plane lacks.)
+    let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "web-editor"},
+        "rules": [
+            {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "controllerrevisions"],
+             "verbs": ["get", "list", "watch", "patch"]},
+            {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]},
+        ],
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
     let binding: RoleBinding = serde_json::from_value(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "web-editors"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "web-editor"},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "web-team"}],
     }))
     .unwrap();
-    // The built-in `edit` ClusterRole appears once the apiserver's bootstrap has run.
-    e2e::wait::until(Duration::from_secs(60), "the edit ClusterRole", || {
-        let api: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
-        async move { api.get_opt("edit").await.ok().flatten() }
+    Api::<RoleBinding>::namespaced(client.clone(), ns).create(&PostParams::default(), &binding).await.unwrap();
+    // The apiserver's RBAC cache takes a moment to see the binding: wait until carol, in her
+    // group, may read the Deployment.
+    let mut as_carol = kube::Config::from_custom_kubeconfig(
+        serde_yaml_ng::from_str(&cp.kubeconfig(port)).unwrap(),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    as_carol.auth_info.impersonate = Some("carol".into());
+    as_carol.auth_info.impersonate_groups = Some(vec!["web-team".into()]);
+    let carol_deployments: Api<Deployment> = Api::namespaced(kube::Client::try_from(as_carol).unwrap(), ns);
+    e2e::wait::until(Duration::from_secs(30), "carol's RoleBinding in effect", || {
+        let d = carol_deployments.clone();
+        async move { d.get("web").await.ok() }
     })
     .await;
-    Api::<RoleBinding>::namespaced(client.clone(), ns).create(&PostParams::default(), &binding).await.unwrap();
 
     let kubeconfig = dir.path().join("audited.kubeconfig");
     std::fs::write(&kubeconfig, cp.kubeconfig(port)).unwrap();

@@ -103,7 +103,8 @@ impl Subscriptions {
         Self::lock(&self.uris).iter().cloned().collect()
     }
 
-    /// Add `uri`; true when the session has no watcher yet (the caller starts one).
+    /// Add `uri`; a fresh stop token when the session has no running watcher (the caller
+    /// starts one with it), `None` when one runs already.
     pub fn add(&self, uri: String) -> Option<CancellationToken> {
         Self::lock(&self.uris).insert(uri);
         let mut watcher = Self::lock(&self.watcher);
@@ -169,7 +170,10 @@ impl ProposalTasks {
                 Ok(CallToolResult::structured(value))
             })
         });
-        Self::lock(&self.owners).insert(task.task_id.clone(), caller.user.clone());
+        let mut owners = Self::lock(&self.owners);
+        // Forget the owners of tasks the manager has evicted (retention past their TTL).
+        owners.retain(|id, _| self.manager.get_task(id).is_ok());
+        owners.insert(task.task_id.clone(), caller.user.clone());
         task
     }
 

@@ -115,7 +115,9 @@ pub fn is_known(uri: &str) -> bool {
 
 pub async fn read(clusters: &[Tools], caller: &Caller, uri: &str) -> Result<ReadResourceResult, McpError> {
     let (path, name) = split_cluster(uri);
-    let tools = pick(clusters, name)?;
+    // With `auth.impersonate`, what the cluster is asked (the namespaces) is asked as the caller.
+    let tools = pick(clusters, name)?.as_caller(caller).map_err(|e| tool_err(&e))?;
+    let tools = tools.as_ref();
     let cluster = tools.cluster();
     let value = match path {
         CLUSTERS => json!(

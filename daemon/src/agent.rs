@@ -46,6 +46,10 @@ pub struct AgentConfig {
     pub default_prompt: String,
     /// The LLM runner's provider, model and budgets.
     pub llm: Option<llm::LlmConfig>,
+    /// With `runner: builtin` and an `llm` section: when the built-in result's confidence is
+    /// below this (a cause it could not determine is 0.2), the LLM runner continues from the
+    /// built-in evidence, and the diagnosis names both runners. Absent: no hand-over.
+    pub hand_over_below: Option<f32>,
 }
 
 impl Default for AgentConfig {
@@ -56,6 +60,7 @@ impl Default for AgentConfig {
             log_lines: 50,
             default_prompt: "diagnose-workload".into(),
             llm: None,
+            hand_over_below: None,
         }
     }
 }
@@ -65,6 +70,14 @@ impl AgentConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.timeout_seconds == 0 {
             return Err("agent.timeout_seconds must be > 0".into());
+        }
+        if let Some(t) = self.hand_over_below {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(format!("agent.hand_over_below must be between 0 and 1, got {t}"));
+            }
+            if self.llm.is_none() {
+                return Err("agent.hand_over_below needs the agent.llm section (the runner handed over to)".into());
+            }
         }
         match (&self.runner, &self.llm) {
             (RunnerKind::Llm, None) => Err("agent.runner is llm but the agent.llm section is missing".into()),
@@ -207,9 +220,40 @@ pub trait Runner: Send + Sync {
 /// The runner the configuration chooses.
 pub fn runner(config: &AgentConfig) -> Result<Box<dyn Runner>, AgentError> {
     match (config.runner, &config.llm) {
+        (RunnerKind::Builtin, Some(l)) if config.hand_over_below.is_some() => Ok(Box::new(HandOver {
+            below: config.hand_over_below.unwrap_or_default(),
+            llm: llm::Llm::new(l.clone()).map_err(AgentError::Config)?,
+        })),
         (RunnerKind::Builtin, _) => Ok(Box::new(builtin::Builtin)),
         (RunnerKind::Llm, Some(l)) => Ok(Box::new(llm::Llm::new(l.clone()).map_err(AgentError::Config)?)),
         (RunnerKind::Llm, None) => Err(AgentError::Config("agent.runner is llm but agent.llm is missing".into())),
+    }
+}
+
+/// The built-in diagnostician first; below a confidence threshold the LLM runner continues
+/// from what it gathered (`agent.hand_over_below`).
+struct HandOver {
+    below: f32,
+    llm: llm::Llm,
+}
+
+#[async_trait]
+impl Runner for HandOver {
+    fn name(&self) -> String {
+        format!("builtin, then {} below confidence {}", self.llm.name(), self.below)
+    }
+
+    async fn diagnose(&self, deps: &Deps, request: &Request) -> Result<Diagnosis, AgentError> {
+        let first = builtin::diagnose(deps, request).await?;
+        if first.confidence >= self.below {
+            return Ok(first);
+        }
+        tracing::info!(
+            confidence = first.confidence,
+            below = self.below,
+            "handing the diagnosis over to the LLM runner"
+        );
+        Ok(self.llm.continue_from(deps, request, first).await)
     }
 }
 

@@ -10,7 +10,7 @@ mod support;
 use e2e::{Namespace, client, scenario};
 use kubemedic::agent::llm::Api;
 use serde_json::{Value, json};
-use support::{diagnose, diagnose_until, llm_deps};
+use support::{diagnose, diagnose_until, hand_over_deps, llm_deps};
 use testkit::llm::{Reply, StandIn};
 
 /// The tool names offered to the model in one recorded request.
@@ -190,4 +190,51 @@ async fn step_budget_forces_an_answer_then_falls_back() {
     assert_eq!(requests.len(), 4, "two steps with tools, then two answer attempts without");
     assert!(offered_tools(&requests[0].body).contains(&"events".to_owned()));
     assert!(offered_tools(&requests[2].body).is_empty() && offered_tools(&requests[3].body).is_empty());
+}
+
+#[tokio::test]
+async fn below_the_threshold_the_builtin_runner_hands_over_to_the_llm_with_its_evidence() {
+    let client = client().await;
+    let ns = Namespace::create(&client, "agent-hand-over").await;
+    scenario::apply(&client, &ns.name, "config-secret-key-typo").await;
+    let n = ns.name.as_str();
+    let target = json!({"namespace": n, "kind": "Deployment", "name": "api"});
+    // Wait until the built-in runner sees the symptom and names the cause.
+    let first =
+        diagnose_until(&support::deps(&client), "Deployment", n, "api", "the typo", |d| !d.proposals.is_empty()).await;
+    assert!(first.confidence < 1.0, "{}", first.render_text());
+    let answer = json!({
+        "summary": "api cannot start: its secretKeyRef names a key the Secret does not hold",
+        "root_cause": "env DB_PASSWORD reads key DB_PASWORD of Secret api-db, which holds DB_PASSWORD",
+        "confidence": 0.95,
+        "evidence": [{"tool": "describe_workload", "args": target, "finding": "CreateContainerConfigError"}],
+        "proposals": [],
+        "advice": ["point the secretKeyRef at DB_PASSWORD"]
+    });
+    let standin = StandIn::start(
+        Api::Openai,
+        vec![Reply::ToolCalls(vec![("describe_workload".into(), target.clone())]), Reply::Text(answer.to_string())],
+    )
+    .await
+    .unwrap();
+
+    // A threshold the built-in result meets: it stands, the model is not asked.
+    let confident = hand_over_deps(&client, &standin.base_url, first.confidence / 2.0);
+    let d = diagnose(&confident, "Deployment", n, "api").await;
+    assert_eq!(d.runner, "builtin", "{}", d.render_text());
+    assert!(standin.requests().is_empty(), "the model was asked although the built-in runner was sure enough");
+
+    // A threshold it does not meet: the model continues from the built-in evidence.
+    let unsure = hand_over_deps(&client, &standin.base_url, 1.0);
+    let d = diagnose(&unsure, "Deployment", n, "api").await;
+    assert_eq!(d.runner, "builtin → llm:stand-in", "{}", d.render_text());
+    assert!(d.notes.iter().any(|note| note.contains("handed over")), "{:?}", d.notes);
+    assert!(d.evidence.iter().any(|e| e.finding == "CreateContainerConfigError"), "the model's evidence");
+    assert!(d.evidence.len() > 1, "the built-in evidence stays on record: {:?}", d.evidence);
+    let requests = standin.requests();
+    assert_eq!(requests.len(), 2, "two model round trips");
+    let first_prompt = requests[0].body["messages"].to_string();
+    assert!(first_prompt.contains("built-in diagnostician looked first"), "{first_prompt}");
+    assert!(first_prompt.contains("untrusted_data source=\\\"builtin_diagnosis\\\""), "{first_prompt}");
+    assert!(first_prompt.contains("DB_PASWORD"), "the built-in root cause reaches the model: {first_prompt}");
 }

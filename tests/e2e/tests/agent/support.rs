@@ -66,6 +66,21 @@ pub fn llm_deps(
     deps.with_server(&server)
 }
 
+/// Deps whose runner is the built-in one, handing over to the LLM stand-in at `base_url`
+/// (OpenAI wire format) below confidence `below`.
+pub fn hand_over_deps(client: &Client, base_url: &str, below: f32) -> Deps {
+    let mut deps = llm_deps(client, kubemedic::agent::llm::Api::Openai, base_url, Some("CARGO_PKG_NAME"), 8);
+    let config = kubemedic::agent::AgentConfig {
+        runner: kubemedic::agent::RunnerKind::Builtin,
+        hand_over_below: Some(below),
+        ..deps.config.clone()
+    };
+    config.validate().expect("hand-over config");
+    deps.runner = kubemedic::agent::runner(&config).expect("hand-over runner").into();
+    deps.config = config;
+    deps
+}
+
 pub async fn diagnose(deps: &Deps, kind: &str, ns: &str, name: &str) -> Diagnosis {
     let request = Request::workload(WorkloadRef::new(kind, ns, name), "e2e");
     kubemedic::agent::run(deps, &request).await.unwrap_or_else(|e| panic!("diagnose {ns}/{kind}/{name}: {e:?}"))

@@ -120,6 +120,9 @@ pub enum ClusterError {
     Infer(#[source] kube::config::InferConfigError),
     #[error("cannot build Kubernetes client")]
     Client(#[source] kube::Error),
+    /// An identity kubemedic will not act as.
+    #[error("{0}")]
+    Impersonation(String),
 }
 
 impl Cluster {
@@ -180,8 +183,16 @@ impl Impersonation {
         Self { base, clients: std::sync::Mutex::default() }
     }
 
-    /// A client acting as `user` in `groups`.
+    /// A client acting as `user` in `groups`. Kubernetes' reserved `system:` names are never
+    /// impersonated: a user named so is refused and such groups are dropped (an identity
+    /// provider's claim must not make anyone `system:masters`; the apiserver adds
+    /// `system:authenticated` itself).
     pub fn client(&self, user: &str, groups: &[String]) -> Result<Client, ClusterError> {
+        if user.trim().is_empty() || user.starts_with("system:") {
+            return Err(ClusterError::Impersonation(format!("kubemedic does not act as the user {user:?}")));
+        }
+        let groups: Vec<String> = groups.iter().filter(|g| !g.starts_with("system:")).cloned().collect();
+        let groups = groups.as_slice();
         let key = (user.to_owned(), groups.to_vec());
         let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((_, c)) = clients.iter().find(|(k, _)| k == &key) {
@@ -218,6 +229,19 @@ fn nothing_configured(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn reserved_identities_are_never_impersonated() {
+        let imp = Impersonation::new(KubeConfig::new("https://127.0.0.1:1".parse().unwrap()));
+        for user in ["system:admin", "system:serviceaccount:kube-system:default", "", " "] {
+            assert!(matches!(imp.client(user, &[]), Err(ClusterError::Impersonation(_))), "{user:?}");
+        }
+        let groups = vec!["system:masters".to_owned(), "sre".to_owned(), "system:nodes".to_owned()];
+        imp.client("bob", &groups).unwrap();
+        let cached = imp.clients.lock().unwrap();
+        assert_eq!(cached.len(), 1);
+        assert_eq!(cached[0].0, ("bob".to_owned(), vec!["sre".to_owned()]), "system: groups are dropped");
+    }
 
     #[test]
     fn no_kubeconfig_anywhere_is_one_clear_error() {

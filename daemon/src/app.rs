@@ -151,7 +151,6 @@ fn prompts_or_builtin(dir: &Path) -> Result<Catalog, crate::prompts::PromptError
     }
 }
 
-/// kubemedic's tools as the MCP server offers them, each part from its own config section.
 /// With `auth.impersonate`, clients that act as the callers, over the cluster's `kube_config`.
 fn impersonation(config: &Config, kube_config: &kube::Config) -> Option<Arc<crate::cluster::Impersonation>> {
     config.auth.impersonate.then(|| Arc::new(crate::cluster::Impersonation::new(kube_config.clone())))

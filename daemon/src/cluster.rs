@@ -192,15 +192,14 @@ impl Impersonation {
             return Err(ClusterError::Impersonation(format!("kubemedic does not act as the user {user:?}")));
         }
         let groups: Vec<String> = groups.iter().filter(|g| !g.starts_with("system:")).cloned().collect();
-        let groups = groups.as_slice();
-        let key = (user.to_owned(), groups.to_vec());
+        let key = (user.to_owned(), groups);
         let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((_, c)) = clients.iter().find(|(k, _)| k == &key) {
             return Ok(c.clone());
         }
         let mut config = self.base.clone();
         config.auth_info.impersonate = Some(user.to_owned());
-        config.auth_info.impersonate_groups = (!groups.is_empty()).then(|| groups.to_vec());
+        config.auth_info.impersonate_groups = (!key.1.is_empty()).then(|| key.1.clone());
         let client = Client::try_from(config).map_err(ClusterError::Client)?;
         if clients.len() >= Self::MAX_CLIENTS {
             clients.pop_front();

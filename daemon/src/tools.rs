@@ -187,21 +187,22 @@ impl Tools {
         self
     }
 
+    /// The impersonation `caller`'s calls go through: with `auth.impersonate`, for a person.
+    pub(crate) fn impersonating(&self, caller: &Caller) -> Option<&crate::cluster::Impersonation> {
+        self.impersonation.as_deref().filter(|_| caller.is_person())
+    }
+
     /// These tools as `caller` sees the cluster: with impersonation and a person calling, a
     /// client acting as them and no watch stores (which hold what kubemedic may see); else as is.
     pub fn as_caller(&self, caller: &Caller) -> Result<std::borrow::Cow<'_, Self>, ToolError> {
-        match &self.impersonation {
-            Some(imp) if caller.is_person() => {
-                let client = imp
-                    .client(&caller.user, &caller.groups)
-                    .map_err(|e| ToolError::Unavailable { what: "impersonating client", why: e.to_string() })?;
-                let mut tools = self.clone();
-                tools.cluster.client = client;
-                tools.watch_cache = crate::watch::SharedCache::default();
-                Ok(std::borrow::Cow::Owned(tools))
-            }
-            _ => Ok(std::borrow::Cow::Borrowed(self)),
-        }
+        let Some(imp) = self.impersonating(caller) else { return Ok(std::borrow::Cow::Borrowed(self)) };
+        let client = imp
+            .client(&caller.user, &caller.groups)
+            .map_err(|e| ToolError::Unavailable { what: "impersonating client", why: e.to_string() })?;
+        let mut tools = self.clone();
+        tools.cluster.client = client;
+        tools.watch_cache = crate::watch::SharedCache::default();
+        Ok(std::borrow::Cow::Owned(tools))
     }
 
     /// The installation's key for `decode_secret` fingerprints.
@@ -265,13 +266,14 @@ impl Tools {
     ) -> Result<Value, ToolError> {
         let started = Instant::now();
         let span = tracing::info_span!("tool", tool = name, user = %caller.user, transport = caller.transport.as_str(), cluster = %self.cluster.name);
-        let impersonating = self.impersonation.is_some() && caller.is_person();
+        let impersonating = self.impersonating(caller).is_some();
         let run = async {
             let tools = self.as_caller(caller)?;
-            let impersonated = matches!(tools, std::borrow::Cow::Owned(_));
             match tools.dispatch(caller, name, args.clone(), progress).await {
                 // The cluster refused the person themselves: say so as a refusal, not a failure.
-                Err(ToolError::Kube { op, source: kube::Error::Api(status) }) if impersonated && status.code == 403 => {
+                Err(ToolError::Kube { op, source: kube::Error::Api(status) })
+                    if impersonating && status.code == 403 =>
+                {
                     Err(ToolError::RbacDenied(format!(
                         "{op} as {}: the cluster's RBAC refused it: {}",
                         caller.user, status.message

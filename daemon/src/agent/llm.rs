@@ -212,8 +212,11 @@ impl Llm {
         );
         let budget = Duration::from_secs(self.config.max_seconds);
         let context = prior_context(&first);
-        match tokio::time::timeout(budget, self.converse_with(deps, request, Some(&context))).await {
-            Ok(Ok(((answer, called), notes))) => {
+        let outcome = tokio::time::timeout(budget, self.converse_with(deps, request, Some(&context)))
+            .await
+            .unwrap_or_else(|_| Err((format!("time budget of {}s spent", budget.as_secs()), Vec::new())));
+        match outcome {
+            Ok(((answer, called), notes)) => {
                 let mut d = self.diagnosis(deps, request, &answer, called, notes).await;
                 d.runner = format!("builtin → {}", self.name());
                 d.notes.insert(0, handed);
@@ -221,21 +224,11 @@ impl Llm {
                 d.evidence.extend(first.evidence);
                 d
             }
-            Ok(Err((reason, notes))) => {
+            Err((reason, notes)) => {
                 let mut d = first;
                 d.notes.push(handed);
                 d.notes.extend(notes);
                 d.notes.push(format!("{} did not deliver ({reason}); the built-in diagnosis stands", self.name()));
-                d
-            }
-            Err(_) => {
-                let mut d = first;
-                d.notes.push(handed);
-                d.notes.push(format!(
-                    "{}: time budget of {}s spent; the built-in diagnosis stands",
-                    self.name(),
-                    budget.as_secs()
-                ));
                 d
             }
         }

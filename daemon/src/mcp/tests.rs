@@ -83,16 +83,28 @@ async fn setup(role: Role, answer: Option<ElicitationAction>, new_protocol: bool
     )
     .unwrap();
     let server = KubemedicServer::new(tools, prompts, &[7u8; 32]).unwrap();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let handler = Client { answer, asked: asked.clone(), ..Client::default() };
+    let client = attach(&server, caller(role), handler, new_protocol).await;
+    Setup { client, sink, asked, api, server }
+}
+
+/// `handler` as a client of `server` acting as `caller`, over an in-memory duplex, on the
+/// 2026-07-28 protocol when `new_protocol`, else the default one.
+async fn attach(
+    server: &KubemedicServer,
+    caller: crate::tools::Caller,
+    handler: Client,
+    new_protocol: bool,
+) -> RunningService<RoleClient, Client> {
     let (server_io, client_io) = tokio::io::duplex(1 << 20);
-    let s = server.with_caller(caller(role));
+    let s = server.with_caller(caller);
     tokio::spawn(async move {
         if let Ok(running) = s.serve(server_io).await {
             let _ = running.waiting().await;
         }
     });
-    let asked = Arc::new(Mutex::new(Vec::new()));
-    let handler = Client { answer, asked: asked.clone(), ..Client::default() };
-    let client = if new_protocol {
+    if new_protocol {
         handler
             .serve_with_lifecycle(
                 client_io,
@@ -102,8 +114,7 @@ async fn setup(role: Role, answer: Option<ElicitationAction>, new_protocol: bool
             .unwrap()
     } else {
         handler.serve(client_io).await.unwrap()
-    };
-    Setup { client, sink, asked, api, server }
+    }
 }
 
 fn params(name: &str, args: Value) -> CallToolRequestParams {
@@ -274,18 +285,9 @@ async fn apply_proposal_confirms_an_existing_proposal() {
     let tools = s.server.tools().clone();
     drop(s.client);
     let prompts = crate::prompts::Catalog::default();
-    let server = KubemedicServer::new(tools, prompts, &[9u8; 32]).unwrap().with_caller(caller(Role::Approver));
-    let (server_io, client_io) = tokio::io::duplex(1 << 20);
-    tokio::spawn(async move {
-        if let Ok(r) = server.serve(server_io).await {
-            let _ = r.waiting().await;
-        }
-    });
-    let asked = Arc::new(Mutex::new(Vec::new()));
-    let client = Client { answer: Some(ElicitationAction::Accept), asked: asked.clone(), ..Client::default() }
-        .serve(client_io)
-        .await
-        .unwrap();
+    let server = KubemedicServer::new(tools, prompts, &[9u8; 32]).unwrap();
+    let handler = Client { answer: Some(ElicitationAction::Accept), ..Client::default() };
+    let client = attach(&server, caller(Role::Approver), handler, false).await;
     let out = client.call_tool(params("apply_proposal", json!({"id": id}))).await.unwrap();
     assert_eq!(out.structured_content.unwrap()["proposal"]["state"], "approved");
     assert_eq!(s.sink.decisions.lock().unwrap().len(), 1);
@@ -306,25 +308,8 @@ async fn connect_with(
     asked: Arc<Mutex<Vec<String>>>,
     new_protocol: bool,
 ) -> RunningService<RoleClient, Client> {
-    let (server_io, client_io) = tokio::io::duplex(1 << 20);
-    let s = server.with_caller(caller(role));
-    tokio::spawn(async move {
-        if let Ok(running) = s.serve(server_io).await {
-            let _ = running.waiting().await;
-        }
-    });
     let handler = Client { answer: Some(ElicitationAction::Accept), asked, ..Client::default() };
-    if new_protocol {
-        handler
-            .serve_with_lifecycle(
-                client_io,
-                ClientLifecycleMode::Discover { preferred_versions: vec![ProtocolVersion::V_2026_07_28] },
-            )
-            .await
-            .unwrap()
-    } else {
-        handler.serve(client_io).await.unwrap()
-    }
+    attach(&server, caller(role), handler, new_protocol).await
 }
 
 /// An approver proposes `scale` and accepts the confirmation, against the real approvals
@@ -498,20 +483,8 @@ async fn every_result_keeps_to_the_budget_and_says_how_to_continue() {
 
 /// A 2026-07-28 client with the Tasks extension, acting as `caller` on `server`.
 async fn connect_tasks(server: &KubemedicServer, caller: crate::tools::Caller) -> RunningService<RoleClient, Client> {
-    let (server_io, client_io) = tokio::io::duplex(1 << 20);
-    let s = server.with_caller(caller);
-    tokio::spawn(async move {
-        if let Ok(running) = s.serve(server_io).await {
-            let _ = running.waiting().await;
-        }
-    });
-    Client { answer: Some(ElicitationAction::Accept), tasks: true, ..Client::default() }
-        .serve_with_lifecycle(
-            client_io,
-            ClientLifecycleMode::Discover { preferred_versions: vec![ProtocolVersion::V_2026_07_28] },
-        )
+    attach(server, caller, Client { answer: Some(ElicitationAction::Accept), tasks: true, ..Client::default() }, true)
         .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -590,16 +563,8 @@ async fn subscribers_hear_of_a_proposal_decided_elsewhere() {
     let id = out["proposal"]["id"].as_str().unwrap().to_owned();
     let uri = format!("kubemedic://proposals/{id}");
     let updated = Arc::new(Mutex::new(Vec::new()));
-    let watcher = {
-        let (server_io, client_io) = tokio::io::duplex(1 << 20);
-        let srv = s.server.with_caller(caller(Role::Viewer));
-        tokio::spawn(async move {
-            if let Ok(running) = srv.serve(server_io).await {
-                let _ = running.waiting().await;
-            }
-        });
-        Client { updated: updated.clone(), ..Client::default() }.serve(client_io).await.unwrap()
-    };
+    let watcher =
+        attach(&s.server, caller(Role::Viewer), Client { updated: updated.clone(), ..Client::default() }, false).await;
     #[allow(deprecated)]
     watcher.subscribe(SubscribeRequestParams::new(&uri)).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;

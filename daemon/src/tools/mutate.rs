@@ -35,22 +35,10 @@ pub trait ProposalSink: Send + Sync + 'static {
     async fn record_refused(&self, proposal: Proposal) -> Result<Proposal, String>;
     /// One decision by `user`; on approval the service applies and verifies.
     async fn decide(&self, id: &str, user: &str, approve: bool) -> Result<Proposal, String>;
-    /// [`ProposalSink::decide`] naming the channel (`via`, for the audit trail and the seal)
-    /// and the content digest the decider was shown.
+    /// [`ProposalSink::decide`] naming the channel (`via`, for the audit trail and the seal),
+    /// the content digest the decider was shown, and the Kubernetes identity an approved change
+    /// is sent as (`auth.impersonate`; sealed into the approval).
     async fn decide_via(
-        &self,
-        id: &str,
-        user: &str,
-        approve: bool,
-        via: &str,
-        digest: Option<&str>,
-    ) -> Result<Proposal, String> {
-        let _ = (via, digest);
-        self.decide(id, user, approve).await
-    }
-    /// [`ProposalSink::decide_via`], with the Kubernetes identity an approved change is sent as
-    /// (`auth.impersonate`; sealed into the approval).
-    async fn decide_as(
         &self,
         id: &str,
         user: &str,
@@ -59,8 +47,8 @@ pub trait ProposalSink: Send + Sync + 'static {
         digest: Option<&str>,
         kube: Option<crate::model::proposal::KubeIdentity>,
     ) -> Result<Proposal, String> {
-        let _ = kube;
-        self.decide_via(id, user, approve, via, digest).await
+        let _ = (via, digest, kube);
+        self.decide(id, user, approve).await
     }
     /// `approvals.allow_self_approval`.
     fn allow_self_approval(&self) -> bool {
@@ -96,17 +84,6 @@ impl ProposalSink for crate::approvals::Approvals {
     }
 
     async fn decide_via(
-        &self,
-        id: &str,
-        user: &str,
-        approve: bool,
-        via: &str,
-        digest: Option<&str>,
-    ) -> Result<Proposal, String> {
-        self.decide_as(id, user, approve, via, digest, None).await
-    }
-
-    async fn decide_as(
         &self,
         id: &str,
         user: &str,
@@ -483,9 +460,7 @@ impl Tools {
     /// the target).
     async fn check_approver_rbac(&self, caller: &Caller, p: &Proposal) -> Result<(), ToolError> {
         use crate::approvals::rbac::{ApproverRbacError, approver_may};
-        let Some(impersonation) = self.impersonation.as_deref().filter(|_| caller.is_person()) else {
-            return Ok(());
-        };
+        let Some(impersonation) = self.impersonating(caller) else { return Ok(()) };
         approver_may(impersonation, &caller.user, &caller.groups, p).await.map_err(|e| match e {
             ApproverRbacError::Denied(why) => ToolError::RbacDenied(why),
             ApproverRbacError::Unavailable { .. } => {
@@ -537,10 +512,11 @@ impl Tools {
             if approve {
                 self.check_approver_rbac(caller, &p).await?;
             }
-            let kube = (self.impersonation.is_some() && caller.is_person()).then(|| {
-                crate::model::proposal::KubeIdentity { user: caller.user.clone(), groups: caller.groups.clone() }
+            let kube = self.impersonating(caller).map(|_| crate::model::proposal::KubeIdentity {
+                user: caller.user.clone(),
+                groups: caller.groups.clone(),
             });
-            self.sink()?.decide_as(id, &caller.user, approve, via, digest, kube).await.map_err(ToolError::Approvals)
+            self.sink()?.decide_via(id, &caller.user, approve, via, digest, kube).await.map_err(ToolError::Approvals)
         }
         .await;
         let (outcome, detail) = match &result {
@@ -551,7 +527,7 @@ impl Tools {
             .target(id)
             .outcome(&outcome, &detail)
             .duration(started.elapsed());
-        if self.impersonation.is_some() && caller.is_person() {
+        if self.impersonating(caller).is_some() {
             record = record.impersonated(&caller.user, &caller.groups);
         }
         self.audit.record(record);

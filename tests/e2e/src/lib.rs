@@ -31,6 +31,7 @@ pub mod controlplane;
 pub mod daemon;
 pub mod events;
 pub mod kubectl;
+pub mod mcp;
 pub mod nodes;
 pub mod pods;
 pub mod scenario;

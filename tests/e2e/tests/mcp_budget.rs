@@ -9,16 +9,16 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use e2e::daemon::{bin, repo_root};
+use e2e::daemon::repo_root;
+use e2e::mcp::{call, stdio, write_config};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use kubemedic::store::Store;
 use rmcp::ServiceExt as _;
-use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::model::CallToolResult;
 use rmcp::service::{RoleClient, RunningService, ServiceError};
-use rmcp::transport::TokioChildProcess;
 use serde_json::{Value, json};
 
 /// `mcp.max_result_bytes` when not configured.
@@ -31,10 +31,8 @@ fn bulk_pods() -> usize {
 /// `kubemedic mcp` over stdio with a config of its own; `extra` args after `mcp`.
 async fn spawn_mcp(config: &Value, dir: &std::path::Path, extra: &[&str]) -> RunningService<RoleClient, ()> {
     let path = dir.join("config.yaml");
-    std::fs::write(&path, serde_yaml_ng::to_string(config).unwrap()).unwrap();
-    let mut cmd = tokio::process::Command::new(bin());
-    cmd.arg("mcp").args(extra).arg("--config").arg(&path).env("RUST_LOG", "warn");
-    ().serve(TokioChildProcess::new(cmd).expect("spawn kubemedic mcp")).await.expect("initialize")
+    write_config(&path, config);
+    ().serve(stdio(&path, extra)).await.expect("initialize")
 }
 
 fn config(ns: &str, dir: &std::path::Path, role: &str) -> Value {
@@ -45,10 +43,6 @@ fn config(ns: &str, dir: &std::path::Path, role: &str) -> Value {
         "state_dir": dir.join("state"),
         "auth": {"stdio_user": "e2e-user", "stdio_role": role},
     })
-}
-
-fn call(name: &str, args: Value) -> CallToolRequestParams {
-    CallToolRequestParams::new(name.to_owned()).with_arguments(args.as_object().cloned().unwrap())
 }
 
 /// Bytes of text a client hands to the model.

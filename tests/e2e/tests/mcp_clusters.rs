@@ -7,42 +7,15 @@ use std::time::Duration;
 
 use e2e::controlplane::ControlPlane;
 use e2e::daemon::{bin, free_port, repo_root};
+use e2e::mcp::{Accepting, call, stdio, write_config};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::PostParams;
-use rmcp::model::{
-    CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
-    Implementation, ReadResourceRequestParams,
-};
-use rmcp::service::{RequestContext, ServiceError};
-use rmcp::transport::TokioChildProcess;
-use rmcp::{ClientHandler, ErrorData as McpError, RoleClient, ServiceExt as _};
+use rmcp::ServiceExt as _;
+use rmcp::model::ReadResourceRequestParams;
+use rmcp::service::ServiceError;
 use serde_json::{Value, json};
-
-#[derive(Clone)]
-struct Accepting;
-
-impl ClientHandler for Accepting {
-    fn get_info(&self) -> ClientConfig {
-        ClientConfig::new(
-            ClientCapabilities::builder().enable_elicitation().build(),
-            Implementation::new("kubemedic-e2e-clusters", "0"),
-        )
-    }
-
-    async fn create_elicitation(
-        &self,
-        _request: ElicitRequestParams,
-        _context: RequestContext<RoleClient>,
-    ) -> Result<ElicitResult, McpError> {
-        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(json!({"approve": true})))
-    }
-}
-
-fn call(name: &str, args: Value) -> CallToolRequestParams {
-    CallToolRequestParams::new(name.to_owned()).with_arguments(args.as_object().cloned().unwrap())
-}
 
 fn deployment(name: &str, replicas: i32) -> Deployment {
     serde_json::from_value(json!({
@@ -89,16 +62,14 @@ async fn one_mcp_server_serves_two_control_planes() {
         "approvals": {"allow_self_approval": true, "verify_stable_seconds": 2, "verify_timeout_seconds": 20},
     });
     let path = dir.path().join("config.yaml");
-    std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+    write_config(&path, &config);
 
     // `kubemedic run` refuses `clusters:` (one cluster per daemon).
     let out = tokio::process::Command::new(bin()).args(["run", "--config"]).arg(&path).output().await.unwrap();
     assert_eq!(out.status.code(), Some(64), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("clusters:"));
 
-    let mut cmd = tokio::process::Command::new(bin());
-    cmd.arg("mcp").arg("--config").arg(&path).env("RUST_LOG", "warn");
-    let mcp = Accepting.serve(TokioChildProcess::new(cmd).expect("spawn kubemedic mcp")).await.expect("initialize");
+    let mcp = Accepting.serve(stdio(&path, &[])).await.expect("initialize");
 
     let names = |v: &Value| -> Vec<String> {
         v["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap_or_default().to_owned()).collect()

@@ -12,40 +12,15 @@ mod approvals_support;
 
 use std::time::Duration;
 
-use e2e::daemon::{bin, repo_root};
+use e2e::daemon::repo_root;
+use e2e::mcp::{Accepting, call, stdio, write_config};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Api;
 use kube::api::PostParams;
-use rmcp::model::{
-    CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
-    Implementation,
-};
-use rmcp::service::{RequestContext, RunningService, ServiceError};
-use rmcp::transport::TokioChildProcess;
-use rmcp::{ClientHandler, ErrorData as McpError, RoleClient, ServiceExt as _};
+use rmcp::service::{RunningService, ServiceError};
+use rmcp::{RoleClient, ServiceExt as _};
 use serde_json::{Value, json};
-
-/// Accepts every confirmation.
-#[derive(Clone)]
-struct Accepting;
-
-impl ClientHandler for Accepting {
-    fn get_info(&self) -> ClientConfig {
-        ClientConfig::new(
-            ClientCapabilities::builder().enable_elicitation().build(),
-            Implementation::new("kubemedic-e2e-impersonation", "0"),
-        )
-    }
-
-    async fn create_elicitation(
-        &self,
-        _request: ElicitRequestParams,
-        _context: RequestContext<RoleClient>,
-    ) -> Result<ElicitResult, McpError> {
-        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(json!({"approve": true})))
-    }
-}
 
 async fn spawn(
     dir: &std::path::Path,
@@ -63,14 +38,8 @@ async fn spawn(
         "approvals": {"verify_stable_seconds": 2, "verify_timeout_seconds": 120},
     });
     let path = dir.join(format!("{user}.yaml"));
-    std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
-    let mut cmd = tokio::process::Command::new(bin());
-    cmd.arg("mcp").arg("--config").arg(&path).env("RUST_LOG", "warn");
-    Accepting.serve(TokioChildProcess::new(cmd).expect("spawn kubemedic mcp")).await.expect("initialize")
-}
-
-fn call(name: &str, args: Value) -> CallToolRequestParams {
-    CallToolRequestParams::new(name.to_owned()).with_arguments(args.as_object().cloned().unwrap())
+    write_config(&path, &config);
+    Accepting.serve(stdio(&path, &[])).await.expect("initialize")
 }
 
 async fn bind(client: &kube::Client, ns: &str, user: &str, cluster_role: &str) {
@@ -314,10 +283,8 @@ async fn the_approved_change_is_sent_to_the_apiserver_as_the_approver() {
                       "rollback_on_failure": false},
     });
     let path = dir.path().join("carol.yaml");
-    std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
-    let mut cmd = tokio::process::Command::new(bin());
-    cmd.arg("mcp").arg("--config").arg(&path).env("RUST_LOG", "warn");
-    let mcp = Accepting.serve(TokioChildProcess::new(cmd).expect("spawn kubemedic mcp")).await.expect("initialize");
+    write_config(&path, &config);
+    let mcp = Accepting.serve(stdio(&path, &[])).await.expect("initialize");
     let result = mcp
         .call_tool(call("scale", json!({"namespace": ns, "kind": "Deployment", "name": "web", "replicas": 4})))
         .await

@@ -12,17 +12,16 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::daemon::{bin, repo_root};
+use e2e::daemon::repo_root;
+use e2e::mcp::{Accepting, call, stdio, write_config};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult,
-    ElicitationAction, GetTaskParams, Implementation, InputResponses, NumberOrString, ProgressNotificationParam,
-    ProgressToken, ProtocolVersion, ReadResourceRequestParams, RequestParamsMeta as _, ResourceContents,
-    ResourceUpdatedNotificationParam, TaskStatus,
+    CallToolResponse, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, GetTaskParams,
+    Implementation, InputResponses, NumberOrString, ProgressNotificationParam, ProgressToken, ProtocolVersion,
+    ReadResourceRequestParams, RequestParamsMeta as _, ResourceContents, ResourceUpdatedNotificationParam, TaskStatus,
 };
 use rmcp::service::{NotificationContext, RequestContext, RunningService};
-use rmcp::transport::TokioChildProcess;
 use rmcp::{
     ClientHandler, ClientLifecycleMode, ClientServiceExt as _, ErrorData as McpError, RoleClient, ServiceExt as _,
 };
@@ -52,10 +51,10 @@ impl ClientHandler for Client {
 
     async fn create_elicitation(
         &self,
-        _request: ElicitRequestParams,
-        _context: RequestContext<RoleClient>,
+        request: ElicitRequestParams,
+        context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, McpError> {
-        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(json!({"approve": true})))
+        Accepting.create_elicitation(request, context).await
     }
 
     async fn on_resource_updated(
@@ -88,14 +87,12 @@ fn config(ns: &str, dir: &std::path::Path, user: &str) -> std::path::PathBuf {
         "approvals": {"allow_self_approval": true, "verify_stable_seconds": 3, "verify_timeout_seconds": 120},
     });
     let path = dir.join(format!("{user}.yaml"));
-    std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+    write_config(&path, &config);
     path
 }
 
 async fn spawn(config: &std::path::Path, tasks: bool) -> Peer {
-    let mut cmd = tokio::process::Command::new(bin());
-    cmd.arg("mcp").arg("--config").arg(config).env("RUST_LOG", "warn");
-    let transport = TokioChildProcess::new(cmd).expect("spawn kubemedic mcp");
+    let transport = stdio(config, &[]);
     let (updated_tx, updated) = mpsc::unbounded_channel();
     let (progress_tx, progress) = mpsc::unbounded_channel();
     let handler = Client { tasks, updated: updated_tx, progress: progress_tx };
@@ -111,10 +108,6 @@ async fn spawn(config: &std::path::Path, tasks: bool) -> Peer {
         handler.serve(transport).await.expect("initialize")
     };
     Peer { client, updated, progress }
-}
-
-fn call(name: &str, args: Value) -> CallToolRequestParams {
-    CallToolRequestParams::new(name.to_owned()).with_arguments(args.as_object().cloned().unwrap())
 }
 
 async fn read_state(peer: &Peer, uri: &str) -> String {

@@ -184,7 +184,7 @@ pub enum AgentError {
     Read {
         what: String,
         #[source]
-        source: kube::Error,
+        source: crate::tools::ToolError,
     },
     #[error("{0} does not exist")]
     NotFound(String),

@@ -59,6 +59,9 @@ pub const DEFAULT_KINDS: &[&str] = &[
     "horizontalpodautoscaler",
     "storageclass",
     "persistentvolume",
+    "controllerrevision",
+    "limitrange",
+    "resourcequota",
 ];
 
 /// A connected cluster plus its visibility scope.

@@ -14,6 +14,7 @@ pub mod network;
 pub mod node;
 pub mod objects;
 pub mod probe;
+pub mod read;
 pub mod resources;
 pub mod rollout;
 pub mod steps;
@@ -80,13 +81,20 @@ async fn run(deps: &Deps, request: &Request) -> Result<Diagnosis, AgentError> {
         }
         None => Vec::new(),
     };
-    // The declared steps run through kubemedic's tools (audited like any caller's)
-    // while the analyzers' typed view is gathered alongside.
-    let (facts, stepped) = tokio::join!(
-        gather::gather(&deps.cluster, &request.workload, deps.config.log_lines),
-        steps::run(deps.tools.as_ref(), &steps)
-    );
-    let mut facts = facts?;
+    // One read path: the declared steps, then what the analyzers need, all through
+    // kubemedic's tools (scope-checked, redacted, audited like any caller's), each call once.
+    let own_tools;
+    let tools = match &deps.tools {
+        Some(t) => t,
+        None => {
+            own_tools =
+                crate::tools::Tools::new(deps.cluster.clone(), None, crate::telemetry::audit::AuditLog::in_memory());
+            &own_tools
+        }
+    };
+    let reader = read::Reader::new(tools);
+    let stepped = steps::run(&reader, &steps).await;
+    let mut facts = gather::gather(&reader, &request.workload, deps.config.log_lines).await?;
     notes.extend(stepped.notes);
     facts.evidence.extend(stepped.evidence);
     notes.extend(facts.gaps.iter().map(|g| format!("not gathered: {g}")));

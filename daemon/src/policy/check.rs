@@ -142,6 +142,12 @@ pub fn body(patch: &Value) -> Result<(), String> {
                 path.pop();
                 Ok(())
             }
+            // Drafts are built from what the tools returned, which the redaction gate has
+            // scrubbed: a placeholder must never be written back into the cluster.
+            Value::String(s) if s.contains(crate::redact::REDACTED.trim_end_matches(']')) => Err(format!(
+                "patch writes a redacted placeholder into {} (it was built from redacted data)",
+                display_path(path)
+            )),
             _ => Ok(()),
         }
     }
@@ -299,6 +305,9 @@ mod tests {
         let j = json!([{"op": "add", "path": "/spec/template/spec/hostNetwork", "value": true}]);
         assert!(body(&j).unwrap_err().contains("hostNetwork"));
         assert!(body(&json!({"spec": {"replicas": 2}})).is_ok());
+        let redacted =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "args": ["--token=[REDACTED]"]}]}}}});
+        assert!(body(&redacted).unwrap_err().contains("redacted placeholder"), "{:?}", body(&redacted));
     }
 
     #[test]

@@ -48,7 +48,20 @@ pub const KINDS: &[Kind] = &[
     k("Namespace", "", "v1", "namespaces", false, &["ns"]),
     k("PersistentVolumeClaim", "", "v1", "persistentvolumeclaims", true, &["pvc"]),
     k("Ingress", "networking.k8s.io", "v1", "ingresses", true, &["ing"]),
+    k("Endpoints", "", "v1", "endpoints", true, &["ep"]),
+    k("ControllerRevision", "apps", "v1", "controllerrevisions", true, &[]),
+    k("LimitRange", "", "v1", "limitranges", true, &["limits"]),
+    k("ResourceQuota", "", "v1", "resourcequotas", true, &["quota"]),
+    k("HorizontalPodAutoscaler", "autoscaling", "v2", "horizontalpodautoscalers", true, &["hpa"]),
+    k("StorageClass", "storage.k8s.io", "v1", "storageclasses", false, &["sc"]),
+    k("PersistentVolume", "", "v1", "persistentvolumes", false, &["pv"]),
 ];
+
+/// The version an older apiserver serves a kind under, where the current one is newer
+/// than some supported clusters (CronJob is batch/v1 from 1.21, HPA autoscaling/v2 from 1.23,
+/// Ingress networking.k8s.io/v1 from 1.19).
+const OLDER_VERSIONS: &[(&str, &str)] =
+    &[("CronJob", "v1beta1"), ("HorizontalPodAutoscaler", "v2beta2"), ("Ingress", "v1beta1")];
 
 impl Kind {
     pub fn api_version(&self) -> String {
@@ -63,6 +76,11 @@ impl Kind {
             kind: self.kind.into(),
             plural: self.plural.into(),
         }
+    }
+
+    /// The same kind under the version an older apiserver serves, if there is one.
+    pub fn older(&self) -> Option<Kind> {
+        OLDER_VERSIONS.iter().find(|(k, _)| *k == self.kind).map(|(_, version)| Kind { version, ..*self })
     }
 
     /// A dynamic API handle; `namespace` is ignored for cluster-scoped kinds.

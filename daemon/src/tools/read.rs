@@ -31,6 +31,13 @@ pub struct ListInput {
     /// (pass the same kind, namespace and selector).
     #[serde(default, rename = "continue")]
     pub continue_token: Option<String>,
+    /// Field selector, e.g. `spec.nodeName=node-1` (what the apiserver supports for the kind).
+    #[serde(default)]
+    pub field_selector: Option<String>,
+    /// Also return each object itself (as `get_resource` does: managed fields and Secret
+    /// values removed, redacted), in `objects`, in the order of `items`.
+    #[serde(default)]
+    pub objects: bool,
 }
 
 /// One object in a listing.
@@ -58,6 +65,9 @@ pub struct ListOutput {
     /// When truncated: pass it as `continue` for the next page.
     #[serde(default, rename = "continue", skip_serializing_if = "Option::is_none")]
     pub continue_token: Option<String>,
+    /// The objects themselves, when asked for with `objects: true`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<Value>,
 }
 
 /// Input of `get_resource`.
@@ -154,6 +164,21 @@ impl Tools {
         namespace: Option<&str>,
         lp: &ListParams,
     ) -> Result<Vec<DynamicObject>, ToolError> {
+        match self.list_version(kind, namespace, lp).await {
+            // The version is not served (an older apiserver): its older one is.
+            Err(ToolError::NotFound(_)) if kind.older().is_some() => {
+                self.list_version(&kind.older().unwrap_or(*kind), namespace, lp).await
+            }
+            other => other,
+        }
+    }
+
+    async fn list_version(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        lp: &ListParams,
+    ) -> Result<Vec<DynamicObject>, ToolError> {
         let client = &self.cluster.client;
         let op = |ns: &str| format!("list {} in {}", kind.plural, if ns.is_empty() { "all namespaces" } else { ns });
         if !kind.namespaced {
@@ -193,17 +218,30 @@ impl Tools {
         {
             return Err(ToolError::invalid(TOOL, "label_selector is longer than 1024 characters"));
         }
-        // Without a selector, the watch stores answer for the kinds they hold (selectors are the apiserver's job).
-        let cached = match selector {
-            None => self.list_cached(kind.kind, ns.filter(|_| kind.namespaced), after.as_ref(), limit)?,
-            Some(_) => None,
+        let fields = input.field_selector.as_deref().filter(|s| !s.trim().is_empty());
+        if let Some(f) = fields
+            && f.len() > 1024
+        {
+            return Err(ToolError::invalid(TOOL, "field_selector is longer than 1024 characters"));
+        }
+        // Without a selector, the watch stores answer for the kinds they hold (selectors are the
+        // apiserver's job); they keep summaries, so a caller asking for the objects gets the apiserver's.
+        let cached = match (selector, fields, input.objects) {
+            (None, None, false) => {
+                self.list_cached(kind.kind, ns.filter(|_| kind.namespaced), after.as_ref(), limit)?
+            }
+            _ => None,
         };
+        let mut objects_out = Vec::new();
         let (mut items, next) = match cached {
             Some(page) => page,
             None => {
                 let mut lp = ListParams::default();
                 if let Some(sel) = selector {
                     lp = lp.labels(sel);
+                }
+                if let Some(f) = fields {
+                    lp = lp.fields(f);
                 }
                 let mut objects = self.list_dynamic(&kind, ns, &lp).await?;
                 if kind.kind == "Namespace" {
@@ -220,13 +258,22 @@ impl Tools {
                     after.as_ref(),
                     limit,
                 );
+                if input.objects {
+                    objects_out = objects.iter().map(|o| exported(kind.kind, o)).collect::<Result<_, _>>()?;
+                }
                 (objects.iter().map(|o| summarize_value(kind.kind, &o.metadata, &o.data)).collect(), next)
             }
         };
         for item in &mut items {
             item.status = crate::redact::redact_text(&item.status).into_owned();
         }
-        Ok(ListOutput { kind: kind.kind.to_owned(), items, truncated: next.is_some(), continue_token: next })
+        Ok(ListOutput {
+            kind: kind.kind.to_owned(),
+            items,
+            truncated: next.is_some(),
+            continue_token: next,
+            objects: objects_out,
+        })
     }
 
     pub async fn get_resource(&self, _caller: &Caller, input: GetInput) -> Result<GetOutput, ToolError> {
@@ -249,12 +296,17 @@ impl Tools {
             return Err(ToolError::NotFound(format!("namespace {}", input.name)));
         }
         let what = format!("{} {}{}", kind.kind, ns.map(|n| format!("{n}/")).unwrap_or_default(), input.name);
-        let obj = kind.api(&self.cluster.client, ns).get(&input.name).await.map_err(|e| ToolError::kube(what, e))?;
-        let mut object = serde_json::to_value(&obj)
-            .map_err(|e| ToolError::Unavailable { what: "object encoding", why: e.to_string() })?;
-        sanitize_object(&mut object);
-        crate::redact::redact_value(&mut object);
-        Ok(GetOutput { kind: kind.kind.to_owned(), object })
+        let (client, name) = (&self.cluster.client, input.name.as_str());
+        let get = |k: Kind| {
+            let what = what.clone();
+            async move { k.api(client, ns).get(name).await.map_err(|e| ToolError::kube(what, e)) }
+        };
+        let obj = match (get(kind).await, kind.older()) {
+            // Not found under the current version: an older apiserver may serve the kind under its older one.
+            (Err(ToolError::NotFound(_)), Some(older)) => get(older).await?,
+            (other, _) => other?,
+        };
+        Ok(GetOutput { kind: kind.kind.to_owned(), object: exported(kind.kind, &obj)? })
     }
 
     pub async fn events(&self, _caller: &Caller, input: EventsInput) -> Result<EventsOutput, ToolError> {
@@ -361,6 +413,19 @@ pub(crate) fn event_summary(e: &Event) -> EventSummary {
         message: crate::redact::redact_text(e.message.as_deref().unwrap_or_default()).into_owned(),
         count: e.count.unwrap_or(1),
     }
+}
+
+/// An object as the tools return it: sanitized, then redacted.
+fn exported(kind: &str, obj: &DynamicObject) -> Result<Value, ToolError> {
+    let mut object = serde_json::to_value(obj)
+        .map_err(|e| ToolError::Unavailable { what: "object encoding", why: e.to_string() })?;
+    // Items of a list carry no kind of their own.
+    if object.get("kind").is_none_or(Value::is_null) {
+        object["kind"] = Value::from(kind);
+    }
+    sanitize_object(&mut object);
+    crate::redact::redact_value(&mut object);
+    Ok(object)
 }
 
 /// Strip what tools never return: managedFields, the last-applied

@@ -1,21 +1,23 @@
-//! Gathering the facts a diagnosis needs, the way kubemedic's read tools
-//! see them: the workload, its ReplicaSets (rollout history), pods, events,
-//! nodes, the keys (never the values) of referenced Secrets and ConfigMaps,
-//! and the logs of crashed containers. Every call is recorded as
-//! [`Evidence`] under the name of the MCP tool that returns the same data.
+//! Gathering the facts a diagnosis needs through kubemedic's read tools
+//! (the [`Reader`], the only way the built-in runner reads the cluster): the
+//! workload, its ReplicaSets (rollout history), pods, events, nodes, the keys
+//! (never the values) of referenced Secrets and ConfigMaps, and the logs of
+//! crashed containers. What each read found is recorded as [`Evidence`] under
+//! the name of the tool that was called.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Event, LimitRange, Node, Pod, PodSpec, PodTemplateSpec, Secret};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{Api, ListParams, LogParams};
 use serde_json::{Value, json};
 
+use super::read::{Reader, typed};
 use crate::agent::{AgentError, Evidence, Gap};
-use crate::cluster::Cluster;
+use crate::model::error::error_chain;
 use crate::model::signal::WorkloadRef;
 use crate::policy::target;
+use crate::tools::ToolError;
 
 /// What the cluster shows about one workload.
 #[derive(Debug, Clone)]
@@ -88,10 +90,20 @@ impl Facts {
     }
 }
 
-fn read_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> AgentError {
+pub fn read_err(what: impl Into<String>) -> impl FnOnce(ToolError) -> AgentError {
     let what = what.into();
-    move |source| {
-        if target::is_not_found(&source) { AgentError::NotFound(what) } else { AgentError::Read { what, source } }
+    move |source| match source {
+        ToolError::NotFound(_) => AgentError::NotFound(what),
+        source => AgentError::Read { what, source },
+    }
+}
+
+/// A read that failed, as a gap of the diagnosis.
+pub fn unread(what: impl Into<String>, e: &ToolError) -> Gap {
+    match e {
+        // The tools refuse a kind the scope hides as unknown: waiting does not change that.
+        ToolError::InvalidInput { .. } => Gap::OutOfScope { what: what.into() },
+        e => Gap::unread(what, error_chain(e)),
     }
 }
 
@@ -121,7 +133,7 @@ pub fn revision(rs: &ReplicaSet) -> i64 {
 }
 
 /// Gather the facts for `target`.
-pub async fn gather(cluster: &Cluster, target: &WorkloadRef, log_lines: i64) -> Result<Facts, AgentError> {
+pub async fn gather(reader: &Reader<'_>, target: &WorkloadRef, log_lines: i64) -> Result<Facts, AgentError> {
     let kind = super::objects::diagnosable(&target.kind).ok_or_else(|| AgentError::Unsupported(target.kind.clone()))?;
     let namespaced = kind != "Node";
     // The target may come from an alert label: check it before it reaches a path.
@@ -129,29 +141,32 @@ pub async fn gather(cluster: &Cluster, target: &WorkloadRef, log_lines: i64) -> 
         crate::names::namespace(&target.namespace)?;
     }
     crate::names::object_name(&target.name)?;
-    if (namespaced && !cluster.scope.namespace_visible(&target.namespace)) || !cluster.scope.kind_visible(kind) {
+    let scope = reader.scope();
+    if (namespaced && !scope.namespace_visible(&target.namespace)) || !scope.kind_visible(kind) {
         return Err(AgentError::OutOfScope(target.to_string()));
     }
     if super::objects::is_object_kind(kind) {
         let mut facts = Facts::new(WorkloadRef::new(kind, &target.namespace, &target.name));
-        super::objects::gather(cluster, &mut facts).await?;
+        super::objects::gather(reader, &mut facts).await?;
         return Ok(facts);
     }
     let info = target::kind_info(kind).ok_or_else(|| AgentError::Unsupported(target.kind.clone()))?;
     let mut facts = Facts::new(WorkloadRef::new(info.kind, &target.namespace, &target.name));
     if info.kind == "Node" {
-        gather_node(cluster, &mut facts).await?;
+        gather_node(reader, &mut facts).await?;
         return Ok(facts);
     }
     if !matches!(info.kind, "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "ReplicaSet" | "Pod") {
         return Err(AgentError::Unsupported(target.kind.clone()));
     }
     let ns = target.namespace.as_str();
-    let client = cluster.client.clone();
     let describe_args = json!({"namespace": ns, "kind": info.kind, "name": target.name});
 
-    let path = target::object_path(&info, ns, &target.name);
-    facts.object = target::get(&client, &path).await.map_err(read_err(target.to_string()))?;
+    facts.object = reader
+        .get(info.kind, ns, &target.name)
+        .await
+        .map_err(read_err(target.to_string()))?
+        .ok_or_else(|| AgentError::NotFound(target.to_string()))?;
     let mut owned_uids: BTreeSet<String> = BTreeSet::new();
     let uid = facts.object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
     owned_uids.insert(uid.clone());
@@ -172,15 +187,16 @@ pub async fn gather(cluster: &Cluster, target: &WorkloadRef, log_lines: i64) -> 
     }
 
     // Pods (and, for a Deployment, its ReplicaSets).
-    let pods_api: Api<Pod> = Api::namespaced(client.clone(), ns);
     if let Some(sel) = &selector {
-        let lp = ListParams::default().labels(&selector_string(sel));
+        let labels = selector_string(sel);
         if info.kind == "Deployment" {
-            let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
-            let list = rs_api.list(&lp).await.map_err(read_err(format!("replicasets of {target}")))?;
+            let list = reader
+                .list("ReplicaSet", ns, Some(&labels), None)
+                .await
+                .map_err(read_err(format!("replicasets of {target}")))?;
             let mut owned: Vec<ReplicaSet> = list
-                .items
-                .into_iter()
+                .iter()
+                .filter_map(typed::<ReplicaSet>)
                 .filter(|rs| rs.metadata.owner_references.iter().flatten().any(|o| o.uid == uid))
                 .collect();
             owned.sort_by_key(|rs| std::cmp::Reverse(revision(rs)));
@@ -188,34 +204,33 @@ pub async fn gather(cluster: &Cluster, target: &WorkloadRef, log_lines: i64) -> 
             facts.replica_sets = owned;
         }
         if matches!(info.kind, "StatefulSet" | "DaemonSet") {
-            let cr_api: Api<ControllerRevision> = Api::namespaced(client.clone(), ns);
-            match cr_api.list(&lp).await {
+            match reader.list("ControllerRevision", ns, Some(&labels), None).await {
                 Ok(list) => {
                     let mut owned: Vec<ControllerRevision> = list
-                        .items
-                        .into_iter()
+                        .iter()
+                        .filter_map(typed::<ControllerRevision>)
                         .filter(|r| r.metadata.owner_references.iter().flatten().any(|o| o.uid == uid))
                         .collect();
                     owned.sort_by_key(|r| std::cmp::Reverse(r.revision));
                     facts.controller_revisions = owned;
                 }
-                Err(e) => facts.gaps.push(Gap::unread("controllerrevisions", target::describe(&e))),
+                Err(e) => facts.gaps.push(unread("controllerrevisions", &e)),
             }
         }
-        let list = pods_api.list(&lp).await.map_err(read_err(format!("pods of {target}")))?;
+        let list = reader.list("Pod", ns, Some(&labels), None).await.map_err(read_err(format!("pods of {target}")))?;
         facts.pods = list
-            .items
-            .into_iter()
+            .iter()
+            .filter_map(typed::<Pod>)
             .filter(|p| {
                 info.kind != "Deployment"
                     || p.metadata.owner_references.iter().flatten().any(|o| owned_uids.contains(&o.uid))
             })
             .collect();
     } else if info.kind == "Pod" {
-        facts.pods = vec![
-            serde_json::from_value(facts.object.clone())
-                .map_err(|e| AgentError::Read { what: format!("pod {target}"), source: kube::Error::SerdeError(e) })?,
-        ];
+        facts.pods = vec![serde_json::from_value(facts.object.clone()).map_err(|e| AgentError::Read {
+            what: format!("pod {target}"),
+            source: ToolError::Unavailable { what: "pod decoding", why: e.to_string() },
+        })?];
     }
     owned_uids.extend(facts.pods.iter().filter_map(|p| p.metadata.uid.clone()));
     let describe = describe_finding(&facts);
@@ -234,12 +249,11 @@ pub async fn gather(cluster: &Cluster, target: &WorkloadRef, log_lines: i64) -> 
     }
 
     // Events of everything it owns.
-    let ev_api: Api<Event> = Api::namespaced(client.clone(), ns);
-    match ev_api.list(&ListParams::default()).await {
+    match reader.list("Event", ns, None, None).await {
         Ok(list) => {
             let mut events: Vec<Event> = list
-                .items
-                .into_iter()
+                .iter()
+                .filter_map(typed::<Event>)
                 .filter(|e| e.involved_object.uid.as_ref().is_some_and(|u| owned_uids.contains(u)))
                 .collect();
             events.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0).or(e.event_time.as_ref().map(|t| t.0)));
@@ -263,7 +277,7 @@ pub async fn gather(cluster: &Cluster, target: &WorkloadRef, log_lines: i64) -> 
                 finding,
             );
         }
-        Err(e) => facts.gaps.push(Gap::unread("events", target::describe(&e))),
+        Err(e) => facts.gaps.push(unread("events", &e)),
     }
 
     // A LimitRange refusing pods is not named by the refusal: list the namespace's LimitRanges.
@@ -271,115 +285,107 @@ pub async fn gather(cluster: &Cluster, target: &WorkloadRef, log_lines: i64) -> 
         e.reason.as_deref() == Some("FailedCreate") && e.message.as_deref().is_some_and(|m| m.contains(" usage per "))
     });
     if limit_refused {
-        match Api::<LimitRange>::namespaced(client.clone(), ns).list(&ListParams::default()).await {
+        match reader.list("LimitRange", ns, None, None).await {
             Ok(list) => {
-                let names: Vec<String> = list.items.iter().filter_map(|l| l.metadata.name.clone()).collect();
+                let names: Vec<String> = list
+                    .iter()
+                    .filter_map(|l| l.pointer("/metadata/name").and_then(Value::as_str))
+                    .map(Into::into)
+                    .collect();
                 facts.record(
                     "list_resources",
                     json!({"namespace": ns, "kind": "LimitRange"}),
                     format!("LimitRanges in {ns}: {}", names.join(", ")),
                 );
-                for l in list.items {
-                    let mut v = serde_json::to_value(l).unwrap_or_default();
-                    v["kind"] = json!("LimitRange");
-                    facts.related.push(v);
-                }
+                facts.related.extend(list);
             }
-            Err(e) => facts.gaps.push(Gap::unread("limitranges", target::describe(&e))),
+            Err(e) => facts.gaps.push(unread("limitranges", &e)),
         }
     }
 
     // Nodes, for scheduling questions.
-    if cluster.scope.kind_visible("node") {
-        match Api::<Node>::all(client.clone()).list(&ListParams::default()).await {
-            Ok(list) => facts.nodes = list.items,
-            Err(e) => facts.gaps.push(Gap::unread("nodes", target::describe(&e))),
+    if scope.kind_visible("node") {
+        match reader.list("Node", "", None, None).await {
+            Ok(list) => facts.nodes = list.iter().filter_map(typed::<Node>).collect(),
+            Err(e) => facts.gaps.push(unread("nodes", &e)),
         }
     }
 
-    if facts.pods.iter().any(unschedulable) && cluster.scope.kind_visible("node") {
-        gather_node_usage(cluster, &mut facts).await;
+    if facts.pods.iter().any(unschedulable) && scope.kind_visible("node") {
+        gather_node_usage(reader, &mut facts).await;
     }
-    gather_refs(cluster, &mut facts, &describe_args).await;
-    gather_logs(cluster, &mut facts, log_lines).await;
+    gather_refs(reader, &mut facts, &describe_args).await;
+    gather_logs(reader, &mut facts, log_lines).await;
     Ok(facts)
 }
 
+/// Key names of a Secret or ConfigMap as the tools return it (a Secret's values never are).
+fn keys_of(object: &Value) -> BTreeSet<String> {
+    let mut keys: BTreeSet<String> =
+        object["dataKeys"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect();
+    for field in ["data", "binaryData"] {
+        keys.extend(object[field].as_object().into_iter().flat_map(|m| m.keys().cloned()));
+    }
+    keys
+}
+
 /// Secrets and ConfigMaps the pod template references: which exist, which keys they hold.
-async fn gather_refs(cluster: &Cluster, facts: &mut Facts, describe_args: &Value) {
+async fn gather_refs(reader: &Reader<'_>, facts: &mut Facts, describe_args: &Value) {
     let Some(spec) = facts.pod_spec().cloned() else { return };
     let ns = facts.target.namespace.clone();
     let (secrets, config_maps) = referenced_objects(&spec);
-    if !secrets.is_empty() {
-        if cluster.scope.kind_visible("secret") {
-            let api: Api<Secret> = Api::namespaced(cluster.client.clone(), &ns);
-            let mut lines = Vec::new();
-            for name in &secrets {
-                // Key names only: values are never read into a diagnosis.
-                let keys = match api.get_opt(name).await {
-                    Ok(Some(s)) => {
-                        let mut keys: BTreeSet<String> = s.data.unwrap_or_default().into_keys().collect();
-                        keys.extend(s.string_data.unwrap_or_default().into_keys());
-                        lines.push(format!(
-                            "Secret {name} has keys [{}]",
-                            keys.iter().cloned().collect::<Vec<_>>().join(", ")
-                        ));
-                        Some(keys)
-                    }
-                    Ok(None) => {
-                        lines.push(format!("Secret {name} does not exist"));
-                        None
-                    }
-                    Err(e) => {
-                        facts.gaps.push(Gap::unread(format!("secret {name}"), target::describe(&e)));
-                        continue;
-                    }
-                };
-                facts.secrets.insert(name.clone(), keys);
-            }
-            let args = json!({"namespace": ns, "workload_kind": describe_args["kind"], "workload_name": describe_args["name"]});
-            facts.record("decode_secret", args, format!("{} (values not read)", lines.join("; ")));
-        } else {
-            facts.gaps.push(Gap::OutOfScope { what: "secrets".into() });
+    for (kind, names) in [("Secret", secrets), ("ConfigMap", config_maps)] {
+        if names.is_empty() {
+            continue;
         }
-    }
-    if !config_maps.is_empty() {
-        let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), &ns);
+        if !reader.scope().kind_visible(kind) {
+            facts.gaps.push(Gap::OutOfScope { what: format!("{}s", kind.to_ascii_lowercase()) });
+            continue;
+        }
         let mut lines = Vec::new();
-        for name in &config_maps {
-            let keys = match api.get_opt(name).await {
-                Ok(Some(c)) => {
-                    let mut keys: BTreeSet<String> = c.data.unwrap_or_default().into_keys().collect();
-                    keys.extend(c.binary_data.unwrap_or_default().into_keys());
+        for name in &names {
+            // Key names only: the tools never return a Secret's values.
+            let keys = match reader.get(kind, &ns, name).await {
+                Ok(Some(object)) => {
+                    let keys = keys_of(&object);
                     lines.push(format!(
-                        "ConfigMap {name} has keys [{}]",
+                        "{kind} {name} has keys [{}]",
                         keys.iter().cloned().collect::<Vec<_>>().join(", ")
                     ));
                     Some(keys)
                 }
                 Ok(None) => {
-                    lines.push(format!("ConfigMap {name} does not exist"));
+                    lines.push(format!("{kind} {name} does not exist"));
                     None
                 }
                 Err(e) => {
-                    facts.gaps.push(Gap::unread(format!("configmap {name}"), target::describe(&e)));
+                    facts.gaps.push(unread(format!("{} {name}", kind.to_ascii_lowercase()), &e));
                     continue;
                 }
             };
-            facts.config_maps.insert(name.clone(), keys);
+            if kind == "Secret" {
+                facts.secrets.insert(name.clone(), keys);
+            } else {
+                facts.config_maps.insert(name.clone(), keys);
+            }
         }
-        for name in &config_maps {
-            let args = json!({"namespace": ns, "kind": "ConfigMap", "name": name});
-            let line = lines.iter().find(|l| l.contains(&format!("ConfigMap {name} "))).cloned().unwrap_or_default();
-            facts.record("get_resource", args, line);
+        if kind == "Secret" {
+            let args = json!({"namespace": ns, "workload_kind": describe_args["kind"], "workload_name": describe_args["name"]});
+            facts.record("decode_secret", args, format!("{} (values not read)", lines.join("; ")));
+        } else {
+            for name in &names {
+                let args = json!({"namespace": ns, "kind": kind, "name": name});
+                let line = lines.iter().find(|l| l.contains(&format!("{kind} {name} "))).cloned().unwrap_or_default();
+                facts.record("get_resource", args, line);
+            }
         }
     }
-    near_names(cluster, facts).await;
+    near_names(reader, facts).await;
 }
 
 /// For each referenced Secret or ConfigMap that does not exist, the existing one whose name is a
 /// near miss (names only are listed; of the near object, key names only are read).
-async fn near_names(cluster: &Cluster, facts: &mut Facts) {
+async fn near_names(reader: &Reader<'_>, facts: &mut Facts) {
     let ns = facts.target.namespace.clone();
     let missing = |m: &BTreeMap<String, Option<BTreeSet<String>>>| {
         m.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.clone()).collect::<Vec<_>>()
@@ -389,40 +395,23 @@ async fn near_names(cluster: &Cluster, facts: &mut Facts) {
         if names.is_empty() {
             continue;
         }
-        let listed = if kind == "Secret" {
-            Api::<Secret>::namespaced(cluster.client.clone(), &ns)
-                .list_metadata(&ListParams::default())
-                .await
-                .map(|l| l.items.into_iter().filter_map(|o| o.metadata.name).collect::<Vec<_>>())
-        } else {
-            Api::<ConfigMap>::namespaced(cluster.client.clone(), &ns)
-                .list_metadata(&ListParams::default())
-                .await
-                .map(|l| l.items.into_iter().filter_map(|o| o.metadata.name).collect::<Vec<_>>())
-        };
-        let existing = match listed {
-            Ok(names) => names,
+        let existing = match reader.call("list_resources", json!({"kind": kind, "namespace": ns, "limit": 500})).await {
+            Ok(v) => v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i["name"].as_str())
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
             Err(e) => {
-                facts.gaps.push(Gap::unread(format!("{} names", kind.to_ascii_lowercase()), target::describe(&e)));
+                facts.gaps.push(unread(format!("{} names", kind.to_ascii_lowercase()), &e));
                 continue;
             }
         };
         for name in names {
             let Some(near) = super::config::closest_key(&name, &existing).cloned() else { continue };
-            let keys = if kind == "Secret" {
-                Api::<Secret>::namespaced(cluster.client.clone(), &ns).get_opt(&near).await.ok().flatten().map(|s| {
-                    let mut k: BTreeSet<String> = s.data.unwrap_or_default().into_keys().collect();
-                    k.extend(s.string_data.unwrap_or_default().into_keys());
-                    k
-                })
-            } else {
-                Api::<ConfigMap>::namespaced(cluster.client.clone(), &ns).get_opt(&near).await.ok().flatten().map(|c| {
-                    let mut k: BTreeSet<String> = c.data.unwrap_or_default().into_keys().collect();
-                    k.extend(c.binary_data.unwrap_or_default().into_keys());
-                    k
-                })
-            };
-            let Some(keys) = keys else { continue };
+            let Ok(Some(object)) = reader.get(kind, &ns, &near).await else { continue };
+            let keys = keys_of(&object);
             facts.record(
                 "list_resources",
                 json!({"namespace": ns, "kind": kind}),
@@ -479,9 +468,8 @@ pub fn referenced_objects(spec: &PodSpec) -> (BTreeSet<String>, BTreeSet<String>
 }
 
 /// Previous-instance logs of containers that crashed, two pods at most.
-async fn gather_logs(cluster: &Cluster, facts: &mut Facts, lines: i64) {
+async fn gather_logs(reader: &Reader<'_>, facts: &mut Facts, lines: i64) {
     let ns = facts.target.namespace.clone();
-    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
     // (pod, container, previous): a restarted container's crash is in the previous
     // instance; a container that exited and was not restarted (a Job's) is the current one.
     let mut crashed: Vec<(String, String, bool)> = Vec::new();
@@ -497,10 +485,8 @@ async fn gather_logs(cluster: &Cluster, facts: &mut Facts, lines: i64) {
     }
     crashed.truncate(2);
     for (pod, container, previous) in crashed {
-        let lp =
-            LogParams { container: Some(container.clone()), previous, tail_lines: Some(lines), ..Default::default() };
         let args = json!({"namespace": ns, "pod": pod, "container": container, "tail": lines, "previous": previous});
-        match api.logs(&pod, &lp).await {
+        match reader.logs(&ns, &pod, &container, previous, lines).await {
             Ok(text) => {
                 let line = super::logline::explaining_line(&text).unwrap_or("(no explaining line)").to_owned();
                 let mut finding = format!("{pod}/{container} error before exit: {:?}", truncate(&line, 200));
@@ -515,16 +501,23 @@ async fn gather_logs(cluster: &Cluster, facts: &mut Facts, lines: i64) {
                 facts.record("pod_logs", args, finding);
                 facts.logs.insert(format!("{pod}/{container}"), text);
             }
-            Err(e) => facts.gaps.push(Gap::unread(format!("logs of {pod}/{container}"), target::describe(&e))),
+            Err(e) => facts.gaps.push(unread(format!("logs of {pod}/{container}"), &e)),
         }
     }
 }
 
-async fn gather_node(cluster: &Cluster, facts: &mut Facts) -> Result<(), AgentError> {
+async fn gather_node(reader: &Reader<'_>, facts: &mut Facts) -> Result<(), AgentError> {
     let name = facts.target.name.clone();
-    let api: Api<Node> = Api::all(cluster.client.clone());
-    let node = api.get(&name).await.map_err(read_err(format!("node {name}")))?;
-    facts.object = serde_json::to_value(&node).unwrap_or_default();
+    let object = reader
+        .get("Node", "", &name)
+        .await
+        .map_err(read_err(format!("node {name}")))?
+        .ok_or_else(|| AgentError::NotFound(format!("node {name}")))?;
+    let node: Node = typed(&object).ok_or_else(|| AgentError::Read {
+        what: format!("node {name}"),
+        source: ToolError::Unavailable { what: "node decoding", why: "not a Node object".into() },
+    })?;
+    facts.object = object;
     let ready = node_ready(&node);
     let finding = match &ready {
         Some((status, reason, msg)) => format!("Node {name} Ready={status} ({reason}: {msg})"),
@@ -532,21 +525,18 @@ async fn gather_node(cluster: &Cluster, facts: &mut Facts) -> Result<(), AgentEr
     };
     facts.record("get_resource", json!({"kind": "Node", "name": name}), finding);
     facts.nodes = vec![node];
-    let lp = ListParams::default().fields(&format!("spec.nodeName={name}"));
-    match Api::<Pod>::all(cluster.client.clone()).list(&lp).await {
+    let on_node = format!("spec.nodeName={name}");
+    match reader.list("Pod", "", None, Some(&on_node)).await {
         Ok(list) => {
-            facts.pods = list
-                .items
-                .into_iter()
-                .filter(|p| cluster.scope.namespace_visible(p.metadata.namespace.as_deref().unwrap_or_default()))
-                .collect();
+            // The tools list the visible namespaces only.
+            facts.pods = list.iter().filter_map(typed::<Pod>).collect();
             facts.record(
                 "list_resources",
                 json!({"kind": "Pod", "field_selector": format!("spec.nodeName={name}")}),
                 format!("{} visible pods are bound to {name}", facts.pods.len()),
             );
         }
-        Err(e) => facts.gaps.push(Gap::unread(format!("pods on node {name}"), target::describe(&e))),
+        Err(e) => facts.gaps.push(unread(format!("pods on node {name}"), &e)),
     }
     Ok(())
 }
@@ -574,12 +564,12 @@ pub fn pod_requests(spec: &PodSpec) -> (f64, f64) {
     (sum("cpu").max(init("cpu")), sum("memory").max(init("memory")))
 }
 
-/// Requests already placed on each node (sums only; nothing else of those pods is kept).
-async fn gather_node_usage(cluster: &Cluster, facts: &mut Facts) {
-    let lp = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
-    match Api::<Pod>::all(cluster.client.clone()).list(&lp).await {
+/// Requests already placed on each node by the pods of the visible namespaces (sums only;
+/// nothing else of those pods is kept).
+async fn gather_node_usage(reader: &Reader<'_>, facts: &mut Facts) {
+    match reader.list("Pod", "", None, Some("status.phase!=Succeeded,status.phase!=Failed")).await {
         Ok(list) => {
-            for p in list.items {
+            for p in list.iter().filter_map(typed::<Pod>) {
                 let Some(spec) = p.spec.as_ref() else { continue };
                 let Some(node) = spec.node_name.clone() else { continue };
                 let (cpu, mem) = pod_requests(spec);
@@ -607,7 +597,7 @@ async fn gather_node_usage(cluster: &Cluster, facts: &mut Facts) {
                 .join("; ");
             facts.record("cluster_health", json!({}), finding);
         }
-        Err(e) => facts.gaps.push(Gap::unread("pods per node", target::describe(&e))),
+        Err(e) => facts.gaps.push(unread("pods per node", &e)),
     }
 }
 

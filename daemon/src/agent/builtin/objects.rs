@@ -2,25 +2,19 @@
 //! PersistentVolumeClaim, CronJob, HorizontalPodAutoscaler): the object,
 //! its events, and the objects its health depends on (the pods a Service
 //! selects and its Endpoints, an Ingress's Services, a claim's
-//! StorageClass and volumes, a CronJob's Jobs, an HPA's scale target). They
-//! are kept as plain JSON so that one build reads every API version the
-//! cluster serves (CronJob is batch/v1beta1 before 1.21, HPA v2beta2 before 1.23).
+//! StorageClass and volumes, a CronJob's Jobs, an HPA's scale target), all
+//! read through the tools ([`Reader`]). They are kept as plain JSON so that one
+//! build reads every API version the cluster serves (the tools fall back to
+//! batch/v1beta1 CronJobs before 1.21, autoscaling/v2beta2 HPAs before 1.23).
 
 use serde_json::{Value, json};
 
-use super::gather::{Facts, truncate};
+use super::gather::{Facts, read_err, truncate, unread};
+use super::read::{Reader, typed};
 use crate::agent::{AgentError, Gap};
-use crate::cluster::Cluster;
-use crate::policy::target::{self, KindInfo};
 
-/// Kinds diagnosed from their object graph, each with the API versions tried in order.
-const OBJECT_KINDS: &[(&str, &str, &[&str], bool)] = &[
-    ("Service", "services", &["v1"], true),
-    ("Ingress", "ingresses", &["networking.k8s.io/v1", "networking.k8s.io/v1beta1"], true),
-    ("PersistentVolumeClaim", "persistentvolumeclaims", &["v1"], true),
-    ("CronJob", "cronjobs", &["batch/v1", "batch/v1beta1"], true),
-    ("HorizontalPodAutoscaler", "horizontalpodautoscalers", &["autoscaling/v2", "autoscaling/v2beta2"], true),
-];
+/// Kinds diagnosed from their object graph.
+const OBJECT_KINDS: &[&str] = &["Service", "Ingress", "PersistentVolumeClaim", "CronJob", "HorizontalPodAutoscaler"];
 
 /// Workload kinds, diagnosed from their pods.
 pub const WORKLOAD_KINDS: &[&str] = &["Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet", "Pod"];
@@ -45,77 +39,39 @@ pub fn diagnosable(kind: &str) -> Option<&'static str> {
     WORKLOAD_KINDS
         .iter()
         .chain(["Node"].iter())
-        .chain(OBJECT_KINDS.iter().map(|(k, ..)| k))
+        .chain(OBJECT_KINDS.iter())
         .find(|k| k.eq_ignore_ascii_case(alias))
         .copied()
 }
 
 /// Whether `kind` is diagnosed by [`gather`] here.
 pub fn is_object_kind(kind: &str) -> bool {
-    OBJECT_KINDS.iter().any(|(k, ..)| *k == kind)
+    OBJECT_KINDS.contains(&kind)
 }
 
-fn infos(kind: &str) -> Vec<KindInfo> {
-    OBJECT_KINDS
-        .iter()
-        .filter(|(k, ..)| *k == kind)
-        .flat_map(|(k, plural, versions, namespaced)| {
-            versions.iter().map(move |v| KindInfo { kind: k, api_version: v, plural, namespaced: *namespaced })
-        })
-        .collect()
-}
-
-/// GET `kind/name` in `ns`, trying each served version; `Ok(None)` when it does not exist.
-pub async fn get_any(cluster: &Cluster, kind: &str, ns: &str, name: &str) -> Result<Option<Value>, kube::Error> {
-    let candidates = match target::kind_info(kind) {
-        Some(i) => vec![i],
-        None => infos(kind),
-    };
-    for info in candidates {
-        match target::get(&cluster.client, &target::object_path(&info, ns, name)).await {
-            Ok(v) => return Ok(Some(v)),
-            Err(e) if target::is_not_found(&e) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(None)
-}
-
-/// LIST a collection path's items of kind `what` (lowercase); `None` (and a gap) when
-/// the kind is outside the configured scope or cannot be read.
-async fn list(cluster: &Cluster, facts: &mut Facts, paths: &[String], what: &str) -> Option<Vec<Value>> {
-    if !cluster.scope.kind_visible(what) {
-        facts.gaps.push(Gap::OutOfScope { what: what.to_owned() });
+/// LIST `kind` in `ns` ("" for a cluster-scoped kind); `None` (and a gap) when the kind is
+/// outside the configured scope or cannot be read.
+async fn list(reader: &Reader<'_>, facts: &mut Facts, kind: &str, ns: &str) -> Option<Vec<Value>> {
+    if !reader.scope().kind_visible(kind) {
+        facts.gaps.push(Gap::OutOfScope { what: kind.to_ascii_lowercase() });
         return None;
     }
-    let mut last = None;
-    for path in paths {
-        match target::get(&cluster.client, path).await {
-            Ok(v) => return Some(v["items"].as_array().cloned().unwrap_or_default()),
-            Err(e) => last = Some(target::describe(&e)),
+    match reader.list(kind, ns, None, None).await {
+        Ok(items) => Some(items),
+        Err(e) => {
+            facts.gaps.push(unread(kind.to_ascii_lowercase(), &e));
+            None
         }
     }
-    facts.gaps.push(Gap::unread(what, last.unwrap_or_default()));
-    None
-}
-
-/// Tag items of a list with their kind (lists leave it out of each item).
-fn tagged(items: Vec<Value>, kind: &str) -> Vec<Value> {
-    items
-        .into_iter()
-        .map(|mut i| {
-            i["kind"] = json!(kind);
-            i
-        })
-        .collect()
 }
 
 /// Gather `facts.target`, one of the object kinds.
-pub async fn gather(cluster: &Cluster, facts: &mut Facts) -> Result<(), AgentError> {
+pub async fn gather(reader: &Reader<'_>, facts: &mut Facts) -> Result<(), AgentError> {
     let (kind, ns, name) = (facts.target.kind.clone(), facts.target.namespace.clone(), facts.target.name.clone());
-    let object = get_any(cluster, &kind, &ns, &name)
+    let object = reader
+        .get(&kind, &ns, &name)
         .await
-        .map_err(|source| AgentError::Read { what: facts.target.to_string(), source })?
+        .map_err(read_err(facts.target.to_string()))?
         .ok_or_else(|| AgentError::NotFound(facts.target.to_string()))?;
     let uid = object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
     facts.object = object;
@@ -124,38 +80,36 @@ pub async fn gather(cluster: &Cluster, facts: &mut Facts) -> Result<(), AgentErr
     facts.record("get_resource", args.clone(), format!("{kind} {ns}/{name} status: {status}"));
 
     let mut uids = vec![uid];
-    let nsp = format!("/api/v1/namespaces/{ns}");
     match kind.as_str() {
         "Service" => {
-            if let Some(pods) = list(cluster, facts, &[format!("{nsp}/pods")], "pod").await {
-                facts.pods = pods.into_iter().filter_map(|p| serde_json::from_value(p).ok()).collect();
+            if let Some(pods) = list(reader, facts, "Pod", &ns).await {
+                facts.pods = pods.iter().filter_map(typed).collect();
             }
-            match target::get(&cluster.client, &format!("{nsp}/endpoints/{name}")).await {
-                Ok(mut ep) => {
-                    ep["kind"] = json!("Endpoints");
-                    facts.related.push(ep);
+            if !reader.scope().kind_visible("Endpoints") {
+                facts.gaps.push(Gap::OutOfScope { what: "endpoints".into() });
+            } else {
+                match reader.get("Endpoints", &ns, &name).await {
+                    Ok(Some(ep)) => facts.related.push(ep),
+                    Ok(None) => {}
+                    Err(e) => facts.gaps.push(unread("endpoints", &e)),
                 }
-                Err(e) if target::is_not_found(&e) => {}
-                Err(e) => facts.gaps.push(Gap::unread("endpoints", target::describe(&e))),
             }
         }
         "Ingress" => {
-            if let Some(svcs) = list(cluster, facts, &[format!("{nsp}/services")], "service").await {
-                facts.related.extend(tagged(svcs, "Service"));
+            if let Some(svcs) = list(reader, facts, "Service", &ns).await {
+                facts.related.extend(svcs);
             }
         }
         "PersistentVolumeClaim" => {
-            let classes = ["/apis/storage.k8s.io/v1/storageclasses".to_owned()];
-            if let Some(sc) = list(cluster, facts, &classes, "storageclass").await {
-                facts.related.extend(tagged(sc, "StorageClass"));
+            if let Some(sc) = list(reader, facts, "StorageClass", "").await {
+                facts.related.extend(sc);
             }
-            if let Some(pvs) = list(cluster, facts, &["/api/v1/persistentvolumes".to_owned()], "persistentvolume").await
-            {
-                facts.related.extend(tagged(pvs, "PersistentVolume"));
+            if let Some(pvs) = list(reader, facts, "PersistentVolume", "").await {
+                facts.related.extend(pvs);
             }
         }
         "CronJob" => {
-            let jobs = list(cluster, facts, &[format!("/apis/batch/v1/namespaces/{ns}/jobs")], "job").await;
+            let jobs = list(reader, facts, "Job", &ns).await;
             let owned: Vec<Value> = jobs.unwrap_or_default().into_iter().filter(|j| owned_by(j, &uids[0])).collect();
             let job_uids: Vec<String> = owned
                 .iter()
@@ -163,36 +117,33 @@ pub async fn gather(cluster: &Cluster, facts: &mut Facts) -> Result<(), AgentErr
                 .map(Into::into)
                 .collect();
             if !owned.is_empty()
-                && let Some(pods) = list(cluster, facts, &[format!("{nsp}/pods")], "pod").await
+                && let Some(pods) = list(reader, facts, "Pod", &ns).await
             {
-                facts.pods = pods
-                    .into_iter()
-                    .filter(|p| job_uids.iter().any(|u| owned_by(p, u)))
-                    .filter_map(|p| serde_json::from_value(p).ok())
-                    .collect();
+                facts.pods =
+                    pods.iter().filter(|p| job_uids.iter().any(|u| owned_by(p, u))).filter_map(typed).collect();
             }
             uids.extend(job_uids);
-            facts.related.extend(tagged(owned, "Job"));
+            facts.related.extend(owned);
         }
         "HorizontalPodAutoscaler" => {
             let t = facts.object.pointer("/spec/scaleTargetRef").cloned().unwrap_or_default();
             let (tk, tn) = (t["kind"].as_str().unwrap_or_default(), t["name"].as_str().unwrap_or_default());
-            if let Some(info) = target::kind_info(tk) {
-                match target::get(&cluster.client, &target::object_path(&info, &ns, tn)).await {
-                    Ok(mut o) => {
-                        o["kind"] = json!(info.kind);
-                        facts.related.push(o);
-                    }
-                    Err(e) if target::is_not_found(&e) => {
-                        let all = format!("{}/namespaces/{ns}/{}", api_base(info.api_version), info.plural);
-                        if let Some(items) = list(cluster, facts, &[all], &info.kind.to_ascii_lowercase()).await {
-                            facts.related.extend(tagged(items, info.kind).into_iter().map(|mut o| {
+            // A scale target of a kind the tools cannot read (a custom resource) stays unread.
+            if let Some(tk) = crate::policy::target::kind_info(tk).map(|i| i.kind)
+                && reader.scope().kind_visible(tk)
+                && crate::names::object_name(tn).is_ok()
+            {
+                match reader.get(tk, &ns, tn).await {
+                    Ok(Some(o)) => facts.related.push(o),
+                    Ok(None) => {
+                        if let Some(items) = list(reader, facts, tk, &ns).await {
+                            facts.related.extend(items.into_iter().map(|mut o| {
                                 o["candidate"] = json!(true);
                                 o
                             }));
                         }
                     }
-                    Err(e) => facts.gaps.push(Gap::unread("scale target", target::describe(&e))),
+                    Err(e) => facts.gaps.push(unread("scale target", &e)),
                 }
             }
         }
@@ -209,13 +160,9 @@ pub async fn gather(cluster: &Cluster, facts: &mut Facts) -> Result<(), AgentErr
     if !facts.pods.is_empty() {
         uids.extend(facts.pods.iter().filter_map(|p| p.metadata.uid.clone()));
     }
-    gather_events(cluster, facts, &uids, &args).await;
-    gather_job_logs(cluster, facts).await;
+    gather_events(reader, facts, &uids, &args).await;
+    gather_job_logs(reader, facts).await;
     Ok(())
-}
-
-fn api_base(api_version: &str) -> String {
-    if api_version.contains('/') { format!("/apis/{api_version}") } else { format!("/api/{api_version}") }
 }
 
 fn owned_by(obj: &Value, uid: &str) -> bool {
@@ -233,20 +180,18 @@ pub fn object_label(o: &Value) -> String {
     )
 }
 
-async fn gather_events(cluster: &Cluster, facts: &mut Facts, uids: &[String], args: &Value) {
+async fn gather_events(reader: &Reader<'_>, facts: &mut Facts, uids: &[String], args: &Value) {
     let ns = facts.target.namespace.clone();
-    match target::get(&cluster.client, &format!("/api/v1/namespaces/{ns}/events")).await {
+    match reader.list("Event", &ns, None, None).await {
         Ok(v) => {
-            let mut events: Vec<k8s_openapi::api::core::v1::Event> = v["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let mut events: Vec<k8s_openapi::api::core::v1::Event> = v
+                .iter()
                 .filter(|e| {
                     e.pointer("/involvedObject/uid")
                         .and_then(Value::as_str)
                         .is_some_and(|u| uids.iter().any(|x| x == u))
                 })
-                .filter_map(|e| serde_json::from_value(e.clone()).ok())
+                .filter_map(typed)
                 .collect();
             events.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0).or(e.event_time.as_ref().map(|t| t.0)));
             let warnings: Vec<String> = events
@@ -265,12 +210,12 @@ async fn gather_events(cluster: &Cluster, facts: &mut Facts, uids: &[String], ar
             facts.events = events;
             facts.record("events", args.clone(), finding);
         }
-        Err(e) => facts.gaps.push(Gap::unread("events", target::describe(&e))),
+        Err(e) => facts.gaps.push(unread("events", &e)),
     }
 }
 
 /// Logs of the failed pods of a CronJob's Jobs (one pod).
-async fn gather_job_logs(cluster: &Cluster, facts: &mut Facts) {
+async fn gather_job_logs(reader: &Reader<'_>, facts: &mut Facts) {
     let Some(pod) =
         facts.pods.iter().rev().find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")).cloned()
     else {
@@ -278,8 +223,10 @@ async fn gather_job_logs(cluster: &Cluster, facts: &mut Facts) {
     };
     let name = pod.metadata.name.clone().unwrap_or_default();
     let ns = facts.target.namespace.clone();
-    let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(cluster.client.clone(), &ns);
-    match api.logs(&name, &kube::api::LogParams { tail_lines: Some(100), ..Default::default() }).await {
+    let Some(container) = pod.spec.as_ref().and_then(|s| s.containers.first()).map(|c| c.name.clone()) else {
+        return;
+    };
+    match reader.logs(&ns, &name, &container, false, 100).await {
         Ok(text) => {
             let line = super::logline::explaining_line(&text).unwrap_or("(no explaining line)").to_owned();
             facts.record(
@@ -289,7 +236,7 @@ async fn gather_job_logs(cluster: &Cluster, facts: &mut Facts) {
             );
             facts.logs.insert(format!("{name}/"), text);
         }
-        Err(e) => facts.gaps.push(Gap::unread(format!("logs of {name}"), target::describe(&e))),
+        Err(e) => facts.gaps.push(unread(format!("logs of {name}"), &e)),
     }
 }
 
@@ -306,16 +253,5 @@ mod tests {
         assert_eq!(diagnosable("deployment"), Some("Deployment"));
         assert_eq!(diagnosable("Secret"), None);
         assert_eq!(diagnosable("Role"), None);
-    }
-
-    #[test]
-    fn each_object_kind_has_a_path_per_version() {
-        let hpa = infos("HorizontalPodAutoscaler");
-        assert_eq!(hpa.len(), 2);
-        assert_eq!(
-            target::object_path(&hpa[1], "ns", "x"),
-            "/apis/autoscaling/v2beta2/namespaces/ns/horizontalpodautoscalers/x"
-        );
-        assert!(infos("Secret").is_empty());
     }
 }

@@ -1,15 +1,15 @@
 //! Running a prompt workflow's declared steps through kubemedic's own
-//! tools, as the agent (operator role): each call is scope-checked,
-//! redacted and audited by [`crate::tools::Tools::call`]. The analyzers
-//! work on the typed facts gathered alongside; the steps add what only the
-//! tools report (rollout status) and leave the audit trail.
+//! tools, as the agent (operator role), on the [`Reader`] the gathering for
+//! the analyzers then reads through as well: each call is scope-checked,
+//! redacted and audited by [`crate::tools::Tools::call`], and a call the
+//! gathering repeats is answered from the step's result. The steps add what
+//! only the tools report (rollout status) to the evidence.
 
 use serde_json::Value;
 
+use super::read::Reader;
 use crate::model::diagnosis::Evidence;
-use crate::model::identity::Role;
 use crate::prompts::Step;
-use crate::tools::{Caller, Tools, Transport};
 
 /// Tools whose findings the typed gathering already records.
 const GATHERED: &[&str] =
@@ -22,14 +22,15 @@ pub struct Stepped {
     pub notes: Vec<String>,
 }
 
-/// Run `steps` in order (nothing when no tools are configured).
-pub async fn run(tools: Option<&Tools>, steps: &[Step]) -> Stepped {
+/// Run `steps` in order.
+pub async fn run(reader: &Reader<'_>, steps: &[Step]) -> Stepped {
     let mut out = Stepped::default();
-    let Some(tools) = tools.filter(|_| !steps.is_empty()) else { return out };
-    let caller = Caller::new("kubemedic-agent", Role::Operator, Transport::Agent);
+    if steps.is_empty() {
+        return out;
+    }
     for step in steps {
         let args = Value::Object(step.args.clone());
-        match tools.call(&caller, &step.tool, args.clone()).await {
+        match reader.call(&step.tool, args.clone()).await {
             Ok(v) if !GATHERED.contains(&step.tool.as_str()) => {
                 out.evidence.push(Evidence { tool: step.tool.clone(), args, finding: summarize(&v) });
             }

@@ -12,6 +12,8 @@
 //! | `nodesim.kubemedic.io/run-seconds: "1"` | how long it runs before exiting / being OOM-killed (default 1) |
 //! | `nodesim.kubemedic.io/logs: "…"` | lines it writes to stdout (one per line) instead of the default start-up lines |
 //! | `nodesim.kubemedic.io/listen-ports: "8080,9090"` | ports it listens on (default: its TCP `containerPorts`) |
+//! | `nodesim.kubemedic.io/image-contents: "/usr/local/bin/app,/bin/sh"` | the executables the image holds; a `command` naming another → RunContainerError |
+//! | `nodesim.kubemedic.io/ephemeral-storage-use: 2Gi` | local storage it writes; above `limits.ephemeral-storage` → the pod is Evicted after `run-seconds` |
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -35,6 +37,9 @@ pub enum Outcome {
     Pull(String),
     /// The container config cannot be generated (missing Secret/ConfigMap or key); kubelet's message.
     Config(String),
+    /// The runtime created the container but cannot start its process (the command names an
+    /// executable the image lacks); the runtime's message.
+    Start(String),
     /// The container starts and behaves as described.
     Run(RunSpec),
 }
@@ -50,6 +55,18 @@ pub struct RunSpec {
     pub readiness: ProbeResult,
     /// The liveness probe's result.
     pub liveness: ProbeResult,
+    /// The kubelet evicts the pod: the container writes more local storage than its
+    /// `limits.ephemeral-storage` allows.
+    pub evict: Option<Box<Evict>>,
+}
+
+/// An eviction for exceeding a local ephemeral storage limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evict {
+    /// Time from start until the use crosses the limit.
+    pub after: Duration,
+    /// The kubelet's message (pod status and the `Evicted` event).
+    pub message: String,
 }
 
 /// How a process ends.
@@ -187,6 +204,9 @@ pub fn container(
     }
 
     let parse_ann = |key: &str| -> Option<String> { annotation(pod, key, &c.name).map(str::to_string) };
+    if let Some(msg) = parse_ann("image-contents").and_then(|contents| missing_executable(c, &contents)) {
+        return (Outcome::Start(msg), warnings);
+    }
     let run_for = match parse_ann("run-seconds") {
         None => Duration::from_secs(1),
         Some(v) => v.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map_or_else(
@@ -239,6 +259,22 @@ pub fn container(
             .collect(),
     };
     let custom_logs = parse_ann("logs");
+    let storage_use = parse_ann("ephemeral-storage-use").and_then(|v| {
+        let b = quantity::bytes(&v);
+        if b.is_none() {
+            warnings.push(format!("{PREFIX}ephemeral-storage-use {v:?} is not a quantity"));
+        }
+        b
+    });
+    let storage_limit = c.resources.as_ref().and_then(|r| r.limits.as_ref()).and_then(|l| l.get("ephemeral-storage"));
+    let evict = match (storage_use, storage_limit) {
+        (Some(used), Some(limit)) if quantity::bytes(&limit.0).is_some_and(|l| used > l) => Some(Box::new(Evict {
+            after: run_for,
+            // kubelet's containerEphemeralStorageMessageFmt.
+            message: format!("Container {} exceeded its local ephemeral storage limit {:?}. ", c.name, limit.0),
+        })),
+        _ => None,
+    };
 
     let oom = matches!((&need, limit), (Some((_, n)), Some(l)) if *n > l);
     let exit = if oom {
@@ -262,7 +298,32 @@ pub fn container(
     };
     let readiness = probe(c, c.readiness_probe.as_ref(), &listen, pod_ip);
     let liveness = probe(c, c.liveness_probe.as_ref(), &listen, pod_ip);
-    (Outcome::Run(RunSpec { exit, logs, readiness, liveness }), warnings)
+    (Outcome::Run(RunSpec { exit, logs, readiness, liveness, evict }), warnings)
+}
+
+/// The runtime's message when the first word of `c`'s command is not among `contents` (the
+/// image's executables, comma-separated; a bare command is looked up by file name, as `$PATH` would).
+pub fn missing_executable(c: &Container, contents: &str) -> Option<String> {
+    let cmd = c.command.as_ref()?.first()?;
+    let mut held = contents.split(',').map(str::trim).filter(|e| !e.is_empty());
+    let found = if cmd.contains('/') {
+        held.any(|e| e == cmd)
+    } else {
+        held.any(|e| e.rsplit('/').next() == Some(cmd.as_str()))
+    };
+    if found {
+        return None;
+    }
+    let why = if cmd.contains('/') {
+        format!("stat {cmd}: no such file or directory")
+    } else {
+        format!("exec: \"{cmd}\": executable file not found in $PATH")
+    };
+    Some(format!(
+        "failed to start container \"{}\": Error response from daemon: OCI runtime create failed: \
+         container_linux.go:370: starting container process caused: {why}: unknown",
+        c.name
+    ))
 }
 
 /// kubelet's message when the env of `c` cannot be generated, if so.

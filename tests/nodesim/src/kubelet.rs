@@ -203,6 +203,10 @@ impl Kubelet {
             if !self.flush(&mut m, &involved, &node, &mut last_status).await {
                 break;
             }
+            if m.is_evicted() && last_status.as_ref().is_some_and(|v| v["status"]["reason"] == "Evicted") {
+                // Failed for good and posted: the kubelet no longer drives the pod.
+                break;
+            }
             let sleep =
                 m.next_deadline().map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
             tokio::select! {

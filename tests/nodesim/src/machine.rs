@@ -63,6 +63,7 @@ enum Timer {
     Ready,
     Readiness,
     Liveness,
+    Evict,
 }
 
 #[derive(Debug)]
@@ -134,6 +135,8 @@ pub struct PodMachine {
     transitions: [(bool, Timestamp); 3],
     /// Log lines written by containers since the last [`PodMachine::take_logs`]: (container, new run?, lines).
     logs: Vec<(String, bool, Vec<String>)>,
+    /// Set once the kubelet evicted the pod: its message. The pod is then Failed for good.
+    evicted: Option<String>,
 }
 
 impl PodMachine {
@@ -186,6 +189,7 @@ impl PodMachine {
             events: Vec::new(),
             transitions: [(false, ts); 3],
             logs: Vec::new(),
+            evicted: None,
         };
         m.schedule_next_starts(now);
         m
@@ -280,6 +284,22 @@ impl PodMachine {
                 c.state = State::Waiting { reason: "CreateContainerConfigError".into(), message: Some(msg) };
                 c.timers.push((now + delay, Timer::Start));
             }
+            Outcome::Start(msg) => {
+                let name = self.ctrs[i].name.clone();
+                self.event(
+                    "Normal",
+                    "Pulled",
+                    format!("Container image \"{image}\" already present on machine"),
+                    fp.clone(),
+                );
+                self.event("Normal", "Created", format!("Created container {name}"), fp.clone());
+                self.event("Warning", "Failed", format!("Error: {msg}"), fp);
+                let c = &mut self.ctrs[i];
+                c.failures += 1;
+                let delay = self.backoff.delay(c.failures);
+                c.state = State::Waiting { reason: "RunContainerError".into(), message: Some(msg) };
+                c.timers.push((now + delay, Timer::Start));
+            }
             Outcome::Run(spec) => {
                 let name = self.ctrs[i].name.clone();
                 self.event(
@@ -304,6 +324,9 @@ impl PodMachine {
                 c.ready = false;
                 if let Some(exit) = &spec.exit {
                     c.timers.push((now + exit.after, Timer::Exit));
+                }
+                if let Some(evict) = &spec.evict {
+                    c.timers.push((now + evict.after, Timer::Evict));
                 }
                 if !c.init {
                     match &spec.readiness {
@@ -388,6 +411,14 @@ impl PodMachine {
                     self.ctrs[i].timers.push((now + period, Timer::Liveness));
                 }
             }
+            Timer::Evict => {
+                let Some(message) =
+                    self.ctrs[i].spec.as_ref().and_then(|s| s.evict.as_ref()).map(|e| e.message.clone())
+                else {
+                    return;
+                };
+                self.evict(message);
+            }
             Timer::Exit => {
                 let exit = self.ctrs[i].spec.as_ref().and_then(|s| s.exit.clone());
                 let (code, reason) = exit.map_or((0, "Completed"), |e| (e.code, e.reason));
@@ -447,6 +478,37 @@ impl PodMachine {
         c.timers.push((now + delay, Timer::Start));
         let fp = Some(self.ctrs[i].field_path());
         self.event("Warning", "BackOff", "Back-off restarting failed container".into(), fp);
+    }
+
+    /// The kubelet evicts the pod (as its eviction manager does for a container over its local
+    /// ephemeral storage limit): every container is killed and not restarted, the pod is Failed
+    /// with reason `Evicted`, and an `Evicted` event says why.
+    pub fn evict(&mut self, message: String) {
+        self.event("Warning", "Evicted", message.clone(), None);
+        let ts = Timestamp::now();
+        for i in 0..self.ctrs.len() {
+            let c = &mut self.ctrs[i];
+            c.timers.clear();
+            c.ready = false;
+            if let State::Running { since } = c.state {
+                c.state = State::Terminated(Term {
+                    code: 137,
+                    reason: "Error".into(),
+                    started: since,
+                    finished: ts,
+                    id: c.id.clone(),
+                });
+                let name = c.name.clone();
+                let fp = Some(self.ctrs[i].field_path());
+                self.event("Normal", "Killing", format!("Stopping container {name}"), fp);
+            }
+        }
+        self.evicted = Some(message);
+    }
+
+    /// Whether the kubelet evicted the pod (it is Failed for good).
+    pub fn is_evicted(&self) -> bool {
+        self.evicted.is_some()
     }
 
     /// The pod is being deleted: the kubelet stops its containers.
@@ -528,7 +590,9 @@ impl PodMachine {
         };
         let init_statuses = statuses(true);
         PodStatus {
-            phase: Some(self.phase(init_done).into()),
+            phase: Some(if self.evicted.is_some() { "Failed" } else { self.phase(init_done) }.into()),
+            reason: self.evicted.as_ref().map(|_| "Evicted".to_owned()),
+            message: self.evicted.clone(),
             conditions: Some(conditions),
             host_ip: Some(self.host_ip.clone()),
             pod_ip: Some(self.pod_ip.clone()),
@@ -607,8 +671,8 @@ fn container_status(c: &Ctr) -> ContainerStatus {
         State::Terminated(t) => term_state(t),
     };
     let running = matches!(c.state, State::Running { .. });
-    let pulled =
-        c.has_run() || matches!(&c.state, State::Waiting { reason, .. } if reason == "CreateContainerConfigError");
+    let pulled = c.has_run()
+        || matches!(&c.state, State::Waiting { reason, .. } if reason == "CreateContainerConfigError" || reason == "RunContainerError");
     ContainerStatus {
         name: c.name.clone(),
         image: c.image.clone(),

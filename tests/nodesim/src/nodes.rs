@@ -24,6 +24,41 @@ use tokio_util::sync::CancellationToken;
 
 /// The annotation that stops (`stop`) a node's heartbeats.
 pub const HEARTBEAT_ANNOTATION: &str = "nodesim.kubemedic.io/heartbeat";
+/// The annotation naming the resources a node runs short of (`disk`, `memory`, `pid`,
+/// comma-separated): its kubelet reports the matching pressure conditions.
+pub const PRESSURE_ANNOTATION: &str = "nodesim.kubemedic.io/pressure";
+
+/// A pressure condition as the kubelet reports it.
+struct Pressure {
+    condition: &'static str,
+    /// The word for it in [`PRESSURE_ANNOTATION`].
+    resource: &'static str,
+    /// Reason and message when the node is short of it.
+    short: (&'static str, &'static str),
+    /// Reason and message when it is not.
+    fine: (&'static str, &'static str),
+}
+
+const PRESSURES: &[Pressure] = &[
+    Pressure {
+        condition: "MemoryPressure",
+        resource: "memory",
+        short: ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available"),
+        fine: ("KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+    },
+    Pressure {
+        condition: "DiskPressure",
+        resource: "disk",
+        short: ("KubeletHasDiskPressure", "kubelet has disk pressure"),
+        fine: ("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+    },
+    Pressure {
+        condition: "PIDPressure",
+        resource: "pid",
+        short: ("KubeletHasInsufficientPID", "kubelet has insufficient PID available"),
+        fine: ("KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+    },
+];
 /// Label on every simulated node; its value is the pool (`--pool`).
 pub const POOL_LABEL: &str = "nodesim.kubemedic.io/pool";
 /// Node status is posted every this many heartbeats (and whenever it is not Ready).
@@ -64,7 +99,25 @@ pub enum NodeError {
     },
 }
 
-fn conditions(ready: bool, now: Timestamp, since: Timestamp) -> Vec<NodeCondition> {
+/// The resources the node's annotation says it is short of (unknown words are ignored).
+pub fn pressures(node: Option<&Node>) -> Vec<&'static str> {
+    let wanted =
+        node.and_then(|n| n.metadata.annotations.as_ref()?.get(PRESSURE_ANNOTATION)).cloned().unwrap_or_default();
+    let words: Vec<&str> = wanted.split(',').map(str::trim).collect();
+    PRESSURES.iter().filter(|p| words.contains(&p.resource)).map(|p| p.resource).collect()
+}
+
+/// The resources whose pressure condition the node's status shows as True.
+fn posted_pressures(node: Option<&Node>) -> Vec<&'static str> {
+    let conds = node.and_then(|n| n.status.as_ref()?.conditions.clone()).unwrap_or_default();
+    PRESSURES
+        .iter()
+        .filter(|p| conds.iter().any(|c| c.type_ == p.condition && c.status == "True"))
+        .map(|p| p.resource)
+        .collect()
+}
+
+fn conditions(ready: bool, short: &[&str], now: Timestamp, since: Timestamp) -> Vec<NodeCondition> {
     let c = |type_: &str, status: bool, reason: &str, message: &str| NodeCondition {
         type_: type_.into(),
         status: if status { "True" } else { "False" }.into(),
@@ -73,12 +126,16 @@ fn conditions(ready: bool, now: Timestamp, since: Timestamp) -> Vec<NodeConditio
         last_heartbeat_time: Some(Time(now)),
         last_transition_time: Some(Time(since)),
     };
-    vec![
-        c("MemoryPressure", false, "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-        c("DiskPressure", false, "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-        c("PIDPressure", false, "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-        c("Ready", ready, "KubeletReady", "kubelet is posting ready status"),
-    ]
+    let mut out: Vec<NodeCondition> = PRESSURES
+        .iter()
+        .map(|p| {
+            let is_short = short.contains(&p.resource);
+            let (reason, message) = if is_short { p.short } else { p.fine };
+            c(p.condition, is_short, reason, message)
+        })
+        .collect();
+    out.push(c("Ready", ready, "KubeletReady", "kubelet is posting ready status"));
+    out
 }
 
 fn status(n: &NodeInfo, now: Timestamp) -> NodeStatus {
@@ -94,7 +151,7 @@ fn status(n: &NodeInfo, now: Timestamp) -> NodeStatus {
     NodeStatus {
         capacity: Some(cap.clone()),
         allocatable: Some(cap),
-        conditions: Some(conditions(true, now, now)),
+        conditions: Some(conditions(true, &[], now, now)),
         addresses: Some(vec![
             NodeAddress { type_: "InternalIP".into(), address: "127.0.0.1".into() },
             NodeAddress { type_: "Hostname".into(), address: n.name.clone() },
@@ -248,7 +305,9 @@ pub async fn heartbeat(
             continue;
         }
         let resuming = was_stopped;
-        if resuming || tick.is_multiple_of(STATUS_EVERY) || !node_ready(node.as_deref()) {
+        let short = pressures(node.as_deref());
+        let changed = short != posted_pressures(node.as_deref());
+        if resuming || changed || tick.is_multiple_of(STATUS_EVERY) || !node_ready(node.as_deref()) {
             let now = Timestamp::now();
             let since = if node_ready(node.as_deref()) {
                 node.as_ref()
@@ -266,7 +325,7 @@ pub async fn heartbeat(
             } else {
                 now
             };
-            let st = serde_json::json!({ "status": { "conditions": conditions(true, now, since),
+            let st = serde_json::json!({ "status": { "conditions": conditions(true, &short, now, since),
                 "daemonEndpoints": { "kubeletEndpoint": { "Port": info.kubelet_port } } } });
             if let Err(e) = api.patch_status(&info.name, &PatchParams::default(), &Patch::Strategic(&st)).await {
                 tracing::warn!(node = %info.name, error = %e, "post node status");
@@ -278,5 +337,34 @@ pub async fn heartbeat(
             was_stopped = false;
             let _ = resumed.send(info.name.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pressure_annotation_turns_the_kubelets_conditions() {
+        let node: Node = serde_json::from_value(serde_json::json!({"metadata": {"name": "n",
+            "annotations": {PRESSURE_ANNOTATION: "disk, bogus"}}}))
+        .unwrap();
+        let short = pressures(Some(&node));
+        assert_eq!(short, vec!["disk"]);
+        let now = Timestamp::now();
+        let conds = conditions(true, &short, now, now);
+        let disk = conds.iter().find(|c| c.type_ == "DiskPressure").unwrap();
+        assert_eq!(
+            (disk.status.as_str(), disk.reason.as_deref(), disk.message.as_deref()),
+            ("True", Some("KubeletHasDiskPressure"), Some("kubelet has disk pressure"))
+        );
+        let mem = conds.iter().find(|c| c.type_ == "MemoryPressure").unwrap();
+        assert_eq!((mem.status.as_str(), mem.reason.as_deref()), ("False", Some("KubeletHasSufficientMemory")));
+        assert!(conds.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        // What was posted is read back, so a change is posted at once and only then.
+        let mut posted = node.clone();
+        posted.status = Some(NodeStatus { conditions: Some(conds), ..NodeStatus::default() });
+        assert_eq!(posted_pressures(Some(&posted)), vec!["disk"]);
+        assert!(pressures(None).is_empty());
     }
 }

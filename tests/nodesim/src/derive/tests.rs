@@ -165,3 +165,55 @@ spec:
         Some("MountVolume.SetUp failed for volume \"cfg\" : configmap \"app-config\" not found")
     );
 }
+
+#[test]
+fn a_command_the_image_lacks_cannot_start() {
+    let p = pod(r#"
+metadata:
+  name: w-1
+  namespace: shop
+  annotations: {nodesim.kubemedic.io/image-contents: "/usr/local/bin/worker, /bin/sh"}
+spec:
+  containers:
+  - name: worker
+    image: ghcr.io/kubemedic-demo/worker:1.4.0
+    command: [worker-v2, --queue, jobs]
+"#);
+    let Outcome::Start(msg) = run(&p, &ConfigView::default()) else { panic!("expected a start error") };
+    assert!(msg.contains(r#"exec: "worker-v2": executable file not found in $PATH"#), "{msg}");
+    assert!(msg.starts_with(r#"failed to start container "worker""#), "{msg}");
+    // A bare name is found by file name, an absolute path only as written.
+    let mut ok = p.clone();
+    ok.spec.as_mut().unwrap().containers[0].command = Some(vec!["worker".into()]);
+    assert!(matches!(run(&ok, &ConfigView::default()), Outcome::Run(_)));
+    ok.spec.as_mut().unwrap().containers[0].command = Some(vec!["/opt/worker".into()]);
+    let Outcome::Start(msg) = run(&ok, &ConfigView::default()) else { panic!("expected a start error") };
+    assert!(msg.contains("stat /opt/worker: no such file or directory"), "{msg}");
+    // Without a command, the image's entrypoint runs.
+    ok.spec.as_mut().unwrap().containers[0].command = None;
+    assert!(matches!(run(&ok, &ConfigView::default()), Outcome::Run(_)));
+}
+
+#[test]
+fn writing_past_the_ephemeral_storage_limit_means_eviction() {
+    let p = pod(r#"
+metadata:
+  name: w-1
+  namespace: shop
+  annotations: {nodesim.kubemedic.io/ephemeral-storage-use: 300Mi, nodesim.kubemedic.io/run-seconds: "2"}
+spec:
+  containers:
+  - name: thumbs
+    image: nginx:1.25
+    resources: {limits: {ephemeral-storage: 100Mi}}
+"#);
+    let Outcome::Run(spec) = run(&p, &ConfigView::default()) else { panic!() };
+    let evict = spec.evict.expect("an eviction");
+    assert_eq!(evict.message, "Container thumbs exceeded its local ephemeral storage limit \"100Mi\". ");
+    assert_eq!(evict.after, Duration::from_secs(2));
+    let mut roomy = p.clone();
+    roomy.spec.as_mut().unwrap().containers[0].resources =
+        serde_json::from_value(serde_json::json!({"limits": {"ephemeral-storage": "1Gi"}})).unwrap();
+    let Outcome::Run(spec) = run(&roomy, &ConfigView::default()) else { panic!() };
+    assert_eq!(spec.evict, None);
+}

@@ -17,6 +17,7 @@ fn run(exit: Option<Exit>) -> Outcome {
         logs: vec!["hello".into()],
         readiness: ProbeResult::Absent,
         liveness: ProbeResult::Absent,
+        evict: None,
     })
 }
 
@@ -129,6 +130,51 @@ fn config_error_waits_and_heals_when_fixed() {
 }
 
 #[test]
+fn start_error_waits_in_run_container_error_and_retries() {
+    let t0 = Instant::now();
+    let mut m = PodMachine::new(&pod(ONE), "n", "127.0.0.1", "10.64.0.2", backoff(), t0);
+    let msg = "failed to start container \"c\": exec: \"nope\": executable file not found in $PATH: unknown";
+    drive(&mut m, t0, t0, &Outcome::Start(msg.into()));
+    assert_eq!(waiting(&mut m).as_deref(), Some("RunContainerError"));
+    assert_eq!(m.status().phase.as_deref(), Some("Pending"));
+    let events = m.take_events();
+    assert!(events.iter().any(|e| e.reason == "Created"), "{events:?}");
+    assert!(events.iter().any(|e| e.type_ == "Warning" && e.message == format!("Error: {msg}")), "{events:?}");
+    // Retried after back-off: still failing, the same state; the restart count does not move.
+    drive(&mut m, t0 + Duration::from_millis(100), t0 + Duration::from_secs(3), &Outcome::Start(msg.into()));
+    assert_eq!(waiting(&mut m).as_deref(), Some("RunContainerError"));
+    assert_eq!(restarts(&mut m), 0);
+}
+
+#[test]
+fn a_container_over_its_ephemeral_storage_limit_gets_the_pod_evicted() {
+    let t0 = Instant::now();
+    let mut m = PodMachine::new(&pod(ONE), "n", "127.0.0.1", "10.64.0.2", backoff(), t0);
+    let msg = "Container app exceeded its local ephemeral storage limit \"64Mi\". ";
+    let out = Outcome::Run(RunSpec {
+        exit: None,
+        logs: vec![],
+        readiness: ProbeResult::Absent,
+        liveness: ProbeResult::Absent,
+        evict: Some(Box::new(crate::derive::Evict { after: Duration::from_secs(1), message: msg.into() })),
+    });
+    drive(&mut m, t0, t0 + Duration::from_millis(500), &out);
+    assert_eq!(m.status().phase.as_deref(), Some("Running"));
+    drive(&mut m, t0 + Duration::from_millis(600), t0 + Duration::from_secs(5), &out);
+    let st = m.status();
+    assert_eq!(
+        (st.phase.as_deref(), st.reason.as_deref(), st.message.as_deref()),
+        (Some("Failed"), Some("Evicted"), Some(msg))
+    );
+    let cs = &st.container_statuses.unwrap()[0];
+    assert_eq!(cs.state.as_ref().unwrap().terminated.as_ref().map(|t| t.exit_code), Some(137));
+    assert_eq!(cs.restart_count, 0, "an evicted pod's containers are not restarted");
+    assert!(m.is_evicted());
+    assert!(m.take_events().iter().any(|e| e.type_ == "Warning" && e.reason == "Evicted" && e.message == msg));
+    assert_eq!(m.next_deadline(), None);
+}
+
+#[test]
 fn failing_readiness_probe_keeps_pod_unready_with_unhealthy_events() {
     let t0 = Instant::now();
     let mut m = PodMachine::new(&pod(ONE), "n", "127.0.0.1", "10.64.0.2", backoff(), t0);
@@ -143,6 +189,7 @@ fn failing_readiness_probe_keeps_pod_unready_with_unhealthy_events() {
             errored: false,
         },
         liveness: ProbeResult::Absent,
+        evict: None,
     });
     drive(&mut m, t0, t0 + Duration::from_secs(3), &out);
     let st = m.status();
@@ -167,6 +214,7 @@ fn failing_liveness_probe_restarts_the_container() {
             detail: "dial tcp: refused".into(),
             errored: false,
         },
+        evict: None,
     });
     drive(&mut m, t0, t0 + Duration::from_secs(4), &out);
     assert!(restarts(&mut m) >= 1);

@@ -43,6 +43,10 @@ pub struct PolicyConfig {
     pub max_memory_limit: String,
     /// Largest cpu limit or request a proposal may set (a Kubernetes quantity).
     pub max_cpu_limit: String,
+    /// Largest factor by which a proposal may raise a container's ephemeral-storage limit or request.
+    pub max_ephemeral_storage_raise_factor: f64,
+    /// Largest ephemeral-storage limit or request a proposal may set (a Kubernetes quantity).
+    pub max_ephemeral_storage_limit: String,
     /// Largest replica count a proposal may set.
     pub max_replicas: i64,
     /// kubemedic's own namespace, which model and MCP drafts may not touch
@@ -116,6 +120,8 @@ impl Default for PolicyConfig {
             max_memory_raise_factor: 2.0,
             max_memory_limit: "8Gi".into(),
             max_cpu_limit: "8".into(),
+            max_ephemeral_storage_raise_factor: 4.0,
+            max_ephemeral_storage_limit: "20Gi".into(),
             max_replicas: 50,
             own_namespace: std::env::var("POD_NAMESPACE").ok().filter(|n| !n.trim().is_empty()),
             tiers: tier::TiersConfig::default(),
@@ -129,7 +135,17 @@ impl PolicyConfig {
         if self.max_memory_raise_factor.is_nan() || self.max_memory_raise_factor < 1.0 {
             return Err(format!("policy.max_memory_raise_factor must be >= 1, got {}", self.max_memory_raise_factor));
         }
-        for (field, q) in [("max_memory_limit", &self.max_memory_limit), ("max_cpu_limit", &self.max_cpu_limit)] {
+        if self.max_ephemeral_storage_raise_factor.is_nan() || self.max_ephemeral_storage_raise_factor < 1.0 {
+            return Err(format!(
+                "policy.max_ephemeral_storage_raise_factor must be >= 1, got {}",
+                self.max_ephemeral_storage_raise_factor
+            ));
+        }
+        for (field, q) in [
+            ("max_memory_limit", &self.max_memory_limit),
+            ("max_cpu_limit", &self.max_cpu_limit),
+            ("max_ephemeral_storage_limit", &self.max_ephemeral_storage_limit),
+        ] {
             if quantity::parse(q).is_none() {
                 return Err(format!("policy.{field}: {q:?} is not a Kubernetes quantity"));
             }

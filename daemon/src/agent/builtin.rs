@@ -7,7 +7,9 @@ pub mod admission;
 pub mod analyze;
 pub mod batch;
 pub mod config;
+pub mod eviction;
 pub mod gather;
+pub mod helm;
 pub mod hpa;
 pub mod logline;
 pub mod network;
@@ -98,7 +100,8 @@ async fn run(deps: &Deps, request: &Request) -> Result<Diagnosis, AgentError> {
     notes.extend(stepped.notes);
     facts.evidence.extend(stepped.evidence);
     notes.extend(facts.gaps.iter().map(|g| format!("not gathered: {g}")));
-    let finding = analyze::analyze(&facts, &deps.policy);
+    let mut finding = analyze::analyze(&facts, &deps.policy);
+    helm::explain(&facts, &mut finding);
 
     let mut diagnosis = Diagnosis {
         incident_id: request.incident_id.clone(),

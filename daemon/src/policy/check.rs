@@ -221,6 +221,33 @@ pub fn caps(policy: &PolicyConfig, live: &Value, proposed: &Value) -> Result<(),
                     ));
                 }
             }
+            if let Some(new) = resource(c, section, "ephemeral-storage") {
+                let old_es = old.and_then(|o| resource(o, section, "ephemeral-storage"));
+                let max_es = quantity::parse(&policy.max_ephemeral_storage_limit).ok_or_else(|| {
+                    format!(
+                        "policy max_ephemeral_storage_limit {:?} is not a quantity",
+                        policy.max_ephemeral_storage_limit
+                    )
+                })?;
+                if new > max_es && old_es.is_none_or(|o| new > o) {
+                    return Err(format!(
+                        "container {name}: ephemeral-storage {section} {} exceeds the policy cap \
+                         max_ephemeral_storage_limit {}",
+                        quantity::format_bytes(new),
+                        policy.max_ephemeral_storage_limit
+                    ));
+                }
+                if let Some(o) = old_es
+                    && new > o * policy.max_ephemeral_storage_raise_factor
+                {
+                    return Err(format!(
+                        "container {name}: ephemeral-storage {section} raise from {} to {} exceeds the policy factor {}",
+                        quantity::format_bytes(o),
+                        quantity::format_bytes(new),
+                        policy.max_ephemeral_storage_raise_factor
+                    ));
+                }
+            }
             if let Some(new) = resource(c, section, "cpu")
                 && new > max_cpu
                 && old.and_then(|o| resource(o, section, "cpu")).is_none_or(|o| new > o)
@@ -322,6 +349,20 @@ mod tests {
         assert!(err.contains("factor"), "{err}");
         let err = caps(&policy, &obj("8Gi"), &obj("16Gi")).unwrap_err();
         assert!(err.contains("max_memory_limit"), "{err}");
+    }
+
+    #[test]
+    fn ephemeral_storage_caps() {
+        let policy = PolicyConfig::default();
+        let obj = |q: &str| {
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a",
+                "resources": {"limits": {"ephemeral-storage": q}}}]}}}})
+        };
+        assert!(caps(&policy, &obj("256Mi"), &obj("1Gi")).is_ok());
+        let err = caps(&policy, &obj("256Mi"), &obj("2Gi")).unwrap_err();
+        assert!(err.contains("ephemeral-storage limits raise from 256Mi to 2Gi exceeds the policy factor 4"), "{err}");
+        let err = caps(&policy, &obj("16Gi"), &obj("32Gi")).unwrap_err();
+        assert!(err.contains("max_ephemeral_storage_limit 20Gi"), "{err}");
     }
 
     #[test]

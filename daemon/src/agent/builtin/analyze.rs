@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use serde_json::{Value, json};
 
 use super::gather::Facts;
-use super::{admission, batch, config, hpa, network, node, probe, resources, rollout, storage};
+use super::{admission, batch, config, eviction, hpa, network, node, probe, resources, rollout, storage};
 use crate::model::diagnosis::Evidence;
 use crate::policy::{PolicyConfig, ProposalDraft};
 
@@ -39,11 +39,13 @@ pub fn analyze(facts: &Facts, policy: &PolicyConfig) -> Finding {
         "HorizontalPodAutoscaler" => return hpa::analyze(facts),
         _ => {}
     }
-    let analyzers: [&Analyzer; 8] = [
+    let analyzers: [&Analyzer; 9] = [
         &|f, _| config::analyze(f),
         // Pods that cannot even be created come before what pods show.
         &|f, _| admission::analyze(f),
         &resources::oom,
+        // Evicted pods are replaced by ones that run for a while: the eviction is the cause.
+        &eviction::analyze,
         &|f, _| batch::job(f),
         &|f, _| probe::analyze(f),
         &|f, _| resources::scheduling(f),

@@ -53,6 +53,8 @@ pub struct Facts {
     /// Objects a non-workload target depends on, as JSON with `kind` set
     /// (a Service's Endpoints, an Ingress's Services, StorageClasses, a CronJob's Jobs, ...).
     pub related: Vec<Value>,
+    /// The Helm release the workload belongs to, from the labels of Helm's release Secrets.
+    pub helm: Option<super::helm::Release>,
     pub evidence: Vec<Evidence>,
     /// Steps that could not run (permissions, scope, the apiserver down).
     pub gaps: Vec<Gap>,
@@ -76,6 +78,7 @@ impl Facts {
             logs: BTreeMap::new(),
             node_requested: BTreeMap::new(),
             related: Vec::new(),
+            helm: None,
             evidence: Vec::new(),
             gaps: Vec::new(),
         }
@@ -314,6 +317,7 @@ pub async fn gather(reader: &Reader<'_>, target: &WorkloadRef, log_lines: i64) -
     if facts.pods.iter().any(unschedulable) && scope.kind_visible("node") {
         gather_node_usage(reader, &mut facts).await;
     }
+    super::helm::gather(reader, &mut facts).await;
     gather_refs(reader, &mut facts, &describe_args).await;
     gather_logs(reader, &mut facts, log_lines).await;
     Ok(facts)

@@ -1,5 +1,8 @@
 //! Node NotReady: report it (since when, what the node controller says,
-//! which pods are affected); cordoning is only ever a proposal.
+//! which pods are affected); cordoning is only ever a proposal. A Ready node
+//! whose kubelet reports a pressure condition (disk, memory, PIDs) is
+//! reported with the taint the node controller puts on it and the pods the
+//! kubelet evicted; what fills the node is for a human to clear.
 
 use serde_json::json;
 
@@ -71,6 +74,52 @@ pub fn analyze(facts: &Facts) -> Finding {
                 f.drafts.push(draft);
             }
         }
+        Some(_) if !pressure(node).is_empty() => {
+            let conds = pressure(node);
+            let names: Vec<&str> = conds.iter().map(|(t, ..)| t.as_str()).collect();
+            let taints: Vec<String> = node
+                .spec
+                .as_ref()
+                .and_then(|s| s.taints.as_ref())
+                .into_iter()
+                .flatten()
+                .filter(|t| t.key.ends_with("-pressure"))
+                .map(|t| format!("{}:{}", t.key, t.effect))
+                .collect();
+            let evicted: Vec<String> = facts
+                .pods
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Evicted"))
+                .map(|p| format!("{}/{}", p.metadata.namespace.clone().unwrap_or_default(), pod_name(p)))
+                .collect();
+            let reported: Vec<String> =
+                conds.iter().map(|(t, reason, message)| format!("{t}=True ({reason}: {message})")).collect();
+            f.summary = format!("Node {name} is Ready but under {}", names.join(", "));
+            f.root_cause = format!("node {name} reports {}", reported.join("; "));
+            if !taints.is_empty() {
+                f.root_cause.push_str(&format!(": the node controller tainted it {}", taints.join(", ")));
+            }
+            f.chain = vec![format!("Node {name} Ready=True")];
+            f.chain.extend(reported.iter().cloned());
+            if !taints.is_empty() {
+                f.chain.push(format!("taints {}: no new pods are scheduled there", taints.join(", ")));
+            }
+            if !evicted.is_empty() {
+                f.chain.push(format!("{} pod(s) evicted: {}", evicted.len(), evicted.join(", ")));
+            }
+            f.confidence = 0.85;
+            for (t, ..) in &conds {
+                f.advice.push(match t.as_str() {
+                    "DiskPressure" => format!(
+                        "Free disk on {name}: unused images, container logs, emptyDir volumes; the kubelet evicts                          pods by their ephemeral-storage use until it is below its eviction threshold."
+                    ),
+                    "MemoryPressure" => format!(
+                        "Memory on {name} is short: the kubelet evicts pods whose use exceeds their requests first;                          set memory requests to what the pods use, or move load off the node."
+                    ),
+                    _ => format!("Processes on {name} are close to the PID limit: find the pod that forks without end."),
+                });
+            }
+        }
         Some(_) => {
             f.summary = format!("Node {name} is Ready");
             f.root_cause = "no failure found: the node is Ready".into();
@@ -86,6 +135,18 @@ pub fn analyze(facts: &Facts) -> Finding {
         }
     }
     f
+}
+
+/// `(type, reason, message)` of the node's pressure conditions that are True.
+pub fn pressure(node: &k8s_openapi::api::core::v1::Node) -> Vec<(String, String, String)> {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.type_.ends_with("Pressure") && c.status == "True")
+        .map(|c| (c.type_.clone(), c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
+        .collect()
 }
 
 /// A workload whose pods sit on a node that is NotReady.
@@ -118,4 +179,43 @@ pub fn workload_on_lost_node(facts: &Facts) -> Option<Finding> {
         advice: lost.iter().map(|n| format!("Diagnose node {n} (`kubemedic diagnose Node/{n}`).")).collect(),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::signal::WorkloadRef;
+
+    #[test]
+    fn a_ready_node_under_disk_pressure_is_reported_with_its_taint_and_evictions() {
+        let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(json!({
+            "metadata": {"name": "n1"},
+            "spec": {"taints": [{"key": "node.kubernetes.io/disk-pressure", "effect": "NoSchedule"}]},
+            "status": {"conditions": [
+                {"type": "DiskPressure", "status": "True", "reason": "KubeletHasDiskPressure", "message": "kubelet has disk pressure"},
+                {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory"},
+                {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}]}}))
+        .unwrap();
+        let mut facts = Facts::new(WorkloadRef::new("Node", "", "n1"));
+        facts.nodes = vec![node.clone()];
+        facts.pods = vec![
+            serde_json::from_value(json!({"metadata": {"name": "a", "namespace": "shop"},
+                "status": {"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: ephemeral-storage."}}))
+            .unwrap(),
+        ];
+        let f = analyze(&facts);
+        assert_eq!(
+            f.root_cause,
+            "node n1 reports DiskPressure=True (KubeletHasDiskPressure: kubelet has disk pressure): the node controller \
+             tainted it node.kubernetes.io/disk-pressure:NoSchedule"
+        );
+        assert!(f.chain.iter().any(|c| c == "1 pod(s) evicted: shop/a"), "{:?}", f.chain);
+        assert!(f.drafts.is_empty(), "pressure is reported, never patched");
+        assert!(f.advice[0].starts_with("Free disk on n1"), "{:?}", f.advice);
+        // Without the condition the node is healthy.
+        let mut healthy = node;
+        healthy.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "False".into();
+        facts.nodes = vec![healthy];
+        assert!(analyze(&facts).root_cause.starts_with("no failure found"));
+    }
 }

@@ -17,6 +17,19 @@ use crate::model::proposal::{PatchType, Risk};
 use crate::policy::ProposalDraft;
 
 const PULL_REASONS: &[&str] = &["ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"];
+/// The runtime could not create or start the container's process (waiting reasons under
+/// dockershim, terminated reasons under containerd).
+const START_REASONS: &[&str] = &["RunContainerError", "CreateContainerError", "StartError", "ContainerCannotRun"];
+
+/// Why a container could not start, if it could not: the runtime's message.
+fn start_failure(cs: &k8s_openapi::api::core::v1::ContainerStatus) -> Option<String> {
+    if let Some(r) = waiting_reason(cs).filter(|r| START_REASONS.contains(r)) {
+        return Some(waiting_message(cs).unwrap_or(r).to_owned());
+    }
+    let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref())?;
+    let r = last.reason.as_deref().filter(|r| START_REASONS.contains(r))?;
+    Some(last.message.clone().unwrap_or_else(|| r.to_owned()))
+}
 
 /// A revision counts as good only if its pods ran: ready or available replicas.
 pub fn ran(rs: &ReplicaSet) -> bool {
@@ -186,14 +199,19 @@ pub fn analyze(facts: &Facts) -> Option<Finding> {
     // What the newest revision's pods show.
     let mut pull: Option<(String, String, String)> = None;
     let mut crash: Option<(String, String, Option<i32>, String)> = None;
+    let mut start: Option<(String, String, String)> = None;
     for p in facts.pods.iter().filter(of_newest) {
         for cs in statuses(p) {
+            if let Some(msg) = start_failure(cs) {
+                start = Some((pod_name(p), cs.name.clone(), msg));
+                continue;
+            }
             match waiting_reason(cs) {
                 Some(r) if PULL_REASONS.contains(&r) => {
                     let image = cs.image.clone();
                     pull = Some((pod_name(p), image, waiting_message(cs).unwrap_or(r).to_owned()));
                 }
-                Some("CrashLoopBackOff") | Some("RunContainerError") if terminated_reason(cs) != Some("OOMKilled") => {
+                Some("CrashLoopBackOff") if terminated_reason(cs) != Some("OOMKilled") => {
                     crash = Some((
                         pod_name(p),
                         cs.name.clone(),
@@ -213,7 +231,7 @@ pub fn analyze(facts: &Facts) -> Option<Finding> {
             .find(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
             .map(|c| c.message.clone().unwrap_or_default())
     });
-    if pull.is_none() && crash.is_none() && stuck.is_none() {
+    if pull.is_none() && crash.is_none() && start.is_none() && stuck.is_none() {
         return None;
     }
 
@@ -238,6 +256,30 @@ pub fn analyze(facts: &Facts) -> Option<Finding> {
             f.root_cause.push_str(&format!("; the rollout is stuck: ProgressDeadlineExceeded ({msg})"));
             f.summary.push_str("; rollout stuck past its progress deadline");
             f.chain.insert(1, "Progressing=False: ProgressDeadlineExceeded".into());
+        }
+    } else if let Some((pod, container, msg)) = &start {
+        let several = facts.replica_sets.len() > 1 || facts.controller_revisions.len() > 1;
+        let whose = if several { "the new revision's container" } else { "container" };
+        // The runtime's own words name what is missing (`exec: "x": executable file not found`).
+        let what = msg.split("caused: ").last().unwrap_or(msg).trim_end_matches(": unknown");
+        f.summary = format!("{w}: container {container} of revision {newest_rev} cannot start");
+        f.root_cause = format!(
+            "{whose} {container} cannot start: its command names something the image lacks ({}){introduced}",
+            truncate(what, 200)
+        );
+        f.chain.push(format!("pod {pod}: container {container} cannot start"));
+        f.chain.push(format!("runtime: {}", truncate(what, 120)));
+        f.confidence = if good.is_some() { 0.85 } else { 0.6 };
+        if good.is_none() && !several {
+            f.advice.push(format!(
+                "Point the command of container {container} at an executable the image {} holds, or use an image                  that holds it ({}).",
+                facts
+                    .pod_spec()
+                    .and_then(|s| s.containers.iter().find(|c| c.name == *container))
+                    .and_then(|c| c.image.clone())
+                    .unwrap_or_default(),
+                truncate(what, 120)
+            ));
         }
     } else if let Some((pod, container, code, reason)) = &crash {
         let full_log = facts
@@ -395,5 +437,45 @@ mod tests {
         assert_eq!(merge_diff(&from, &to), json!({"spec": {"containers": [{"name": "a", "image": "x:1"}]}}));
         let from = json!({"metadata": {"annotations": {"x": "1"}}});
         assert_eq!(merge_diff(&from, &json!({"metadata": {}})), json!({"metadata": {"annotations": null}}));
+    }
+
+    /// A revision whose command names an executable its image lacks: the runtime's words are
+    /// the root cause, and the fix is the rollback to the revision that ran.
+    #[test]
+    fn a_command_the_image_lacks_is_named_and_rolled_back() {
+        let template = |cmd: &str| json!({"metadata": {"labels": {"app": "w"}}, "spec": {"containers": [{"name": "w", "image": "w:1", "command": [cmd]}]}});
+        let rs = |rev: i64, uid: &str, ready: i32, cmd: &str| -> ReplicaSet {
+            serde_json::from_value(json!({"metadata": {"name": format!("w-{rev}"), "uid": uid,
+                "annotations": {"deployment.kubernetes.io/revision": rev.to_string()}},
+                "spec": {"selector": {}, "template": template(cmd)}, "status": {"replicas": 1, "readyReplicas": ready}}))
+            .unwrap()
+        };
+        let msg = "failed to start container \"w\": Error response from daemon: OCI runtime create failed: \
+                   container_linux.go:370: starting container process caused: exec: \"worker-v2\": executable file \
+                   not found in $PATH: unknown";
+        let object = json!({"metadata": {"name": "w", "namespace": "ns"}, "spec": {"replicas": 1,
+            "selector": {"matchLabels": {"app": "w"}}, "template": template("worker-v2")}});
+        let mut facts = Facts::new(crate::model::signal::WorkloadRef::new("Deployment", "ns", "w"));
+        facts.deployment = serde_json::from_value(object.clone()).ok();
+        facts.template = serde_json::from_value(object["spec"]["template"].clone()).ok();
+        facts.object = object;
+        facts.replica_sets = vec![rs(2, "rs-2", 0, "worker-v2"), rs(1, "rs-1", 1, "worker")];
+        facts.pods = vec![
+            serde_json::from_value(json!({"metadata": {"name": "w-2-a", "ownerReferences": [{"apiVersion": "apps/v1",
+                "kind": "ReplicaSet", "name": "w-2", "uid": "rs-2"}]},
+                "status": {"containerStatuses": [{"name": "w", "image": "w:1", "imageID": "", "ready": false,
+                    "restartCount": 0, "state": {"waiting": {"reason": "RunContainerError", "message": msg}}}]}}))
+            .unwrap(),
+        ];
+        let f = analyze(&facts).expect("a finding");
+        assert!(
+            f.root_cause.contains(r#"cannot start: its command names something the image lacks (exec: "worker-v2": executable file not found in $PATH)"#),
+            "{}",
+            f.root_cause
+        );
+        assert!(f.root_cause.contains("introduced by the latest rollout (revision 2)"), "{}", f.root_cause);
+        assert_eq!(f.drafts.len(), 1, "{f:?}");
+        let body = serde_json::to_string(&f.drafts[0].action).unwrap();
+        assert!(body.contains(r#""command":["worker"]"#), "{body}");
     }
 }

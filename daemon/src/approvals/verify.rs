@@ -240,10 +240,17 @@ pub fn pod_health(pod: &Pod, since: jiff::Timestamp, current: &Current) -> Optio
         })
         .collect();
     let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second());
+    let new = created.is_some_and(|c| c >= since.as_second()) && current.holds(pod);
+    // A finished pod of an earlier revision (one the kubelet evicted, a completed one) stays
+    // listed until it is garbage-collected; it is history, not the change's health.
+    let finished = matches!(status.and_then(|s| s.phase.as_deref()), Some("Failed" | "Succeeded"));
+    if finished && !new {
+        return None;
+    }
     Some(PodHealth {
         name: pod.metadata.name.clone().unwrap_or_default(),
         uid: pod.metadata.uid.clone().unwrap_or_default(),
-        new: created.is_some_and(|c| c >= since.as_second()) && current.holds(pod),
+        new,
         ready,
         containers,
     })

@@ -327,3 +327,50 @@ fn shipped_prompts_name_real_tools() {
     let catalog = crate::prompts::Catalog::load(&dir).unwrap();
     catalog.check_tools(&tool_names()).unwrap();
 }
+
+#[tokio::test]
+async fn listings_with_objects_return_them_as_get_resource_does() {
+    let api = shop_fixture();
+    let (tools, _) = tools(&api);
+    super::testing::learn_fixture_secrets();
+    let viewer = caller(Role::Viewer);
+    let out = tools
+        .call(&viewer, "list_resources", json!({"kind": "Secret", "namespace": "shop", "objects": true}))
+        .await
+        .unwrap();
+    let secret = &out["objects"][0];
+    assert_eq!(secret["kind"], "Secret");
+    assert_eq!(secret["dataKeys"], json!(["password", "username"]));
+    assert!(secret.get("data").is_none() && secret["metadata"].get("managedFields").is_none(), "{secret}");
+    // A Secret's values are gone before the exit gate; what leaves passes the gate as well.
+    assert_clean("secret objects", &out.to_string());
+    let out = tools.call(&viewer, "list_resources", json!({"kind": "ConfigMap", "objects": true})).await.unwrap();
+    assert_eq!(out["objects"].as_array().unwrap().len(), out["items"].as_array().unwrap().len());
+    assert_clean("configmap objects", &sent(out).to_string());
+    // Without `objects`, none.
+    let out = tools.call(&viewer, "list_resources", json!({"kind": "Pod", "namespace": "shop"})).await.unwrap();
+    assert!(out.get("objects").is_none(), "{out}");
+}
+
+#[tokio::test]
+async fn a_kind_an_older_apiserver_serves_under_its_older_version_is_read_there() {
+    let api = shop_fixture();
+    // A 1.20 apiserver: CronJob is batch/v1beta1 only.
+    api.add(
+        json!({"apiVersion": "batch/v1beta1", "kind": "CronJob", "metadata": {"name": "nightly", "namespace": "shop"},
+        "spec": {"schedule": "0 3 * * *", "suspend": true}}),
+    );
+    let (tools, _) = tools(&api);
+    let viewer = caller(Role::Viewer);
+    let out = tools
+        .call(&viewer, "get_resource", json!({"kind": "CronJob", "namespace": "shop", "name": "nightly"}))
+        .await
+        .unwrap();
+    assert_eq!(out["object"]["apiVersion"], "batch/v1beta1");
+    assert_eq!(out["object"]["spec"]["suspend"], true);
+    let err = tools
+        .call(&viewer, "get_resource", json!({"kind": "CronJob", "namespace": "shop", "name": "absent"}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ToolError::NotFound(_)), "{err}");
+}

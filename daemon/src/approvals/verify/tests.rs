@@ -169,6 +169,13 @@ fn pod_health_reads_kubelet_status() {
     let mut deleting = p.clone();
     deleting.metadata.deletion_timestamp = deleting.metadata.creation_timestamp.clone();
     assert_eq!(pod_health(&deleting, since, &Current::Any), None, "terminating pods are not judged");
+    // A pod of the previous revision the kubelet evicted stays listed, Failed: history, not judged.
+    let mut evicted = of_rs.clone();
+    let st = evicted.status.as_mut().unwrap();
+    (st.phase, st.reason) = (Some("Failed".into()), Some("Evicted".into()));
+    assert_eq!(pod_health(&evicted, since, &owned("cache-5f1")), None);
+    // The change's own pod evicted is judged (and fails on its killed container).
+    assert!(pod_health(&evicted, since, &owned("cache-7d9")).unwrap().new);
 }
 
 #[test]

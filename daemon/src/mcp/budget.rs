@@ -107,6 +107,9 @@ fn fit_within(tool: &str, value: &mut Value, max_bytes: usize, reserve: usize, f
         let Some(cut) = cut_chars(value, &at, over) else { break };
         merge(&mut cuts, cut);
     }
+    if tool == "list_resources" {
+        align_listing(value, &mut cuts);
+    }
     let note = continuation(tool, max_bytes, value, &cuts);
     let budget = BudgetNote { max_bytes, full_bytes, cuts, note };
     if let Value::Object(map) = value {
@@ -318,6 +321,27 @@ fn continuation(tool: &str, max_bytes: usize, value: &mut Value, cuts: &[Cut]) -
     format!("Result cut to fit the {max_bytes}-byte budget (mcp.max_result_bytes): {what}. To get the rest, {how}.")
 }
 
+/// A listing asked for with `objects: true` holds each item twice (`items[i]` and `objects[i]`);
+/// the water level may cut the two arrays to different lengths, but the `continue` token follows
+/// `items`. Cut both to the shorter one so following the token skips nothing.
+fn align_listing(value: &mut Value, cuts: &mut Vec<Cut>) {
+    let len = |v: &Value, key: &str| v.get(key).and_then(Value::as_array).map(Vec::len);
+    let (Some(items), Some(objects)) = (len(value, "items"), len(value, "objects")) else { return };
+    if objects == 0 || items == objects {
+        return;
+    }
+    let keep = items.min(objects);
+    for key in ["items", "objects"] {
+        if let Some(Value::Array(list)) = value.get_mut(key)
+            && list.len() > keep
+        {
+            let omitted = list.len() - keep;
+            list.truncate(keep);
+            merge(cuts, Cut { at: format!("/{key}"), unit: "items", kept: keep, omitted });
+        }
+    }
+}
+
 /// For a cut listing: the `continue` token after the last item kept (`namespace/name`),
 /// written into the result so following it yields exactly what was cut and everything after.
 fn list_continue(value: &mut Value, kept: Option<usize>) -> Option<String> {
@@ -350,6 +374,30 @@ mod tests {
         let before = v.clone();
         assert!(fit("list_resources", &mut v, 25_000).is_none());
         assert_eq!(v, before);
+    }
+
+    #[test]
+    fn a_listing_with_objects_is_cut_to_the_same_items_in_both_arrays() {
+        let mut v = pods(3000);
+        let objects: Vec<Value> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| json!({"kind": "Pod", "metadata": {"name": i["name"], "namespace": "bulk"}, "spec": {"padding": "x".repeat(400)}}))
+            .collect();
+        v["objects"] = Value::Array(objects);
+        let note = fit("list_resources", &mut v, 200_000).unwrap();
+        let items = v["items"].as_array().unwrap();
+        let objects = v["objects"].as_array().unwrap();
+        assert!(!items.is_empty());
+        assert_eq!(items.len(), objects.len(), "{}", note.note);
+        let last = items.last().unwrap()["name"].as_str().unwrap();
+        assert_eq!(objects.last().unwrap()["metadata"]["name"], json!(last));
+        assert_eq!(v["continue"], json!(format!("bulk/{last}")));
+        for at in ["/items", "/objects"] {
+            let cut = note.cuts.iter().find(|c| c.at == at).unwrap();
+            assert_eq!((cut.kept, cut.kept + cut.omitted), (items.len(), 3000), "{at}");
+        }
     }
 
     #[test]

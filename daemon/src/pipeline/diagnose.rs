@@ -109,6 +109,10 @@ async fn run(pipeline: &Pipeline, incident: &Incident, last_try: bool) -> Outcom
         }
     }
     let proposals = progress.proposals.len();
+    // Kept with the incident for its web page (the causal chain, the evidence); the
+    // proposals live in the store on their own.
+    progress.diagnosis =
+        Some(Box::new(crate::model::diagnosis::Diagnosis { proposals: Vec::new(), ..diagnosis.clone() }));
     write(progress, "diagnosis").await;
     tracing::info!(
         incident = %incident.id,

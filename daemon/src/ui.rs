@@ -1,0 +1,431 @@
+//! The web UI on the daemon's own port, under `/ui/`: incidents and proposals (filterable,
+//! updated live from the bus), an incident page with its causal graph drawn, a proposal page
+//! with its diff and Approve / Reject, the latest drift report.
+//!
+//! - Sign-in: OIDC authorization code with PKCE against the configured issuer ([`login`]),
+//!   giving a session cookie (HttpOnly, Secure, SameSite=Strict); or a bearer token, for
+//!   scripts. The ID token is checked by the same [`Authenticator`] as `/mcp`, so the roles
+//!   are the same. Nothing but the login page is served without one of them.
+//! - Decisions go through [`crate::approvals::http::decide_as`], the same checks as the CLI's
+//!   API (roles, approver lists, self-approval, expiry, the content digest shown on the page);
+//!   a session's POST must carry the session's CSRF token.
+//! - Everything from the cluster is untrusted text: pages are built with [`html`], which
+//!   escapes every value, under a Content-Security-Policy without inline scripts. Every page
+//!   leaves through the redaction gate, and the data is gated before it is rendered.
+
+pub mod assets;
+pub mod html;
+pub mod login;
+pub mod pages;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::approvals::Approvals;
+use crate::approvals::http::{Caller as ApiCaller, decide_as};
+use crate::auth::{AuthConfig, Authenticator, Role};
+use crate::bus::Bus;
+use crate::store::Store;
+use session::{Sessions, Viewer};
+
+/// `ui` section of the configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Serve the web UI under `/ui/`.
+    pub enabled: bool,
+    /// The URL people open kubemedic at (e.g. `https://kubemedic.example.com`), without a
+    /// path: the OIDC redirect is `<external_url>/ui/callback`, and Slack cards link to
+    /// `<external_url>/ui/proposals/<id>`. Needed for the OIDC login.
+    pub external_url: Option<String>,
+    /// Browser sign-in with the OIDC authorization-code flow (PKCE); absent = bearer
+    /// tokens only (scripts, or a proxy that adds them).
+    pub oidc: Option<UiOidcConfig>,
+    /// How long a browser session lasts, in hours.
+    pub session_hours: u64,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self { enabled: true, external_url: None, oidc: None, session_hours: 8 }
+    }
+}
+
+/// The OIDC client the UI signs people in with. Its ID tokens are verified by `auth.oidc`
+/// (issuer, keys, groups → roles), so `auth.oidc.audience` must be this `client_id`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiOidcConfig {
+    /// The client id registered with the identity provider.
+    pub client_id: String,
+    /// The provider's authorization endpoint (its discovery document's `authorization_endpoint`).
+    pub authorization_endpoint: String,
+    /// The provider's token endpoint.
+    pub token_endpoint: String,
+    /// Scopes asked for; `openid` is always included.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// Env var holding the client secret, for providers that want one besides PKCE.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["openid".into(), "email".into(), "profile".into(), "groups".into()]
+}
+
+impl UiConfig {
+    /// Checks serde cannot express; `auth` is the section that verifies the ID tokens.
+    pub fn validate(&self, auth: &AuthConfig) -> Result<(), String> {
+        if let Some(url) = &self.external_url {
+            let parsed = reqwest::Url::parse(url).map_err(|e| format!("external_url {url:?} is not a URL: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                return Err(format!("external_url {url:?} must be an http(s) URL with a host"));
+            }
+            if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+                return Err(format!("external_url {url:?} must have no path, query or fragment"));
+            }
+        }
+        if self.session_hours == 0 || self.session_hours > 24 * 7 {
+            return Err(format!("session_hours is {}; it must be 1 to 168", self.session_hours));
+        }
+        let Some(o) = &self.oidc else { return Ok(()) };
+        if self.external_url.is_none() {
+            return Err("oidc needs external_url (the redirect URI is <external_url>/ui/callback)".into());
+        }
+        for (name, url) in
+            [("authorization_endpoint", &o.authorization_endpoint), ("token_endpoint", &o.token_endpoint)]
+        {
+            let parsed = reqwest::Url::parse(url).map_err(|e| format!("oidc.{name} {url:?} is not a URL: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(format!("oidc.{name} {url:?} must be an http(s) URL"));
+            }
+        }
+        if o.client_id.trim().is_empty() {
+            return Err("oidc.client_id must not be empty".into());
+        }
+        match &auth.oidc {
+            None => Err("oidc needs auth.oidc (the issuer and keys that verify the ID tokens)".into()),
+            Some(a) if a.audience != o.client_id => Err(format!(
+                "oidc.client_id is {:?} but auth.oidc.audience is {:?}: the ID tokens the login gets are for the \
+                 client id, so auth.oidc.audience must be the same",
+                o.client_id, a.audience
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The proposal's page, for links from Slack and elsewhere; `None` without `external_url`.
+    pub fn proposal_url(&self, id: &str) -> Option<String> {
+        self.external_url.as_ref().map(|u| format!("{}/ui/proposals/{id}", u.trim_end_matches('/')))
+    }
+}
+
+/// What the UI reads and acts through, built once in `app`.
+pub struct UiDeps {
+    pub config: UiConfig,
+    pub approvals: Arc<Approvals>,
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<Authenticator>,
+    pub bus: Bus,
+}
+
+#[derive(Clone)]
+struct Ui {
+    deps: Arc<UiDeps>,
+    sessions: Arc<Sessions>,
+    http: reqwest::Client,
+}
+
+/// The `/ui` routes, to be merged into the daemon's router.
+pub fn router(deps: UiDeps) -> Router {
+    let ttl = Duration::from_secs(deps.config.session_hours * 3600);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default();
+    let ui = Ui { deps: Arc::new(deps), sessions: Arc::new(Sessions::new(ttl)), http };
+    Router::new()
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui/", get(index))
+        .route("/ui/login", get(login::page))
+        .route("/ui/login/start", get(login::start))
+        .route("/ui/callback", get(login::callback))
+        .route("/ui/logout", post(logout))
+        .route("/ui/incidents/{id}", get(incident))
+        .route("/ui/proposals/{id}", get(proposal))
+        .route("/ui/proposals/{id}/decide", post(decide))
+        .route("/ui/drift", get(drift))
+        .route("/ui/events", get(events))
+        .route("/ui/assets/{name}", get(assets::serve))
+        .layer(axum::middleware::map_response(gate_and_harden))
+        .with_state(ui)
+}
+
+/// Largest page the gate reads whole.
+const PAGE_LIMIT: usize = 16 << 20;
+
+/// Every page leaves through the redaction gate, with headers that keep a browser from
+/// running anything the page did not bring itself.
+async fn gate_and_harden(response: Response) -> Response {
+    let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let html = content_type.starts_with("text/html");
+    let (mut parts, body) = response.into_parts();
+    let h = &mut parts.headers;
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+             font-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !html {
+        return Response::from_parts(parts, body);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let bytes = match axum::body::to_bytes(body, PAGE_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "page too large to send").into_response(),
+    };
+    let out = match crate::redact::gate().bytes(&bytes) {
+        std::borrow::Cow::Borrowed(_) => bytes,
+        std::borrow::Cow::Owned(b) => bytes::Bytes::from(b),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(out))
+}
+
+impl Ui {
+    /// The signed-in person: a session cookie, else a bearer token.
+    async fn viewer(&self, headers: &HeaderMap) -> Option<Viewer> {
+        if let Some(v) = session::cookie(headers, session::SESSION_COOKIE).and_then(|id| self.sessions.get(id)) {
+            return Some(v);
+        }
+        let authorization = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let c = self.deps.auth.authenticate(Some(authorization)).await.ok()?;
+        Some(Viewer { user: c.user, role: c.role, groups: c.groups, csrf: None })
+    }
+
+    /// [`Self::viewer`] for a page: without one, off to the login page.
+    async fn page_viewer(&self, headers: &HeaderMap) -> Result<Viewer, Response> {
+        self.viewer(headers).await.ok_or_else(|| Redirect::to("/ui/login").into_response())
+    }
+}
+
+fn page_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+fn error_page(viewer: Option<&Viewer>, status: StatusCode, message: &str) -> Response {
+    page_response(status, pages::error(viewer, status, message))
+}
+
+/// Filters of the index page.
+#[derive(Debug, Default, Deserialize)]
+pub struct IndexQuery {
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+    /// `1`: only the lists, for the live refresh.
+    #[serde(default)]
+    pub fragment: Option<String>,
+}
+
+async fn index(State(ui): State<Ui>, headers: HeaderMap, Query(q): Query<IndexQuery>) -> Response {
+    let viewer = match ui.page_viewer(&headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let store = &ui.deps.store;
+    let (incidents, proposals) = match (store.list_incidents().await, store.list_proposals().await) {
+        (Ok(i), Ok(p)) => (i, p),
+        (Err(e), _) | (_, Err(e)) => {
+            let message = format!("cannot read the store: {}", crate::model::error::error_chain(&e));
+            return error_page(Some(&viewer), StatusCode::SERVICE_UNAVAILABLE, &message);
+        }
+    };
+    let gate = crate::redact::gate();
+    let lists = pages::Lists { incidents: gate.typed(incidents), proposals: gate.typed(proposals) };
+    let body = if q.fragment.as_deref() == Some("1") {
+        pages::index_lists(&lists, &q)
+    } else {
+        pages::index(&viewer, &lists, &q)
+    };
+    page_response(StatusCode::OK, body)
+}
+
+async fn incident(State(ui): State<Ui>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let viewer = match ui.page_viewer(&headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let found = match ui.deps.store.get_incident(&id).await {
+        Ok(i) => i,
+        Err(e) => {
+            let message = format!("cannot read the store: {}", crate::model::error::error_chain(&e));
+            return error_page(Some(&viewer), StatusCode::SERVICE_UNAVAILABLE, &message);
+        }
+    };
+    let Some(incident) = found else {
+        return error_page(Some(&viewer), StatusCode::NOT_FOUND, "kubemedic does not know this incident");
+    };
+    let mut proposals = Vec::new();
+    for pid in &incident.proposals {
+        if let Ok(p) = ui.deps.approvals.get(pid).await {
+            proposals.push(p);
+        }
+    }
+    let gate = crate::redact::gate();
+    page_response(StatusCode::OK, pages::incident(&viewer, &gate.typed(incident), &gate.typed(proposals)))
+}
+
+async fn proposal(State(ui): State<Ui>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let viewer = match ui.page_viewer(&headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match ui.deps.approvals.get(&id).await {
+        Ok(p) => page_response(StatusCode::OK, pages::proposal(&viewer, &crate::redact::gate().typed(p))),
+        Err(crate::approvals::ApprovalError::NotFound(_)) => {
+            error_page(Some(&viewer), StatusCode::NOT_FOUND, "kubemedic does not know this proposal")
+        }
+        Err(e) => error_page(Some(&viewer), StatusCode::SERVICE_UNAVAILABLE, &crate::model::error::error_chain(&e)),
+    }
+}
+
+/// The decision form: what was decided, on which content, by which session.
+#[derive(Debug, Deserialize)]
+pub struct DecideForm {
+    /// `approve` or `reject`.
+    pub decision: String,
+    /// The content digest the page showed.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// The session's CSRF token (not needed with a bearer token, which a browser never adds
+    /// on its own).
+    #[serde(default)]
+    pub csrf: Option<String>,
+}
+
+async fn decide(
+    State(ui): State<Ui>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<DecideForm>,
+) -> Response {
+    let Some(viewer) = ui.viewer(&headers).await else {
+        return error_page(None, StatusCode::UNAUTHORIZED, "sign in first");
+    };
+    if let Some(expected) = &viewer.csrf
+        && !form.csrf.as_deref().is_some_and(|got| session::same(got, expected))
+    {
+        tracing::warn!(user = %viewer.user, proposal = %id, "refused a web decision without its CSRF token");
+        ui.deps.approvals.audit_refusal(
+            &viewer.user,
+            "web",
+            &id,
+            form.decision == "approve",
+            "missing or wrong CSRF token",
+        );
+        return error_page(
+            Some(&viewer),
+            StatusCode::FORBIDDEN,
+            "this form is not one kubemedic gave you (CSRF token); nothing was changed",
+        );
+    }
+    let approve = match form.decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            let message = format!("decision must be approve or reject, not {other:?}");
+            return error_page(Some(&viewer), StatusCode::BAD_REQUEST, &message);
+        }
+    };
+    let who =
+        ApiCaller { name: viewer.user.clone(), approver: viewer.role >= Role::Approver, groups: viewer.groups.clone() };
+    let digest = form.digest.as_deref().filter(|d| !d.is_empty());
+    match decide_as(&ui.deps.approvals, &who, &id, approve, digest, "web").await {
+        Ok(p) => Redirect::to(&format!("/ui/proposals/{}", html::path_segment(&p.id))).into_response(),
+        Err(r) => error_page(Some(&viewer), r.status, &format!("{}; nothing was changed", r.message)),
+    }
+}
+
+async fn drift(State(ui): State<Ui>, headers: HeaderMap) -> Response {
+    let viewer = match ui.page_viewer(&headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let report = match ui.deps.store.latest_drift_report().await {
+        Ok(r) => r,
+        Err(e) => {
+            let message = format!("cannot read the store: {}", crate::model::error::error_chain(&e));
+            return error_page(Some(&viewer), StatusCode::SERVICE_UNAVAILABLE, &message);
+        }
+    };
+    let report = report.map(|v| crate::redact::gate().typed(v));
+    page_response(StatusCode::OK, pages::drift(&viewer, report.as_ref()))
+}
+
+/// The logout form.
+#[derive(Debug, Deserialize)]
+pub struct LogoutForm {
+    #[serde(default)]
+    pub csrf: Option<String>,
+}
+
+async fn logout(State(ui): State<Ui>, headers: HeaderMap, Form(form): Form<LogoutForm>) -> Response {
+    if let Some(id) = session::cookie(&headers, session::SESSION_COOKIE)
+        && let Some(v) = ui.sessions.get(id)
+        && v.csrf.as_deref().zip(form.csrf.as_deref()).is_some_and(|(a, b)| session::same(a, b))
+    {
+        ui.sessions.remove(id);
+    }
+    let mut r = Redirect::to("/ui/login").into_response();
+    r.headers_mut().append(header::SET_COOKIE, session::clear_cookie(session::SESSION_COOKIE, "/ui"));
+    r
+}
+
+/// Server-sent events from the bus: the subject and the object's id and state (the page
+/// fetches what changed itself, through the same checks as any page).
+async fn events(State(ui): State<Ui>, headers: HeaderMap) -> Response {
+    if ui.viewer(&headers).await.is_none() {
+        return error_page(None, StatusCode::UNAUTHORIZED, "sign in first");
+    }
+    let rx = ui.deps.bus.subscribe();
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let data = match rx.recv().await {
+            Ok(msg) => {
+                let v: serde_json::Value = msg.json().unwrap_or_default();
+                let brief = serde_json::json!({
+                    "subject": msg.subject,
+                    "id": v.get("id").and_then(|x| x.as_str()),
+                    "state": v.get("state").and_then(|x| x.as_str()),
+                    "incident_id": v.get("incident_id").and_then(|x| x.as_str()),
+                });
+                crate::redact::gate().text(&brief.to_string()).into_owned()
+            }
+            // Fell behind: the page fetches everything again.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => "{}".to_owned(),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, std::convert::Infallible>(Event::default().event("change").data(data)), rx))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+}
+
+#[cfg(test)]
+mod tests;

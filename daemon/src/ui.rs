@@ -34,6 +34,7 @@ use crate::approvals::Approvals;
 use crate::approvals::http::{Caller as ApiCaller, decide_as};
 use crate::auth::{AuthConfig, Authenticator, Role};
 use crate::bus::Bus;
+use crate::model::proposal::Proposal;
 use crate::store::Store;
 use session::{Sessions, Viewer};
 
@@ -299,12 +300,25 @@ async fn proposal(State(ui): State<Ui>, headers: HeaderMap, Path(id): Path<Strin
         Err(r) => return r,
     };
     match ui.deps.approvals.get(&id).await {
-        Ok(p) => page_response(StatusCode::OK, pages::proposal(&viewer, &crate::redact::gate().typed(p))),
+        Ok(p) => page_response(StatusCode::OK, pages::proposal(&viewer, &gated_proposal(p))),
         Err(crate::approvals::ApprovalError::NotFound(_)) => {
             error_page(Some(&viewer), StatusCode::NOT_FOUND, "kubemedic does not know this proposal")
         }
         Err(e) => error_page(Some(&viewer), StatusCode::SERVICE_UNAVAILABLE, &crate::model::error::error_chain(&e)),
     }
+}
+
+/// A proposal through the gate, its diff line by line: gated whole, a line ending in a key
+/// (`secretKeyRef:`) makes the rule for `key: value` pairs take the next line's `-` marker
+/// for a value, and the removed line would show as `[REDACTED]`. Diffs are computed on
+/// redacted objects already, every line still passes every rule and every known secret
+/// value, and the page passes the gate again whole.
+fn gated_proposal(p: Proposal) -> Proposal {
+    let gate = crate::redact::gate();
+    let diff: Vec<String> = p.diff.lines().map(|l| gate.text(l).into_owned()).collect();
+    let mut p = gate.typed(p);
+    p.diff = diff.join("\n");
+    p
 }
 
 /// The decision form: what was decided, on which content, by which session.

@@ -80,8 +80,8 @@ pub fn diff(text: &str) -> String {
         } else {
             "ctx"
         };
+        // Block spans: no newline between them (the pre would show it as an empty line).
         let _ = write!(out, r#"<span class="{class}">{}</span>"#, yaml_line(line, class));
-        out.push('\n');
     }
     out.push_str("</pre>");
     out

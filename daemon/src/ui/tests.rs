@@ -391,3 +391,25 @@ fn config_is_checked() {
         "https://km.example/ui/proposals/p1"
     );
 }
+
+#[test]
+fn the_diff_is_gated_line_by_line_without_eating_markers() {
+    let target = TargetRef {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        namespace: "shop".into(),
+        name: "web".into(),
+        resource_version: Some("1".into()),
+        generation: None,
+        content_digest: None,
+    };
+    let action = Action::Patch { patch_type: PatchType::Merge, body: json!({}) };
+    let p = Proposal {
+        diff: "   secretKeyRef:\n-    key: DB_PASWORD\n+    key: DB_PASSWORD\n+    password: hunter2\n".into(),
+        ..Proposal::new("local", target, action, jiff::Timestamp::now(), jiff::SignedDuration::from_hours(1))
+    };
+    let gated = gated_proposal(p);
+    let lines: Vec<&str> = gated.diff.lines().collect();
+    assert_eq!(lines[1], "-    key: DB_PASWORD", "the removed line keeps its marker");
+    assert_eq!(lines[3], "+    password: [REDACTED]");
+}

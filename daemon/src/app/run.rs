@@ -116,6 +116,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
         approvals: approvals.clone(),
         metrics: metrics.clone(),
         audit,
+        bus: Some(backends.bus.clone()),
     });
     let inputs = Inputs { signals: signal_rx, rediagnose: rediagnose_rx, applies: applies_rx };
     pipeline.spawn(&mut tasks, tracker.clone(), inputs, &shutdown);

@@ -94,6 +94,15 @@ try {
   out.approver.forged_wrong_csrf = await forge(a, `decision=approve&csrf=${"0".repeat(64)}`);
   out.approver.state_after_forgery = (await a.textContent("#state")).trim();
   if (cfg.screenshots) await a.screenshot({ path: join(cfg.screenshots, "proposal.png"), fullPage: true });
+  // A second tab on the list, never reloaded: it must follow the bus on its own.
+  const l = await newPage(context);
+  let navigations = 0;
+  l.on("framenavigated", (f) => { if (f === l.mainFrame()) navigations += 1; });
+  await l.goto(`${cfg.url}/ui/`);
+  await l.waitForSelector("#live:not([hidden])", { timeout: 15000 });
+  const badge = l.locator(`#proposals tr:has(a[href="/ui/proposals/${cfg.proposal}"]) .badge`);
+  out.list = { before: (await badge.textContent()).trim() };
+
   await Promise.all([a.waitForURL(`${cfg.url}/ui/proposals/${cfg.proposal}`), a.click("button.approve")]);
 
   // Applied and verified: the page follows the bus; reload as a fallback.
@@ -109,6 +118,9 @@ try {
   }
   out.approver.final_state = state;
   out.approver.history = await a.locator("table.history tbody tr").count();
+  for (let i = 0; i < 20 && (await badge.textContent()).trim() !== "verified"; i++) await sleep(1000);
+  out.list.after = (await badge.textContent()).trim();
+  out.list.navigations = navigations;
   if (cfg.screenshots) await a.screenshot({ path: join(cfg.screenshots, "proposal-verified.png"), fullPage: true });
 } catch (e) {
   out.error = String(e && e.stack || e);

@@ -162,6 +162,11 @@ async fn a_person_signs_in_sees_the_graph_and_approves_in_a_real_browser() {
     assert_eq!(a["forged_wrong_csrf"], 403, "{context}");
     assert_eq!(a["state_after_forgery"], "pending", "{context}");
     assert_eq!(a["final_state"], "verified", "{context}");
+    // The list in another tab followed the bus (server-sent events) without a reload.
+    let l = &verdict["list"];
+    assert_eq!(l["before"], "pending", "{context}");
+    assert_eq!(l["after"], "verified", "{context}");
+    assert_eq!(l["navigations"], 1, "one load, no reload: {context}");
     let p = daemon.proposal(&pid).await.unwrap();
     let p = if p.get("proposal").is_some() { p["proposal"].clone() } else { p };
     assert_eq!(p["approval"]["approver"], "ana@example.com", "{p}");

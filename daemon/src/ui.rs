@@ -138,6 +138,9 @@ pub struct UiDeps {
     pub store: Arc<dyn Store>,
     pub auth: Arc<Authenticator>,
     pub bus: Bus,
+    /// The daemon's shutdown: live streams end with it (a graceful shutdown waits for every
+    /// response in flight, and an event stream would never finish by itself).
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 #[derive(Clone)]
@@ -420,8 +423,13 @@ async fn events(State(ui): State<Ui>, headers: HeaderMap) -> Response {
         return error_page(None, StatusCode::UNAUTHORIZED, "sign in first");
     }
     let rx = ui.deps.bus.subscribe();
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        let data = match rx.recv().await {
+    let stop = ui.deps.shutdown.clone();
+    let stream = futures::stream::unfold((rx, stop), |(mut rx, stop)| async move {
+        let next = tokio::select! {
+            () = stop.cancelled() => return None,
+            next = rx.recv() => next,
+        };
+        let data = match next {
             Ok(msg) => {
                 let v: serde_json::Value = msg.json().unwrap_or_default();
                 let brief = serde_json::json!({
@@ -436,7 +444,7 @@ async fn events(State(ui): State<Ui>, headers: HeaderMap) -> Response {
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => "{}".to_owned(),
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
         };
-        Some((Ok::<_, std::convert::Infallible>(Event::default().event("change").data(data)), rx))
+        Some((Ok::<_, std::convert::Infallible>(Event::default().event("change").data(data)), (rx, stop)))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
 }

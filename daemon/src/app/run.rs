@@ -161,6 +161,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
             store: backends.store.clone(),
             auth: authenticator.clone(),
             bus: backends.bus.clone(),
+            shutdown: shutdown.clone(),
         })
     } else {
         Router::new()

@@ -39,6 +39,8 @@ struct Codes {
 
 struct Harness {
     url: String,
+    bus: Bus,
+    shutdown: tokio_util::sync::CancellationToken,
     approvals: Arc<Approvals>,
     codes: Arc<Mutex<Codes>>,
     http: reqwest::Client,
@@ -114,16 +116,18 @@ async fn harness() -> Harness {
         ..UiConfig::default()
     };
     config.validate(&auth).unwrap();
+    let (bus, shutdown) = (Bus::local(), tokio_util::sync::CancellationToken::new());
     let deps = UiDeps {
         config,
         approvals: approvals.clone(),
         store,
         auth: Arc::new(Authenticator::new(&auth).await.unwrap()),
-        bus: Bus::local(),
+        bus: bus.clone(),
+        shutdown: shutdown.clone(),
     };
     crate::approvals::http::spawn(addr, router(deps)).await.unwrap();
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    Harness { url: format!("http://{addr}"), approvals, codes, http, _dir: dir }
+    Harness { url: format!("http://{addr}"), bus, shutdown, approvals, codes, http, _dir: dir }
 }
 
 async fn submit(approvals: &Approvals, name: &str, rationale: &str) -> Proposal {
@@ -412,4 +416,34 @@ fn the_diff_is_gated_line_by_line_without_eating_markers() {
     let lines: Vec<&str> = gated.diff.lines().collect();
     assert_eq!(lines[1], "-    key: DB_PASWORD", "the removed line keeps its marker");
     assert_eq!(lines[3], "+    password: [REDACTED]");
+}
+
+#[tokio::test]
+async fn events_follow_the_bus_and_end_with_the_daemon() {
+    let h = harness().await;
+    let mut events = h.http.get(format!("{}/ui/events", h.url)).bearer_auth("viewer-t0ken").send().await.unwrap();
+    assert_eq!(events.status(), 200);
+    assert!(events.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let p = json!({"id": "p-1", "state": "approved", "rationale": "password=hunter2"});
+    // The subscription starts with the response; publish until the event arrives.
+    let mut got = String::new();
+    for _ in 0..50 {
+        h.bus.publish("proposal.approved", &p).await.unwrap();
+        match tokio::time::timeout(std::time::Duration::from_millis(100), events.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                got.push_str(&String::from_utf8_lossy(&chunk));
+                break;
+            }
+            _ => continue,
+        }
+    }
+    assert!(got.contains("event: change"), "{got}");
+    assert!(got.contains(r#""id":"p-1""#) && got.contains(r#""state":"approved""#), "{got}");
+    assert!(!got.contains("hunter2") && !got.contains("rationale"), "only ids and states: {got}");
+    h.shutdown.cancel();
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Ok(Some(_)) = events.chunk().await {}
+    })
+    .await;
+    assert!(end.is_ok(), "the stream ends with the daemon's shutdown");
 }

@@ -9,10 +9,11 @@ use serde_json::json;
 use super::*;
 use crate::approvals::ApprovalsConfig;
 use crate::auth::jwt::tests::{TestIssuer, claims, config as oidc_config};
-use crate::auth::{TokenConfig, token_hash};
+use crate::auth::{AuthConfig, TokenConfig, token_hash};
 use crate::cluster::Cluster;
 use crate::model::proposal::{Action, PatchType, Proposal, ProposalState, TargetRef};
 use crate::store::redb::RedbStore;
+use crate::ui::config::default_scopes;
 
 /// reqwest's `form` needs a feature the workspace does not enable.
 trait FormBody {

@@ -235,6 +235,8 @@ pub struct Approvals {
     slack_approvers: Option<Arc<slack::approvers::SlackApprovers>>,
     /// `auth.impersonate`: an approval through the API needs the approver's own RBAC.
     impersonation: Option<Arc<crate::cluster::Impersonation>>,
+    /// `ui.external_url`: Slack cards link to `<this>/ui/proposals/<id>`.
+    ui_url: Option<String>,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -271,6 +273,7 @@ impl Approvals {
             seal_key: seal::ApprovalKey::process_default(),
             slack_approvers: None,
             impersonation: None,
+            ui_url: None,
         }
     }
 
@@ -319,6 +322,12 @@ impl Approvals {
         if let Some(audit) = &self.audit {
             audit.decision(user, via, id, if approve { "approve" } else { "reject" }, "denied", reason);
         }
+    }
+
+    /// Link Slack cards to the web UI at `external_url` (`ui.external_url`).
+    pub fn with_ui_url(mut self, external_url: Option<String>) -> Self {
+        self.ui_url = external_url.map(|u| u.trim_end_matches('/').to_owned());
+        self
     }
 
     /// Name of this replica, recorded on automatic transitions; a restarted
@@ -574,10 +583,12 @@ impl Approvals {
         };
         let diagnosis = lock(&self.context).get(&p.id).cloned();
         let mentions = self.slack_approvers.as_ref().map(|a| a.mentions());
+        let link = self.ui_url.as_ref().map(|u| format!("{u}/ui/proposals/{}", p.id));
         let ctx = blocks::Context {
             incident: incident.as_ref(),
             diagnosis: diagnosis.as_ref(),
             approvers: mentions.as_deref(),
+            link: link.as_deref(),
         };
         (blocks::message_text(p), blocks::proposal_blocks(p, ctx))
     }

@@ -38,8 +38,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     // What kubemedic does with them: policy, intake, incidents, drift, approvals.
     ("services", &["policy", "watch", "alerts", "incident", "drift", "approvals"]),
-    // The tool surface, the MCP server over it and the agents that call it.
-    ("tools, mcp and agents", &["tools", "mcp", "agent"]),
+    // The tool surface, the MCP server over it, the agents that call it, and the web UI
+    // (beside mcp: another door onto the approvals service and the store).
+    ("tools, mcp, agents and the web UI", &["tools", "mcp", "agent", "ui"]),
     // The incident path: tracker → queue → diagnose → submit.
     ("pipeline", &["pipeline"]),
     // Wiring and commands; `config` aggregates every module's section, so it sits here.

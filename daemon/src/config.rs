@@ -49,6 +49,8 @@ pub struct Config {
     pub nats: Option<crate::bus::NatsConfig>,
     /// Drift report schedule and sources.
     pub drift: crate::drift::DriftConfig,
+    /// The web UI under `/ui/`: sign-in, the external URL Slack links to.
+    pub ui: crate::ui::UiConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +138,7 @@ impl Config {
         self.policy.validate().map_err(|e| invalid("policy", e))?;
         self.approvals.validate().map_err(|e| invalid("approvals", e))?;
         self.drift.validate().map_err(|e| invalid("drift.schedule", crate::model::error::error_chain(&e)))?;
+        self.ui.validate(&self.auth).map_err(|e| invalid("ui", e))?;
         if let Some(slack) = &self.slack {
             slack.validate().map_err(ConfigError::Invalid)?;
         }

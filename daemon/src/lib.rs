@@ -27,8 +27,11 @@
 //! 3. **services**: [`policy`] (the patch policy), [`watch`] and [`alerts`] (intake →
 //!    signals), [`incident`] (the tracker), [`drift`] (reports), [`approvals`]
 //!    (submit, decide, apply, verify, the approvals HTTP API).
-//! 4. **tools, mcp and agents**: [`tools`] (reads and proposals, transport-free), [`mcp`]
-//!    (the MCP server over them, stdio and HTTP, auth discovery, the result budget, read-only), [`agent`] (the built-in and LLM runners).
+//! 4. **tools, mcp, agents and the web UI**: [`tools`] (reads and proposals, transport-free),
+//!    [`mcp`] (the MCP server over them, stdio and HTTP, auth discovery, the result budget,
+//!    read-only), [`agent`] (the built-in and LLM runners), [`ui`] (the web pages under
+//!    `/ui/`: OIDC sign-in, incidents with their causal graph, proposals with Approve /
+//!    Reject through the approvals service, live from the bus).
 //! 5. **pipeline**: [`pipeline`], the incident path from tracker to proposal.
 //! 6. **app**: [`app`] (wiring and commands, the demo) and [`config`] (the file, which
 //!    gathers every module's section).
@@ -60,4 +63,5 @@ pub mod slack;
 pub mod store;
 pub mod telemetry;
 pub mod tools;
+pub mod ui;
 pub mod watch;

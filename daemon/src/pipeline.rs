@@ -60,6 +60,9 @@ pub struct Pipeline {
     pub approvals: Arc<Approvals>,
     pub metrics: Arc<Metrics>,
     pub audit: AuditLog,
+    /// Where incident changes are announced (`kubemedic.incident.<status>`; the web UI
+    /// follows them).
+    pub bus: Option<crate::bus::Bus>,
 }
 
 /// The receiving ends the pipeline consumes, created with the services that send to them.

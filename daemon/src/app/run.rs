@@ -75,6 +75,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     let approvals = Arc::new(
         approvals
             .with_seal_key(seal_key)
+            .with_ui_url(config.ui.enabled.then(|| config.ui.external_url.clone()).flatten())
             .with_replica(&shutdown::replica_name())
             .with_audit(audit.clone())
             .with_bus(backends.bus.clone())
@@ -115,6 +116,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
         approvals: approvals.clone(),
         metrics: metrics.clone(),
         audit,
+        bus: Some(backends.bus.clone()),
     });
     let inputs = Inputs { signals: signal_rx, rediagnose: rediagnose_rx, applies: applies_rx };
     pipeline.spawn(&mut tasks, tracker.clone(), inputs, &shutdown);
@@ -152,7 +154,20 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
         tracing::warn!("no MCP tokens or OIDC configured: /mcp and the approvals API refuse every request");
     }
     let api_options = HttpOptions { signing_secret, auth: authenticator.clone() };
+    let ui = if config.ui.enabled {
+        crate::ui::router(crate::ui::UiDeps {
+            config: config.ui.clone(),
+            approvals: approvals.clone(),
+            store: backends.store.clone(),
+            auth: authenticator.clone(),
+            bus: backends.bus.clone(),
+            shutdown: shutdown.clone(),
+        })
+    } else {
+        Router::new()
+    };
     let app = Router::new()
+        .merge(ui)
         .merge(crate::telemetry::health::router(metrics, readiness.clone()))
         .merge(if config.alerts.enabled { alerts::router(alerts_state) } else { Router::new() })
         .merge(crate::approvals::http::router(approvals, api_options))

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use super::{ApprovalError, Approvals, Decision, ProposalState};
 use crate::auth::{Authenticator, Role};
+use crate::model::proposal::Proposal;
 use crate::slack::{Secret, blocks, interaction, signature};
 
 /// Who is calling the API.
@@ -218,7 +219,11 @@ async fn get_proposal(State(s): State<AppState>, headers: HeaderMap, Path(id): P
 }
 
 fn api_error(err: &ApprovalError) -> Response {
-    let status = match err {
+    error(api_status(err), &crate::model::error::error_chain(err))
+}
+
+fn api_status(err: &ApprovalError) -> StatusCode {
+    match err {
         ApprovalError::NotFound(_) => StatusCode::NOT_FOUND,
         ApprovalError::NotAllowed { .. }
         | ApprovalError::SelfApproval { .. }
@@ -229,8 +234,7 @@ fn api_error(err: &ApprovalError) -> Response {
         }
         ApprovalError::Invalid(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    error(status, &crate::model::error::error_chain(err))
+    }
 }
 
 /// Query of approve/reject: `digest`, the content digest the approver reviewed (optional: the
@@ -240,42 +244,70 @@ pub struct DecideQuery {
     pub digest: Option<String>,
 }
 
+/// Why a decision was not recorded: the HTTP status and the message for the person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Refusal {
+    fn from_error(err: &ApprovalError) -> Self {
+        Self { status: api_status(err), message: crate::model::error::error_chain(err) }
+    }
+}
+
+/// A person's decision made over HTTP (the approvals API for the CLI, the web UI): the
+/// approver role, `auth.impersonate`'s RBAC check, then [`Approvals::record_as`] with its
+/// approver lists, self-approval, expiry and content digest checks. Every HTTP door decides
+/// through here, so none has rules of its own. An approval is applied in the background.
+pub async fn decide_as(
+    approvals: &Arc<Approvals>,
+    who: &Caller,
+    id: &str,
+    approve: bool,
+    digest: Option<&str>,
+    via: &'static str,
+) -> Result<Proposal, Refusal> {
+    if !who.approver {
+        let message = format!("{} does not have the approver role", who.name);
+        approvals.audit_refusal(&who.name, via, id, approve, "not an approver");
+        return Err(Refusal { status: StatusCode::FORBIDDEN, message });
+    }
+    if approve && let Some(impersonation) = approvals.impersonation() {
+        let p = approvals.get(id).await.map_err(|e| Refusal::from_error(&e))?;
+        match crate::approvals::rbac::approver_may(impersonation, &who.name, &who.groups, &p).await {
+            Ok(()) => {}
+            Err(crate::approvals::rbac::ApproverRbacError::Denied(why)) => {
+                approvals.audit_refusal(&who.name, via, id, approve, &why);
+                return Err(Refusal { status: StatusCode::FORBIDDEN, message: why });
+            }
+            Err(err) => {
+                let message = crate::model::error::error_chain(&err);
+                return Err(Refusal { status: StatusCode::SERVICE_UNAVAILABLE, message });
+            }
+        }
+    }
+    let decision = Decision { user: &who.name, identity: &who.name, approve, via, digest };
+    // With impersonation the change is then sent as the approver (sealed into the approval).
+    let kube = approvals
+        .impersonation()
+        .map(|_| crate::model::proposal::KubeIdentity { user: who.name.clone(), groups: who.groups.clone() });
+    let p = approvals.record_as(id, &decision, kube).await.map_err(|e| Refusal::from_error(&e))?;
+    if p.state == ProposalState::Approved {
+        approvals.apply_later(p.id.clone(), via);
+    }
+    Ok(p)
+}
+
 async fn decide(s: AppState, headers: HeaderMap, id: String, approve: bool, digest: Option<String>) -> Response {
     let who = match caller(&s, &headers).await {
         Ok(c) => c,
         Err(resp) => return *resp,
     };
-    if !who.approver {
-        return error(StatusCode::FORBIDDEN, &format!("{} does not have the approver role", who.name));
-    }
-    let approvals = s.approvals.clone();
-    if approve && let Some(impersonation) = approvals.impersonation() {
-        let p = match approvals.get(&id).await {
-            Ok(p) => p,
-            Err(err) => return api_error(&err),
-        };
-        match crate::approvals::rbac::approver_may(impersonation, &who.name, &who.groups, &p).await {
-            Ok(()) => {}
-            Err(crate::approvals::rbac::ApproverRbacError::Denied(why)) => {
-                approvals.audit_refusal(&who.name, "http", &id, approve, &why);
-                return error(StatusCode::FORBIDDEN, &why);
-            }
-            Err(err) => return error(StatusCode::SERVICE_UNAVAILABLE, &crate::model::error::error_chain(&err)),
-        }
-    }
-    let decision = Decision { user: &who.name, identity: &who.name, approve, via: "http", digest: digest.as_deref() };
-    // With impersonation the change is then sent as the approver (sealed into the approval).
-    let kube = approvals
-        .impersonation()
-        .map(|_| crate::model::proposal::KubeIdentity { user: who.name.clone(), groups: who.groups.clone() });
-    match approvals.record_as(&id, &decision, kube).await {
-        Ok(p) => {
-            if p.state == ProposalState::Approved {
-                approvals.apply_later(p.id.clone(), "http");
-            }
-            (StatusCode::ACCEPTED, Json(p)).into_response()
-        }
-        Err(err) => api_error(&err),
+    match decide_as(&s.approvals, &who, &id, approve, digest.as_deref(), "http").await {
+        Ok(p) => (StatusCode::ACCEPTED, Json(p)).into_response(),
+        Err(r) => error(r.status, &r.message),
     }
 }
 

@@ -334,6 +334,7 @@ pub(crate) mod tests {
             },
             summary: None,
             proposals: vec![],
+            diagnosis: None,
         }
     }
 

@@ -331,6 +331,7 @@ impl Tracker {
                 first_signal: signal.clone(),
                 summary: None,
                 proposals: Vec::new(),
+                diagnosis: None,
             };
             state.by_fingerprint.insert(fp, (incident.id.clone(), true));
             state.open_by_workload.insert(key.clone(), incident.id.clone());

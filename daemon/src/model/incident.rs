@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::model::diagnosis::Diagnosis;
 use crate::model::signal::{Signal, WorkloadRef};
 
 /// Lifecycle of an incident.
@@ -58,6 +59,9 @@ pub struct Incident {
     /// Ids of proposals made for it.
     #[serde(default)]
     pub proposals: Vec<String>,
+    /// The last diagnosis (causal chain, evidence), for the web page; absent before one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<Box<Diagnosis>>,
 }
 
 /// Fingerprint of (cluster, namespace, workload, reason).
@@ -78,11 +82,13 @@ pub struct Progress {
     pub summary: Option<String>,
     /// Proposals made for it (added to those it has).
     pub proposals: Vec<String>,
+    /// The diagnosis that produced this progress, when one completed.
+    pub diagnosis: Option<Box<Diagnosis>>,
 }
 
 impl Progress {
     pub fn status(status: IncidentStatus) -> Self {
-        Self { status, summary: None, proposals: Vec::new() }
+        Self { status, summary: None, proposals: Vec::new(), diagnosis: None }
     }
 
     pub fn with_summary(mut self, summary: String) -> Self {
@@ -103,6 +109,9 @@ impl Progress {
             if !incident.proposals.contains(id) {
                 incident.proposals.push(id.clone());
             }
+        }
+        if let Some(d) = &self.diagnosis {
+            incident.diagnosis = Some(d.clone());
         }
     }
 }
@@ -160,6 +169,7 @@ mod tests {
             first_signal: signal,
             summary: None,
             proposals: vec!["p-0".into()],
+            diagnosis: None,
         }
     }
 

@@ -55,6 +55,18 @@ pub async fn record(store: &dyn Store, snapshot: &Incident, progress: &Progress)
     }
 }
 
+/// Publish an incident's new status on the bus (`kubemedic.incident.<status>`): its id,
+/// status, object and summary, not the whole diagnosis.
+async fn announce(bus: Option<&crate::bus::Bus>, i: &Incident) {
+    let Some(bus) = bus else { return };
+    let status = serde_json::to_value(i.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let event = serde_json::json!({"id": i.id, "incident_id": i.id, "state": status, "workload": i.workload,
+        "reason": i.reason, "summary": i.summary, "proposals": i.proposals});
+    if let Err(err) = bus.publish(&format!("incident.{status}"), &event).await {
+        tracing::warn!(incident = %i.id, error = %error_chain(&err), "cannot publish the incident's status");
+    }
+}
+
 /// Run the incident's workflow, store the outcome, hand proposals to approvals.
 /// Unless `last_try`, a run that could not read the cluster leaves the incident open and
 /// asks for another attempt.
@@ -70,9 +82,11 @@ pub async fn diagnose_incident(pipeline: &Pipeline, incident: &Incident, last_tr
 
 async fn run(pipeline: &Pipeline, incident: &Incident, last_try: bool) -> Outcome {
     let store = pipeline.store.as_ref();
+    let bus = pipeline.bus.as_ref();
     let write = |progress: Progress, what: &'static str| async move {
-        if let Err(err) = record(store, incident, &progress).await {
-            tracing::warn!(incident = %incident.id, error = %error_chain(&err), "cannot store {what}");
+        match record(store, incident, &progress).await {
+            Ok(stored) => announce(bus, &stored).await,
+            Err(err) => tracing::warn!(incident = %incident.id, error = %error_chain(&err), "cannot store {what}"),
         }
     };
     write(Progress::status(IncidentStatus::Diagnosing), "incident").await;
@@ -109,6 +123,10 @@ async fn run(pipeline: &Pipeline, incident: &Incident, last_try: bool) -> Outcom
         }
     }
     let proposals = progress.proposals.len();
+    // Kept with the incident for its web page (the causal chain, the evidence); the
+    // proposals live in the store on their own.
+    progress.diagnosis =
+        Some(Box::new(crate::model::diagnosis::Diagnosis { proposals: Vec::new(), ..diagnosis.clone() }));
     write(progress, "diagnosis").await;
     tracing::info!(
         incident = %incident.id,

@@ -33,6 +33,8 @@ pub struct Context<'a> {
     pub diagnosis: Option<&'a Diagnosis>,
     /// Who may approve in Slack, as mrkdwn mentions (from `slack.approvers`).
     pub approvers: Option<&'a str>,
+    /// The proposal's web page (`ui.external_url`), linked from the card.
+    pub link: Option<&'a str>,
 }
 
 /// Escape Slack mrkdwn control characters (`&`, `<`, `>`).
@@ -173,10 +175,11 @@ pub fn proposal_blocks(p: &Proposal, ctx: Context<'_>) -> Value {
         "type": "context",
         "elements": [mrkdwn(
             &format!(
-                "proposal `{}` · {} · digest `{}`",
+                "proposal `{}` · {} · digest `{}`{}",
                 escape(&p.id),
                 p.state.as_str(),
-                escape(crate::model::digest::short(p.digest.as_deref().unwrap_or("none")))
+                escape(crate::model::digest::short(p.digest.as_deref().unwrap_or("none"))),
+                ctx.link.map(|l| format!(" · <{}|open in kubemedic>", escape(l).replace('|', "%7C"))).unwrap_or_default()
             ),
             FIELD_MAX
         )]
@@ -317,6 +320,7 @@ mod tests {
             incident: None,
             diagnosis: Some(&d),
             approvers: Some("<@U0APPROVER>, members of <!subteam^S0ONCALL>"),
+            link: None,
         };
         let now = p.created_at;
         p.state = ProposalState::Pending;
@@ -345,6 +349,16 @@ mod tests {
             "rejected": proposal_blocks(&rejected, Context::default()),
             "reply": text_blocks(":white_check_mark: Verified: 3/3 replicas available"),
         })
+    }
+
+    #[test]
+    fn the_card_links_to_the_web_page_when_the_ui_has_an_external_url() {
+        let (p, d) = fixed();
+        let ctx = |link| Context { incident: None, diagnosis: Some(&d), approvers: None, link };
+        let url = format!("https://km.example/ui/proposals/{}", p.id);
+        let with = proposal_blocks(&p, ctx(Some(&url))).to_string();
+        assert!(with.contains(&format!("<{url}|open in kubemedic>")), "{with}");
+        assert!(!proposal_blocks(&p, ctx(None)).to_string().contains("open in kubemedic"));
     }
 
     #[test]

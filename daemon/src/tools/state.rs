@@ -146,6 +146,10 @@ impl Tools {
             .collect();
         incidents.sort_by_key(|i| std::cmp::Reverse(i.last_seen));
         incidents.truncate(limit);
+        // The full diagnosis is for the incident's own page; a listing stays small.
+        for i in &mut incidents {
+            i.diagnosis = None;
+        }
         Ok(IncidentsOutput { incidents })
     }
 

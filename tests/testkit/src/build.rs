@@ -87,6 +87,7 @@ impl Sample for Incident {
             },
             summary: None,
             proposals: vec![],
+            diagnosis: None,
         }
     }
 

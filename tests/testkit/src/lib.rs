@@ -3,6 +3,7 @@
 //!
 //! - [`slack`]: a stand-in for Slack's Web API on `127.0.0.1:0`.
 //! - [`llm`]: a scripted LLM provider (OpenAI-compatible and Anthropic wire formats).
+//! - [`oidc`]: an OpenID Connect provider (authorization code + PKCE) for browser sign-in.
 //! - [`fakeapi`]: a fake apiserver (objects by path, dry-run, recorded writes) and a fixture.
 //! - [`store`]: the contract every `Store` implementation passes.
 //! - [`build`]: builders for test values (`Proposal::test()`, `Incident::test()`).
@@ -17,6 +18,7 @@
 pub mod build;
 pub mod fakeapi;
 pub mod llm;
+pub mod oidc;
 pub mod slack;
 pub mod store;
 

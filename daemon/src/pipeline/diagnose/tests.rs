@@ -80,7 +80,12 @@ impl Fixture {
 }
 
 fn diagnosed(summary: &str, proposal: &str) -> Progress {
-    Progress { status: IncidentStatus::Diagnosed, summary: Some(summary.into()), proposals: vec![proposal.into()] }
+    Progress {
+        status: IncidentStatus::Diagnosed,
+        summary: Some(summary.into()),
+        proposals: vec![proposal.into()],
+        diagnosis: None,
+    }
 }
 
 #[tokio::test]

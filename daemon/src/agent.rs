@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::Cluster;
 pub use crate::model::diagnosis::{Diagnosis, Evidence, Gap, RefusedProposal};
 use crate::model::incident::Incident;
-use crate::model::signal::WorkloadRef;
+use crate::model::signal::{Signal, WorkloadRef};
 use crate::policy::PolicyConfig;
 
 /// Which runner diagnoses incidents.
@@ -103,6 +103,9 @@ pub struct Request {
     pub approvers: Vec<String>,
     /// Recorded on proposals (`rule:<name>`, a user, `cli`).
     pub requested_by: String,
+    /// The signal that opened the incident, when there is one. An alert's labels and
+    /// annotations are untrusted data: analyzers read labels as coordinates and quote text.
+    pub signal: Option<Signal>,
 }
 
 impl Request {
@@ -117,7 +120,16 @@ impl Request {
             allow_mutations: true,
             approvers: Vec::new(),
             requested_by: requested_by.to_owned(),
+            signal: None,
         }
+    }
+
+    /// A diagnosis of what one signal (an alert taken by the intake) is about.
+    pub fn from_signal(signal: Signal, requested_by: &str) -> Self {
+        let mut request = Self::workload(signal.subject().clone(), requested_by);
+        request.reason = Some(signal.reason.clone());
+        request.signal = Some(signal);
+        request
     }
 }
 
@@ -132,6 +144,7 @@ impl From<&Incident> for Request {
             allow_mutations: i.allow_mutations,
             approvers: i.approvers.clone(),
             requested_by: format!("rule:{}", i.rule),
+            signal: Some(i.first_signal.clone()),
         }
     }
 }

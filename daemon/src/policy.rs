@@ -43,6 +43,8 @@ pub struct PolicyConfig {
     pub max_memory_limit: String,
     /// Largest cpu limit or request a proposal may set (a Kubernetes quantity).
     pub max_cpu_limit: String,
+    /// Largest factor by which a proposal may raise a container's cpu limit or request.
+    pub max_cpu_raise_factor: f64,
     /// Largest factor by which a proposal may raise a container's ephemeral-storage limit or request.
     pub max_ephemeral_storage_raise_factor: f64,
     /// Largest ephemeral-storage limit or request a proposal may set (a Kubernetes quantity).
@@ -120,6 +122,7 @@ impl Default for PolicyConfig {
             max_memory_raise_factor: 2.0,
             max_memory_limit: "8Gi".into(),
             max_cpu_limit: "8".into(),
+            max_cpu_raise_factor: 2.0,
             max_ephemeral_storage_raise_factor: 4.0,
             max_ephemeral_storage_limit: "20Gi".into(),
             max_replicas: 50,
@@ -134,6 +137,9 @@ impl PolicyConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.max_memory_raise_factor.is_nan() || self.max_memory_raise_factor < 1.0 {
             return Err(format!("policy.max_memory_raise_factor must be >= 1, got {}", self.max_memory_raise_factor));
+        }
+        if self.max_cpu_raise_factor.is_nan() || self.max_cpu_raise_factor < 1.0 {
+            return Err(format!("policy.max_cpu_raise_factor must be >= 1, got {}", self.max_cpu_raise_factor));
         }
         if self.max_ephemeral_storage_raise_factor.is_nan() || self.max_ephemeral_storage_raise_factor < 1.0 {
             return Err(format!(

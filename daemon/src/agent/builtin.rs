@@ -21,6 +21,7 @@ pub mod resources;
 pub mod rollout;
 pub mod steps;
 pub mod storage;
+pub mod throttling;
 
 use std::time::Duration;
 
@@ -97,6 +98,10 @@ async fn run(deps: &Deps, request: &Request) -> Result<Diagnosis, AgentError> {
     let reader = read::Reader::new(tools);
     let stepped = steps::run(&reader, &steps).await;
     let mut facts = gather::gather(&reader, &request.workload, deps.config.log_lines).await?;
+    facts.alert = request.signal.clone().filter(|s| {
+        s.source == crate::model::signal::SignalSource::Alertmanager
+            && s.status == crate::model::signal::SignalStatus::Firing
+    });
     notes.extend(stepped.notes);
     facts.evidence.extend(stepped.evidence);
     notes.extend(facts.gaps.iter().map(|g| format!("not gathered: {g}")));

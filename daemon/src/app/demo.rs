@@ -58,7 +58,14 @@ pub enum DemoError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     Apply(Value),
-    WaitReady { kind: String, name: String, timeout: Duration },
+    WaitReady {
+        kind: String,
+        name: String,
+        timeout: Duration,
+    },
+    /// An Alertmanager alert (`labels`, `annotations`) that `kubemedic eval` posts through the
+    /// alerts intake once the objects are applied; its diagnosis starts from the alert.
+    Alert(Value),
 }
 
 /// Parse a scenario file's text into steps.
@@ -81,6 +88,14 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Step>, DemoError> {
         }
         if kind == "Expect" {
             // The scorecard's expectation (`kubemedic eval`), not a step.
+            continue;
+        }
+        if kind == "Alert" {
+            let alertname = v.pointer("/labels/alertname").and_then(Value::as_str).unwrap_or_default();
+            if alertname.trim().is_empty() {
+                return Err(bad(format!("document {}: Alert needs labels.alertname", i + 1)));
+            }
+            steps.push(Step::Alert(v));
             continue;
         }
         if kind != "WaitReady" {
@@ -109,7 +124,7 @@ pub fn workload(steps: &[Step], ns: &str) -> Option<WorkloadRef> {
             let name = v.pointer("/metadata/name")?.as_str()?;
             matches!(kind, "Deployment" | "StatefulSet").then(|| WorkloadRef::new(kind, ns, name))
         }
-        Step::WaitReady { .. } => None,
+        Step::WaitReady { .. } | Step::Alert(_) => None,
     })
 }
 
@@ -363,6 +378,8 @@ pub async fn run(cx: Context<'_>, files: Vec<(String, PathBuf)>, yes: bool) -> R
                     apply_object(&cluster, &ns, FIELD_MANAGER, obj, false).await?;
                 }
                 Step::WaitReady { kind, name: w, timeout } => wait_ready(&cluster, &ns, &kind, &w, timeout).await?,
+                // The demo diagnoses what the pods show; alerts are the scorecard's.
+                Step::Alert(_) => {}
             }
         }
         wait_for_symptom(&cluster, &ns, &workload.name, Duration::from_secs(60)).await;

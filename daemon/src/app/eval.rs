@@ -297,8 +297,10 @@ async fn play(
         .create(&PostParams::default(), &body)
         .await
         .map_err(|source| DemoError::Kube { what: format!("cannot create namespace {ns}"), source })?;
+    let mut alerts = Vec::new();
     for step in steps {
         match step {
+            Step::Alert(alert) => alerts.push(alert),
             Step::Apply(obj) => {
                 // A change to an existing cluster-scoped object (a Node) is undone afterwards.
                 if demo::apply_object(&bench.cluster, ns, FIELD_MANAGER, obj.clone(), true).await? == Some(true) {
@@ -311,7 +313,18 @@ async fn play(
         }
     }
 
-    let mut request = crate::agent::Request::workload(target, "eval");
+    let mut request = if alerts.is_empty() {
+        crate::agent::Request::workload(target, "eval")
+    } else {
+        // The daemon's path: the alert goes through the Alertmanager intake, which resolves
+        // what it is about from its labels; the diagnosis starts from the signal it makes.
+        let signal = post_alerts(bench, name, ns, &target, alerts).await?;
+        if signal.subject() != &target {
+            score.got = format!("error: the alert is about {}, not the target", signal.subject());
+            return Ok(());
+        }
+        crate::agent::Request::from_signal(signal, "eval")
+    };
     request.approvers = Vec::new();
     let mut applied_any = false;
     for round in 1..=ROUNDS {
@@ -395,6 +408,101 @@ async fn play(
         score.got = format!("not healed: after the change the cause remains: {}", after.root_cause);
     }
     Ok(())
+}
+
+/// Post a scenario's alerts, as Alertmanager would, through the daemon's intake (in process)
+/// and return the signal the first becomes. The scenario's namespace is set as the `namespace`
+/// label and, when an alert names no `pod`, a running pod of the target as `pod`: the labels
+/// kube-prometheus puts on a container alert.
+async fn post_alerts(
+    bench: &Bench,
+    file: &str,
+    ns: &str,
+    target: &WorkloadRef,
+    alerts: Vec<Value>,
+) -> Result<crate::model::signal::Signal, DemoError> {
+    use tower::ServiceExt;
+    let bad = |reason: String| DemoError::Scenario { file: file.to_owned(), reason };
+    let pod = match running_pod(bench, ns, target).await? {
+        Some(p) => p,
+        None => return Err(bad(format!("no running pod of {target} for the alert to be about"))),
+    };
+    let now = jiff::Timestamp::now().to_string();
+    let mut body = Vec::new();
+    for a in alerts {
+        let mut labels = a.get("labels").cloned().unwrap_or_else(|| serde_json::json!({}));
+        labels["namespace"] = Value::String(ns.to_owned());
+        if labels.get("pod").is_none() {
+            labels["pod"] = Value::String(pod.clone());
+        }
+        let annotations = a.get("annotations").cloned().unwrap_or_else(|| serde_json::json!({}));
+        body.push(serde_json::json!({"status": "firing", "labels": labels, "annotations": annotations,
+            "startsAt": now, "endsAt": "0001-01-01T00:00:00Z"}));
+    }
+    let webhook = serde_json::json!({"version": "4", "receiver": "kubemedic-eval", "status": "firing",
+        "groupKey": format!("eval/{file}"), "alerts": body});
+    let (tx, mut rx) = tokio::sync::mpsc::channel(body_len(&webhook));
+    let state = crate::alerts::AlertsState::new("eval", crate::alerts::AlertsConfig::default(), tx);
+    let request = axum::http::Request::post(crate::alerts::PATH)
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(webhook.to_string()))
+        .map_err(|e| bad(format!("cannot build the webhook request: {e}")))?;
+    let response = crate::alerts::router(state)
+        .oneshot(request)
+        .await
+        .map_err(|e| bad(format!("the alerts intake failed: {e}")))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let text = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
+        return Err(bad(format!("the alerts intake refused the alert ({status}): {}", String::from_utf8_lossy(&text))));
+    }
+    rx.try_recv().map_err(|_| bad("the alerts intake took the webhook but made no signal".into()))
+}
+
+fn body_len(webhook: &Value) -> usize {
+    webhook.get("alerts").and_then(Value::as_array).map_or(1, |a| a.len().max(1))
+}
+
+/// A running pod of the target (selected by its own label selector), if any.
+async fn running_pod(bench: &Bench, ns: &str, target: &WorkloadRef) -> Result<Option<String>, DemoError> {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+    use k8s_openapi::api::core::v1::Pod;
+    let client = bench.cluster.client.clone();
+    let kube = |what: String| move |source| DemoError::Kube { what, source };
+    let what = format!("cannot read {target}");
+    let selector = match target.kind.as_str() {
+        "Deployment" => Api::<Deployment>::namespaced(client.clone(), ns)
+            .get(&target.name)
+            .await
+            .map_err(kube(what))?
+            .spec
+            .map(|s| s.selector),
+        "StatefulSet" => Api::<StatefulSet>::namespaced(client.clone(), ns)
+            .get(&target.name)
+            .await
+            .map_err(kube(what))?
+            .spec
+            .map(|s| s.selector),
+        "DaemonSet" => Api::<DaemonSet>::namespaced(client.clone(), ns)
+            .get(&target.name)
+            .await
+            .map_err(kube(what))?
+            .spec
+            .map(|s| s.selector),
+        _ => None,
+    };
+    let labels = selector.and_then(|s| s.match_labels).unwrap_or_default();
+    let selector = labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let pods = Api::<Pod>::namespaced(client, ns)
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .map_err(kube(format!("cannot list the pods of {target}")))?;
+    Ok(pods
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .and_then(|p| p.metadata.name))
 }
 
 /// Diagnose until the root cause matches the expectation or its time runs out; the last

@@ -248,15 +248,25 @@ pub fn caps(policy: &PolicyConfig, live: &Value, proposed: &Value) -> Result<(),
                     ));
                 }
             }
-            if let Some(new) = resource(c, section, "cpu")
-                && new > max_cpu
-                && old.and_then(|o| resource(o, section, "cpu")).is_none_or(|o| new > o)
-            {
-                return Err(format!(
-                    "container {name}: cpu {section} {} exceeds the policy cap max_cpu_limit {}",
-                    quantity::format_cpu(new),
-                    policy.max_cpu_limit
-                ));
+            if let Some(new) = resource(c, section, "cpu") {
+                let old_cpu = old.and_then(|o| resource(o, section, "cpu"));
+                if new > max_cpu && old_cpu.is_none_or(|o| new > o) {
+                    return Err(format!(
+                        "container {name}: cpu {section} {} exceeds the policy cap max_cpu_limit {}",
+                        quantity::format_cpu(new),
+                        policy.max_cpu_limit
+                    ));
+                }
+                if let Some(o) = old_cpu
+                    && new > o * policy.max_cpu_raise_factor
+                {
+                    return Err(format!(
+                        "container {name}: cpu {section} raise from {} to {} exceeds the policy factor {}",
+                        quantity::format_cpu(o),
+                        quantity::format_cpu(new),
+                        policy.max_cpu_raise_factor
+                    ));
+                }
             }
         }
     }
@@ -349,6 +359,21 @@ mod tests {
         assert!(err.contains("factor"), "{err}");
         let err = caps(&policy, &obj("8Gi"), &obj("16Gi")).unwrap_err();
         assert!(err.contains("max_memory_limit"), "{err}");
+    }
+
+    #[test]
+    fn cpu_caps() {
+        let policy = PolicyConfig::default();
+        let obj = |q: &str| {
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a",
+                "resources": {"limits": {"cpu": q}}}]}}}})
+        };
+        assert!(caps(&policy, &obj("200m"), &obj("400m")).is_ok());
+        assert!(caps(&policy, &obj("2"), &obj("500m")).is_ok(), "lowering is always within the caps");
+        let err = caps(&policy, &obj("200m"), &obj("500m")).unwrap_err();
+        assert!(err.contains("cpu limits raise from 200m to 500m exceeds the policy factor 2"), "{err}");
+        let err = caps(&policy, &obj("6"), &obj("12")).unwrap_err();
+        assert!(err.contains("max_cpu_limit 8"), "{err}");
     }
 
     #[test]

@@ -225,6 +225,11 @@ fn default_rules_cover_the_catalog() {
         s.severity = Some("warning".into());
         assert!(rules.match_signal(&s).is_some(), "no default rule for alert {alert}");
     }
+    // CPU throttling is the workload's to fix (raise the limit within policy), not a report.
+    let mut throttled = signal(SignalSource::Alertmanager, "CPUThrottlingHigh", "default");
+    throttled.severity = Some("info".into());
+    let rule = rules.match_signal(&throttled).expect("a default rule for CPUThrottlingHigh");
+    assert!(rule.allow_mutations && rule.name == "alert-cpu-throttling", "{}", rule.name);
     let mut watchdog = signal(SignalSource::Alertmanager, "Watchdog", "default");
     watchdog.severity = Some("none".into());
     assert!(rules.match_signal(&watchdog).is_none(), "Watchdog must not open incidents");

@@ -124,8 +124,8 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<Step>> {
                     timeout: Duration::from_secs(secs),
                 });
             }
-            // The scorecard's expectation (`kubemedic eval`): not a step.
-            "Expect" => {}
+            // The scorecard's expectation and the alerts it posts (`kubemedic eval`): not steps here.
+            "Expect" | "Alert" => {}
             other => anyhow::bail!("document {}: unknown step kind {other}", i + 1),
         }
     }

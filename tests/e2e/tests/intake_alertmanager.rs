@@ -140,6 +140,13 @@ receivers:
         serde_json::json!({"namespace": "shop", "deployment": "api", "severity": "warning"}),
         300,
     ));
+    // CPU throttling of a third Deployment's container: a workload diagnosis that may propose.
+    batch.push(alert(
+        "CPUThrottlingHigh",
+        serde_json::json!({"namespace": "shop", "pod": "pricing-6d4cf56db6-x2k4q", "container": "pricer",
+            "severity": "info"}),
+        300,
+    ));
     batch.push(alert("Watchdog", serde_json::json!({"severity": "none"}), 300));
     let body = serde_json::to_vec(&batch).unwrap();
     let (status, resp) = http(am_port, "POST", "/api/v2/alerts", &[("Content-Type", "application/json")], &body).await;
@@ -161,9 +168,18 @@ receivers:
         assert!(tokio::time::Instant::now() < deadline, "only {count} of 40 alerts folded\n{}", am_log());
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    let pricing = WorkloadRef::new("Deployment", "shop", "pricing");
+    let throttled = intake.wait_incident(Duration::from_secs(60), "for shop/pricing", |i| i.workload == pricing).await;
+    assert_eq!(throttled.rule, "alert-cpu-throttling");
+    assert!(throttled.allow_mutations, "a throttled container's limit may be raised within policy");
+    // The diagnosis starts from the alert: its labels name the pod and the container.
+    let request = kubemedic::agent::Request::from(&throttled);
+    let signal = request.signal.expect("the request carries the alert");
+    assert_eq!(signal.labels.get("container").map(String::as_str), Some("pricer"));
+    assert_eq!(signal.object, WorkloadRef::new("Pod", "shop", "pricing-6d4cf56db6-x2k4q"));
     let all = intake.incidents().await;
-    assert_eq!(all.len(), 2, "Watchdog must not open an incident: {all:#?}");
-    assert_eq!(intake.queue.depth().await.unwrap(), 2, "both incidents were handed to the agent queue");
+    assert_eq!(all.len(), 3, "Watchdog must not open an incident: {all:#?}");
+    assert_eq!(intake.queue.depth().await.unwrap(), 3, "the three incidents were handed to the agent queue");
 
     // Resolve the mismatch: Alertmanager sends it with status "resolved" and the incident closes.
     let resolved = alert(

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use serde_json::{Value, json};
 
 use super::gather::Facts;
-use super::{admission, batch, config, eviction, hpa, network, node, probe, resources, rollout, storage};
+use super::{admission, batch, config, eviction, hpa, network, node, probe, resources, rollout, storage, throttling};
 use crate::model::diagnosis::Evidence;
 use crate::policy::{PolicyConfig, ProposalDraft};
 
@@ -39,7 +39,7 @@ pub fn analyze(facts: &Facts, policy: &PolicyConfig) -> Finding {
         "HorizontalPodAutoscaler" => return hpa::analyze(facts),
         _ => {}
     }
-    let analyzers: [&Analyzer; 9] = [
+    let analyzers: [&Analyzer; 10] = [
         &|f, _| config::analyze(f),
         // Pods that cannot even be created come before what pods show.
         &|f, _| admission::analyze(f),
@@ -49,6 +49,8 @@ pub fn analyze(facts: &Facts, policy: &PolicyConfig) -> Finding {
         &|f, _| batch::job(f),
         &|f, _| probe::analyze(f),
         &|f, _| resources::scheduling(f),
+        // An alert says what pods cannot show (throttled CPU); a failing rollout still comes first.
+        &throttling::analyze,
         &|f, _| rollout::analyze(f),
         &|f, _| node::workload_on_lost_node(f),
     ];

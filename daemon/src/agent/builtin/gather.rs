@@ -55,6 +55,8 @@ pub struct Facts {
     pub related: Vec<Value>,
     /// The Helm release the workload belongs to, from the labels of Helm's release Secrets.
     pub helm: Option<super::helm::Release>,
+    /// The firing Alertmanager alert that opened the incident (labels and text untrusted).
+    pub alert: Option<crate::model::signal::Signal>,
     pub evidence: Vec<Evidence>,
     /// Steps that could not run (permissions, scope, the apiserver down).
     pub gaps: Vec<Gap>,
@@ -79,6 +81,7 @@ impl Facts {
             node_requested: BTreeMap::new(),
             related: Vec::new(),
             helm: None,
+            alert: None,
             evidence: Vec::new(),
             gaps: Vec::new(),
         }

@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DynamicObject, ListParams};
+use kube::api::{DynamicObject, GetParams, ListParams};
 use kube::{Api, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -249,7 +249,14 @@ impl Tools {
             return Err(ToolError::NotFound(format!("namespace {}", input.name)));
         }
         let what = format!("{} {}{}", kind.kind, ns.map(|n| format!("{n}/")).unwrap_or_default(), input.name);
-        let obj = kind.api(&self.cluster.client, ns).get(&input.name).await.map_err(|e| ToolError::kube(what, e))?;
+        // From the apiserver's watch cache (resourceVersion=0), not a quorum read of etcd: a read
+        // tool may be milliseconds behind, and anything acting on what it read carries its
+        // resourceVersion as a precondition (a stale one is refused, never applied).
+        let obj = kind
+            .api(&self.cluster.client, ns)
+            .get_with(&input.name, &GetParams::any())
+            .await
+            .map_err(|e| ToolError::kube(what, e))?;
         let mut object = serde_json::to_value(&obj)
             .map_err(|e| ToolError::Unavailable { what: "object encoding", why: e.to_string() })?;
         sanitize_object(&mut object);
@@ -317,7 +324,8 @@ impl Tools {
     /// Core v1 events of one namespace or of every visible one.
     pub(crate) async fn list_events(&self, ns: Option<&str>) -> Result<Vec<Event>, ToolError> {
         let client = self.cluster.client.clone();
-        let lp = ListParams::default();
+        // From the apiserver's watch cache, like `get_resource`: events are history, not preconditions.
+        let lp = ListParams::default().match_any();
         match ns {
             Some(ns) => Ok(Api::<Event>::namespaced(client, ns)
                 .list(&lp)

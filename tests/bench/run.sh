@@ -96,7 +96,7 @@ auth:
   tokens:
     - { name: bench, sha256: "$SHA", role: viewer }
 YAML
-log "servers: kubemedic :$KM_PORT, kubernetes-mcp-server :$GO_PORT, mcp-server-kubernetes :$NODE_PORT"
+log "servers: kubemedic :$KM_PORT, kubernetes-mcp-server :$GO_PORT$([ "$NODE_ON" != 1 ] || echo ", mcp-server-kubernetes :$NODE_PORT")"
 RUST_LOG=warn "$BIN/kubemedic" run --config "$DIR/kubemedic.yaml" >"$DIR/kubemedic.log" 2>&1 &
 KM_PID=$!; PIDS+=($KM_PID)
 GO_THROTTLE=(KUBE_CLIENT_QPS=1000 KUBE_CLIENT_BURST=2000)

@@ -210,6 +210,17 @@ impl Session {
         found.with_context(|| format!("{method}: the stream ended without a response"))
     }
 
+    /// End the session on the server (HTTP DELETE), as a well-behaved client does: a server
+    /// keeps an abandoned session until it times out, and that memory would count in its RSS.
+    async fn close(self) {
+        let Some(id) = &self.id else { return };
+        let mut r = self.http.delete(&self.url).header("mcp-session-id", id);
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        let _ = r.send().await;
+    }
+
     async fn call_tool(&mut self, tool: &str, args: &Value) -> anyhow::Result<Value> {
         self.request("tools/call", json!({"name": tool, "arguments": args})).await
     }
@@ -291,9 +302,15 @@ async fn run_cell(server: &Server, tool: &str, args: &Value, clients: usize, a: 
     for s in &mut sessions {
         first = s.sample(tool, args).await?;
         if is_error(&first) {
-            let text = text_of(&first);
-            return Ok(json!({"error": format!("{tool} failed: {}", &text[..text.len().min(300)])}));
+            break;
         }
+    }
+    if is_error(&first) {
+        for s in sessions {
+            s.close().await;
+        }
+        let text = text_of(&first);
+        return Ok(json!({"error": format!("{tool} failed: {}", &text[..text.len().min(300)])}));
     }
     let bytes = text_of(&first).len();
     let left = Arc::new(AtomicUsize::new(a.calls));
@@ -320,10 +337,12 @@ async fn run_cell(server: &Server, tool: &str, args: &Value, clients: usize, a: 
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            s
         });
     }
+    let mut done_sessions = Vec::with_capacity(clients);
     while let Some(done) = tasks.join_next().await {
-        done?;
+        done_sessions.push(done?);
     }
     let wall = start.elapsed().as_secs_f64();
     let server_cpu = cpu_seconds(&server.pid)? - server_cpu0;
@@ -340,6 +359,9 @@ async fn run_cell(server: &Server, tool: &str, args: &Value, clients: usize, a: 
     let q = |p: f64| lat[((p * n as f64) as usize).min(n - 1)] * 1000.0;
     #[allow(clippy::cast_precision_loss)]
     let per_call = |cpu: f64| cpu * 1000.0 / n as f64;
+    for s in done_sessions {
+        s.close().await;
+    }
     let others: serde_json::Map<String, Value> =
         also_cpu.iter().map(|(name, cpu)| ((*name).to_owned(), json!(per_call(*cpu)))).collect();
     #[allow(clippy::cast_precision_loss)]

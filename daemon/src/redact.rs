@@ -17,7 +17,7 @@ pub mod watch;
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -34,6 +34,15 @@ struct Pattern {
 
 static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
     let p = |re: &str, with: &'static str| Pattern { re: Regex::new(re).expect("redaction pattern"), with };
+    pattern_list(p)
+});
+
+/// Every pattern in one automaton: one scan says whether any of them matches, so clean text
+/// (nearly all of it: every key and string of every tool result) costs one pass, not nine.
+static ANY: LazyLock<RegexSet> =
+    LazyLock::new(|| RegexSet::new(PATTERNS.iter().map(|p| p.re.as_str())).expect("redaction pattern set"));
+
+fn pattern_list(p: impl Fn(&str, &'static str) -> Pattern) -> Vec<Pattern> {
     vec![
         p(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)", "[REDACTED PRIVATE KEY]"),
         p(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*", REDACTED),
@@ -49,10 +58,14 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             "${1}[REDACTED]",
         ),
     ]
-});
+}
 
 /// Remove secret-looking substrings from `text`.
 pub fn redact_text(text: &str) -> Cow<'_, str> {
+    if !ANY.is_match(text) {
+        return Cow::Borrowed(text);
+    }
+    // Something matches: the patterns in order, each on what the previous ones left.
     let mut out = Cow::Borrowed(text);
     for p in PATTERNS.iter() {
         if p.re.is_match(&out) {
@@ -199,6 +212,12 @@ fn gate_text(known: &Scrubber, s: &mut String) -> bool {
     true
 }
 
+/// Whether [`gate_text`] could change `key` (without copying it): JSON in it, a known value, a pattern.
+fn key_may_change(known: &Scrubber, key: &str) -> bool {
+    let t = key.trim_start();
+    t.starts_with('{') || t.starts_with('[') || matches!(known.scrub(key), Cow::Owned(_)) || ANY.is_match(key)
+}
+
 fn gate_value(known: &Scrubber, v: &mut Value) -> bool {
     match v {
         Value::String(s) => gate_text(known, s),
@@ -207,17 +226,28 @@ fn gate_value(known: &Scrubber, v: &mut Value) -> bool {
             // Kubernetes env entries: {"name": "DB_PASSWORD", "value": "..."}.
             let env_secret = map.get("name").and_then(Value::as_str).is_some_and(is_secret_key);
             let mut changed = false;
-            for (k, mut item) in std::mem::take(map) {
-                let secret_field = is_secret_key(&k) || (env_secret && k == "value");
+            // Keys are rarely secret: only those that are get the map rebuilt.
+            let mut keys = Vec::new();
+            for (k, item) in map.iter_mut() {
+                let secret_field = is_secret_key(k) || (env_secret && k == "value");
                 if secret_field && (item.is_string() || item.is_number()) {
                     changed |= item.as_str() != Some(REDACTED);
-                    item = Value::String(REDACTED.into());
+                    *item = Value::String(REDACTED.into());
                 } else {
-                    changed |= gate_value(known, &mut item);
+                    changed |= gate_value(known, item);
                 }
-                let mut key = k;
-                changed |= gate_text(known, &mut key);
-                map.insert(key, item);
+                if key_may_change(known, k) {
+                    let mut key = k.clone();
+                    if gate_text(known, &mut key) {
+                        keys.push((k.clone(), key));
+                    }
+                }
+            }
+            for (old, new) in keys {
+                if let Some(item) = map.remove(&old) {
+                    map.insert(new, item);
+                    changed = true;
+                }
             }
             changed
         }

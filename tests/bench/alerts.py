@@ -21,7 +21,38 @@ import sys
 import time
 import urllib.request
 
-from bench import Worker, is_error
+from contextlib import AsyncExitStack
+
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+
+def is_error(result) -> bool:
+    """`isError` in mcp 1.x, `is_error` in 2.x."""
+    return bool(getattr(result, "is_error", getattr(result, "isError", False)))
+
+
+class Worker:
+    """One MCP session over streamable HTTP (the polls are few: the Python client is fine here)."""
+
+    def __init__(self, url: str, token: str | None):
+        self.url = url
+        self.token = token
+        self.stack = None
+        self.session = None
+
+    async def __aenter__(self):
+        self.stack = AsyncExitStack()
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        client = await self.stack.enter_async_context(create_mcp_http_client(headers=headers))
+        streams = await self.stack.enter_async_context(streamable_http_client(self.url, http_client=client))
+        self.session = await self.stack.enter_async_context(ClientSession(streams[0], streams[1]))
+        await self.session.initialize()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.stack.aclose()
 
 
 def webhook(namespace: str, deployment: str) -> bytes:

@@ -4,7 +4,15 @@
 #
 #   bash tests/bench/run.sh            # results in $BENCH_DIR/results.md (default /tmp/kubemedic-bench)
 #
-# Env: BENCH_DIR, BENCH_CALLS (per cell, default 200), BENCH_SECONDS (per cell cap, default 10),
+# The Go server runs with its client-side throttle raised (KUBE_CLIENT_QPS=1000 KUBE_CLIENT_BURST=2000):
+# client-go's default (5/s, burst 10) would measure the throttle, not the server. BENCH_GO_THROTTLED=1
+# runs it with the default instead (the old, unfair comparison).
+# Load comes from tests/bench (mcpbench, Rust, one thread, one MCP session per concurrent client),
+# which also reports CPU per call of each server and of itself.
+#
+# Env: BENCH_DIR, BENCH_CALLS (per cell, default 2000), BENCH_SECONDS (per cell cap, default 60),
+# BENCH_CONCURRENCY (default 1,16,64), BENCH_NODE_PEER=1 (also mcp-server-kubernetes, the Node server
+# that runs kubectl per call: slow, off by default),
 # BENCH_PODS (bulk pods for the RSS-under-load figure, default 3000), BENCH_INCIDENTS (alert-to-proposal
 # samples, default 20, at most 30: the alert rule's rate limit), BENCH_PROFILE (debug|release,
 # default debug), BENCH_BASELINE_BIN (another kubemedic binary measured alongside as `kubemedic-baseline`,
@@ -13,8 +21,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 DIR=${BENCH_DIR:-/tmp/kubemedic-bench}
-CALLS=${BENCH_CALLS:-200}
-SECONDS_CAP=${BENCH_SECONDS:-10}
+CALLS=${BENCH_CALLS:-2000}
+SECONDS_CAP=${BENCH_SECONDS:-60}
+CONCURRENCY=${BENCH_CONCURRENCY:-1,16,64}
+NODE_ON=${BENCH_NODE_PEER:-0}
 PODS=${BENCH_PODS:-3000}
 PROFILE=${BENCH_PROFILE:-debug}
 INCIDENTS=${BENCH_INCIDENTS:-20}
@@ -30,7 +40,7 @@ NM="$KUBEMEDIC_NPM/node_modules"
 GO_PEER="$NM/kubernetes-mcp-server-linux-amd64/bin/kubernetes-mcp-server-linux-amd64"
 NODE_PEER="$NM/mcp-server-kubernetes/dist/index.js"
 [ -x "$GO_PEER" ] || { echo "missing $GO_PEER (tests/tools/install.sh)" >&2; exit 1; }
-[ -f "$NODE_PEER" ] || { echo "missing $NODE_PEER (tests/tools/install.sh)" >&2; exit 1; }
+[ "$NODE_ON" != 1 ] || [ -f "$NODE_PEER" ] || { echo "missing $NODE_PEER (tests/tools/install.sh)" >&2; exit 1; }
 
 # Cargo's target directory: the same shared build cache as tests/run.sh and scripts/demo.sh.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$KUBEMEDIC_CACHE/target}
@@ -38,7 +48,11 @@ TARGET=$CARGO_TARGET_DIR
 BIN=$TARGET/debug; [ "$PROFILE" = release ] && BIN=$TARGET/release
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
   if [ "$PROFILE" = release ]; then cargo build --release -p kubemedic -p nodesim >&2; else cargo build -p kubemedic -p nodesim >&2; fi
+  # The load generator is always a release build (a debug HTTP client would measure itself).
+  cargo build --release -p mcpbench >&2
 fi
+MCPBENCH=$TARGET/release/mcpbench
+[ -x "$MCPBENCH" ] || { echo "missing $MCPBENCH (cargo build --release -p mcpbench)" >&2; exit 1; }
 
 rm -rf "$DIR"; mkdir -p "$DIR"
 # The machine may be shared: the load average before and after goes into the results.
@@ -58,7 +72,7 @@ bash tests/cluster/up.sh "$HOME/.cache/kubemedic/k8s-v1.20.2" "$DIR/cluster" >&2
 export KUBECONFIG="$DIR/cluster/admin.kubeconfig"
 K() { "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
 "$BIN/nodesim" --kubeconfig "$KUBECONFIG" --nodes 3 --max-pods 1100 --warnings-only >"$DIR/nodesim.log" 2>&1 &
-PIDS+=($!)
+NODESIM_PID=$!; PIDS+=($NODESIM_PID)
 for _ in $(seq 60); do [ "$(K get nodes --no-headers 2>/dev/null | grep -c ' Ready')" = 3 ] && break; sleep 1; done
 
 log "workload: namespace bench, deployment web (3 pods)"
@@ -82,16 +96,22 @@ auth:
   tokens:
     - { name: bench, sha256: "$SHA", role: viewer }
 YAML
-log "servers: kubemedic :$KM_PORT, kubernetes-mcp-server :$GO_PORT, mcp-server-kubernetes :$NODE_PORT"
+log "servers: kubemedic :$KM_PORT, kubernetes-mcp-server :$GO_PORT$([ "$NODE_ON" != 1 ] || echo ", mcp-server-kubernetes :$NODE_PORT")"
 RUST_LOG=warn "$BIN/kubemedic" run --config "$DIR/kubemedic.yaml" >"$DIR/kubemedic.log" 2>&1 &
 KM_PID=$!; PIDS+=($KM_PID)
-"$GO_PEER" --port "$GO_PORT" --bind-address 127.0.0.1 --kubeconfig "$KUBECONFIG" --read-only \
+GO_THROTTLE=(KUBE_CLIENT_QPS=1000 KUBE_CLIENT_BURST=2000)
+[ "${BENCH_GO_THROTTLED:-0}" != 1 ] || GO_THROTTLE=()
+echo "{\"go_env\": \"${GO_THROTTLE[*]:-client-go default throttle (5/s, burst 10)}\"}" >"$DIR/go-env.json"
+env "${GO_THROTTLE[@]}" "$GO_PEER" --port "$GO_PORT" --bind-address 127.0.0.1 --kubeconfig "$KUBECONFIG" --read-only \
   --disable-multi-cluster >"$DIR/kubernetes-mcp-server.log" 2>&1 &
 GO_PID=$!; PIDS+=($GO_PID)
-# mcp-server-kubernetes shells out to kubectl for every call: put ours on PATH.
-PATH="$(dirname "$KUBECTL"):$PATH" ENABLE_UNSAFE_STREAMABLE_HTTP_TRANSPORT=1 HOST=127.0.0.1 PORT="$NODE_PORT" \
-  ALLOW_ONLY_READONLY_TOOLS=true "$NODE" "$NODE_PEER" >"$DIR/mcp-server-kubernetes.log" 2>&1 &
-NODE_PID=$!; PIDS+=($NODE_PID)
+NODE_PID=""
+if [ "$NODE_ON" = 1 ]; then
+  # mcp-server-kubernetes shells out to kubectl for every call: put ours on PATH.
+  PATH="$(dirname "$KUBECTL"):$PATH" ENABLE_UNSAFE_STREAMABLE_HTTP_TRANSPORT=1 HOST=127.0.0.1 PORT="$NODE_PORT" \
+    ALLOW_ONLY_READONLY_TOOLS=true "$NODE" "$NODE_PEER" >"$DIR/mcp-server-kubernetes.log" 2>&1 &
+  NODE_PID=$!; PIDS+=($NODE_PID)
+fi
 BASE_PID=""
 if [ -n "${BENCH_BASELINE_BIN:-}" ]; then
   BASE_PORT=$(free_port)
@@ -102,31 +122,37 @@ if [ -n "${BENCH_BASELINE_BIN:-}" ]; then
   log "baseline kubemedic ($BENCH_BASELINE_BIN ${BENCH_BASELINE_ENV:-}) :$BASE_PORT"
 fi
 wait_port() { for _ in $(seq 120); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.5; done; echo "port $1 never opened" >&2; return 1; }
-wait_port "$KM_PORT"; wait_port "$GO_PORT"; wait_port "$NODE_PORT"
+wait_port "$KM_PORT"; wait_port "$GO_PORT"; [ -z "$NODE_PID" ] || wait_port "$NODE_PORT"
 [ -z "$BASE_PID" ] || wait_port "$BASE_PORT"
 for _ in $(seq 60); do curl -sf "http://127.0.0.1:$KM_PORT/readyz" >/dev/null && break; sleep 1; done
 sleep 5  # settle: initial watches and caches
 
 SERVERS=(--server "kubemedic=http://127.0.0.1:$KM_PORT/mcp=$KM_PID=$TOKEN"
-         --server "kubernetes-mcp-server=http://127.0.0.1:$GO_PORT/mcp=$GO_PID"
-         --server "mcp-server-kubernetes=http://127.0.0.1:$NODE_PORT/mcp=$NODE_PID")
+         --server "kubernetes-mcp-server=http://127.0.0.1:$GO_PORT/mcp=$GO_PID")
+[ -z "$NODE_PID" ] || SERVERS+=(--server "mcp-server-kubernetes=http://127.0.0.1:$NODE_PORT/mcp=$NODE_PID")
 [ -z "$BASE_PID" ] || SERVERS+=(--server "kubemedic-baseline=http://127.0.0.1:$BASE_PORT/mcp=$BASE_PID=$TOKEN")
 rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 rss_all() {  # JSON members: every server's RSS
-  printf '"kubemedic": %s, "kubernetes-mcp-server": %s, "mcp-server-kubernetes": %s' "$(rss $KM_PID)" "$(rss $GO_PID)" "$(rss $NODE_PID)"
+  printf '"kubemedic": %s, "kubernetes-mcp-server": %s' "$(rss $KM_PID)" "$(rss $GO_PID)"
+  [ -z "$NODE_PID" ] || printf ', "mcp-server-kubernetes": %s' "$(rss $NODE_PID)"
   [ -z "$BASE_PID" ] || printf ', "kubemedic-baseline": %s' "$(rss $BASE_PID)"
 }
 echo "{$(rss_all)}" >"$DIR/rss-idle.json"
 
-log "tool calls: $CALLS calls or ${SECONDS_CAP}s per cell"
-"$PY" tests/bench/bench.py "${SERVERS[@]}" --namespace bench --pod "$POD" --calls "$CALLS" \
-  --seconds "$SECONDS_CAP" --out "$DIR/calls.json"
+# What each call costs the rest of the machine too (CPU per call of the control plane and nodesim).
+ALSO=(--also "kube-apiserver=$(cat "$DIR/cluster/apiserver.pid")" --also "etcd=$(cat "$DIR/cluster/etcd.pid")"
+      --also "nodesim=$NODESIM_PID")
+log "tool calls: $CALLS calls or ${SECONDS_CAP}s per cell, concurrency $CONCURRENCY"
+"$MCPBENCH" "${SERVERS[@]}" --namespace bench --pod "$POD" --calls "$CALLS" --concurrency "$CONCURRENCY" \
+  --seconds "$SECONDS_CAP" "${ALSO[@]}" --out "$DIR/calls.json"
 
 log "alert to proposal: $INCIDENTS unschedulable Deployments in namespace alertbench"
 K create namespace alertbench >&2
 WORKLOADS=""
 for i in $(seq "$INCIDENTS"); do
-  sed "s/batch/batch-$i/g" tests/scenarios/unschedulable-requests.yaml | K -n alertbench apply -f - >/dev/null
+  # The scenario's first document is the Deployment (the second, `Expect`, is the scorecard's).
+  awk '/^---/{exit} {print}' tests/scenarios/unschedulable-requests.yaml | sed "s/batch/batch-$i/g" \
+    | K -n alertbench apply -f - >/dev/null
   WORKLOADS="$WORKLOADS${WORKLOADS:+,}batch-$i"
 done
 for _ in $(seq 120); do
@@ -170,7 +196,7 @@ done
 log "bulk: $running pods Running"
 # Three lists of the bulk namespace through each server (kubemedic returns a page: 100 items by default,
 # at most 500, with a continue token), then RSS.
-"$PY" tests/bench/bench.py "${SERVERS[@]}" --namespace bulk --pod "$POD" --ops list,list_all --concurrency 1 \
+"$MCPBENCH" "${SERVERS[@]}" --namespace bulk --pod "$POD" --ops list,list_all --concurrency 1 \
   --calls 3 --seconds 60 --out "$DIR/calls-bulk.json"
 sleep 5
 echo "{$(rss_all), \"pods\": $running}" >"$DIR/rss-bulk.json"

@@ -235,10 +235,16 @@ impl Tracker {
                 SignalSource::Manual => "manual",
             });
         }
-        match signal.status {
+        let from_watch = (signal.source == SignalSource::Cluster).then_some(signal.observed_at);
+        let outcome = match signal.status {
             SignalStatus::Firing => self.firing(signal).await,
             SignalStatus::Resolved => self.resolved(signal).await,
+        };
+        // How long intake took under load (the watch stamped the signal when the change arrived).
+        if let (Some(m), Some(at), Outcome::Opened(_) | Outcome::Folded(_)) = (&self.metrics, from_watch, &outcome) {
+            m.signal_handled(jiff::Timestamp::now().duration_since(at).as_secs_f64().max(0.0));
         }
+        outcome
     }
 
     async fn firing(&self, signal: Signal) -> Outcome {

@@ -157,7 +157,7 @@ impl Tools {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn names(items: &[(&str, &str)]) -> Vec<String> {
@@ -208,7 +208,7 @@ mod tests {
     }
 
     /// Stores as the watchers leave them after their first list: `pods` in the pod store, the others empty.
-    fn cache_with(pods: Vec<k8s_openapi::api::core::v1::Pod>) -> Cache {
+    pub(crate) fn cache_with(pods: Vec<k8s_openapi::api::core::v1::Pod>) -> Cache {
         use crate::watch::strip::Strip;
         use kube::runtime::reflector;
         use kube::runtime::watcher::Event;

@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DynamicObject, ListParams};
+use kube::api::{DynamicObject, GetParams, ListParams};
 use kube::{Api, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -296,10 +296,13 @@ impl Tools {
             return Err(ToolError::NotFound(format!("namespace {}", input.name)));
         }
         let what = format!("{} {}{}", kind.kind, ns.map(|n| format!("{n}/")).unwrap_or_default(), input.name);
+        // From the apiserver's watch cache (resourceVersion=0), not a quorum read of etcd: a read
+        // tool may be milliseconds behind, and anything acting on what it read carries its
+        // resourceVersion as a precondition (a stale one is refused, never applied).
         let (client, name) = (&self.cluster.client, input.name.as_str());
         let get = |k: Kind| {
             let what = what.clone();
-            async move { k.api(client, ns).get(name).await.map_err(|e| ToolError::kube(what, e)) }
+            async move { k.api(client, ns).get_with(name, &GetParams::any()).await.map_err(|e| ToolError::kube(what, e)) }
         };
         let obj = match (get(kind).await, kind.older()) {
             // Not found under the current version: an older apiserver may serve the kind under its older one.
@@ -369,7 +372,8 @@ impl Tools {
     /// Core v1 events of one namespace or of every visible one.
     pub(crate) async fn list_events(&self, ns: Option<&str>) -> Result<Vec<Event>, ToolError> {
         let client = self.cluster.client.clone();
-        let lp = ListParams::default();
+        // From the apiserver's watch cache, like `get_resource`: events are history, not preconditions.
+        let lp = ListParams::default().match_any();
         match ns {
             Some(ns) => Ok(Api::<Event>::namespaced(client, ns)
                 .list(&lp)

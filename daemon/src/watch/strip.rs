@@ -10,7 +10,7 @@
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Container, Event, Namespace, Node, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// The annotation `kubectl apply` writes: the whole applied object again.
@@ -38,11 +38,14 @@ fn template(t: &mut PodTemplateSpec) {
 
 impl Strip for Pod {
     /// Status, labels and owner references drive the signals; of the spec
-    /// only the node is kept (a listing may want to say where a pod runs).
+    /// only the node is kept (a listing may want to say where a pod runs) and
+    /// the containers' names (`pod_logs` reads them here instead of a GET).
     fn strip(&mut self) {
         meta(&mut self.metadata);
         if let Some(spec) = self.spec.as_mut() {
-            *spec = PodSpec { node_name: spec.node_name.take(), ..PodSpec::default() };
+            let containers =
+                spec.containers.iter().map(|c| Container { name: c.name.clone(), ..Container::default() }).collect();
+            *spec = PodSpec { node_name: spec.node_name.take(), containers, ..PodSpec::default() };
         }
     }
 }
@@ -150,7 +153,10 @@ mod tests {
         assert_eq!(annotations.get("team").map(String::as_str), Some("a"));
         let spec = pod.spec.as_ref().expect("a spec");
         assert_eq!(spec.node_name.as_deref(), Some("sim-node-1"));
-        assert!(spec.containers.is_empty() && spec.volumes.is_none());
+        assert!(spec.volumes.is_none());
+        let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["web"], "the containers' names stay (pod_logs)");
+        assert!(spec.containers[0].image.is_none() && spec.containers[0].env.is_none(), "nothing else of them");
         assert_eq!(pod.metadata.labels.as_ref().map(|l| l.len()), Some(2));
         assert_eq!(pod.metadata.owner_references.as_ref().map(|o| o[0].name.as_str()), Some("web-abc"));
         assert_eq!(pod.metadata.uid.as_deref(), Some("u1"));

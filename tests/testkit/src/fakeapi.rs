@@ -19,6 +19,8 @@ pub struct FakeApi {
     pub objects: Arc<Mutex<BTreeMap<String, Value>>>,
     /// `METHOD path` of every request that would change the cluster.
     pub writes: Arc<Mutex<Vec<String>>>,
+    /// `METHOD path` of every request, reads included (to count round trips).
+    pub requests: Arc<Mutex<Vec<String>>>,
 }
 
 fn plural_path(api_version: &str, kind: &str, ns: Option<&str>) -> String {
@@ -58,8 +60,14 @@ impl FakeApi {
         self.writes.lock().unwrap().clone()
     }
 
+    /// Every request so far (`METHOD path`), oldest first.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+
     fn handle(&self, method: &http::Method, uri: &http::Uri, body: &[u8]) -> (u16, Vec<u8>) {
         let path = uri.path().trim_end_matches('/').to_owned();
+        self.requests.lock().unwrap().push(format!("{method} {path}"));
         let query = uri.query().unwrap_or_default();
         let dry_run = query.contains("dryRun=All");
         let objects = self.objects.lock().unwrap();

@@ -286,3 +286,23 @@ async fn run_drains_on_shutdown() {
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].count, 5);
 }
+
+/// Every cluster signal that opens or folds into an incident is timed from its arrival; alerts
+/// (whose time is the alert's own) and unmatched signals are not.
+#[tokio::test]
+async fn cluster_signals_are_timed_from_arrival_to_incident() {
+    let store = Arc::new(MemStore::default());
+    let metrics = Arc::new(crate::telemetry::Metrics::new());
+    let t = Tracker::new(rules(), store, queue(8)).with_metrics(metrics.clone());
+    let mut late = sig("CrashLoopBackOff", "web", "web-1");
+    late.observed_at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3);
+    assert!(matches!(t.observe(late).await, Outcome::Opened(_)));
+    assert!(matches!(t.observe(sig("CrashLoopBackOff", "web", "web-2")).await, Outcome::Folded(_)));
+    let mut alert = sig("CrashLoopBackOff", "web", "web-3");
+    alert.source = SignalSource::Alertmanager;
+    t.observe(alert).await;
+    let text = metrics.encode();
+    assert!(text.contains("kubemedic_signal_handling_seconds_count 2"), "{text}");
+    // The late one (3 s) is above the 2.048 s bucket, the fresh one well below it.
+    assert!(text.contains("kubemedic_signal_handling_seconds_bucket{le=\"2.048\"} 1"), "{text}");
+}

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# kubemedic at scale: 10 simulated nodes, a Deployment of N healthy pods for each N in
+# SCALE_PODS (default 1000,3000,10000), and at each step a fresh kubemedic (watchers on):
+#   - time from start until its watches' first lists are in the stores ("watchers synced"),
+#   - RSS once synced, and after a paged full listing of the N pods,
+#   - the paged full listing (list_resources limit 500 + continue; the Go server's one call),
+#   - the Go server's RSS after it listed them (started with KUBE_CLIENT_QPS=1000),
+#   - a burst: a Deployment of SCALE_BURST (1000) pods with an image the simulated registry lacks
+#     (ErrImagePull for each at about the same time): signals received, dropped, and the p99 of
+#     kubemedic_signal_handling_seconds (a signal's arrival from the watch to its incident being
+#     opened or folded), from /metrics before and after the burst.
+#
+#   bash tests/bench/scale.sh        # results in $SCALE_DIR/scale.md (default /tmp/kubemedic-scale)
+#
+# Env: SCALE_DIR, SCALE_PODS, SCALE_BURST, BENCH_PROFILE (debug|release, default release),
+# BENCH_NO_BUILD=1, and the cluster ports (62xxx defaults, apart from tests/run.sh and run.sh).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+DIR=${SCALE_DIR:-/tmp/kubemedic-scale}
+STEPS=${SCALE_PODS:-1000,3000,10000}
+BURST=${SCALE_BURST:-1000}
+PROFILE=${BENCH_PROFILE:-release}
+export ETCD_PORT=${ETCD_PORT:-62379} PEER_PORT=${PEER_PORT:-62380} PORT=${PORT:-62443}
+export CM_PORT=${CM_PORT:-62257} SCHED_PORT=${SCHED_PORT:-62259}
+log() { echo "[scale] $(date -u +%T) $*" >&2; }
+
+eval "$(bash tests/tools/install.sh --env)"
+PY="$KUBEMEDIC_VENV/bin/python"
+GO_PEER="$KUBEMEDIC_NPM/node_modules/kubernetes-mcp-server-linux-amd64/bin/kubernetes-mcp-server-linux-amd64"
+[ -x "$GO_PEER" ] || { echo "missing $GO_PEER (tests/tools/install.sh)" >&2; exit 1; }
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$KUBEMEDIC_CACHE/target}
+BIN=$CARGO_TARGET_DIR/debug; [ "$PROFILE" = release ] && BIN=$CARGO_TARGET_DIR/release
+if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+  if [ "$PROFILE" = release ]; then cargo build --release -p kubemedic -p nodesim >&2; else cargo build -p kubemedic -p nodesim >&2; fi
+  cargo build --release -p mcpbench >&2
+fi
+MCPBENCH=$CARGO_TARGET_DIR/release/mcpbench
+
+rm -rf "$DIR"; mkdir -p "$DIR"
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+LOAD_BEFORE=$(load)
+PIDS=()
+KM_PID=""
+cleanup() {
+  for p in "${PIDS[@]}" $KM_PID; do kill "$p" 2>/dev/null || true; done
+  sleep 2
+  for p in "${PIDS[@]}" $KM_PID; do kill -9 "$p" 2>/dev/null || true; done
+  bash tests/cluster/down.sh "$DIR/cluster" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+MAX=0
+for n in ${STEPS//,/ }; do [ "$n" -gt "$MAX" ] && MAX=$n; done
+PER_NODE=$(( (MAX + BURST) / 10 + 100 ))
+log "control plane on :$PORT; nodesim: 10 nodes, $PER_NODE pods each at most"
+bash tests/cluster/up.sh "$HOME/.cache/kubemedic/k8s-v1.20.2" "$DIR/cluster" >&2
+export KUBECONFIG="$DIR/cluster/admin.kubeconfig"
+K() { "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
+"$BIN/nodesim" --kubeconfig "$KUBECONFIG" --nodes 10 --max-pods "$PER_NODE" --cpu 1000 --memory 4000Gi \
+  --warnings-only >"$DIR/nodesim.log" 2>&1 &
+NODESIM_PID=$!; PIDS+=($NODESIM_PID)
+for _ in $(seq 60); do [ "$(K get nodes --no-headers 2>/dev/null | grep -c ' Ready')" = 10 ] && break; sleep 1; done
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+SHA=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
+GO_PORT=$(free_port)
+env KUBE_CLIENT_QPS=1000 KUBE_CLIENT_BURST=2000 "$GO_PEER" --port "$GO_PORT" --bind-address 127.0.0.1 \
+  --kubeconfig "$KUBECONFIG" --read-only --disable-multi-cluster >"$DIR/kubernetes-mcp-server.log" 2>&1 &
+GO_PID=$!; PIDS+=($GO_PID)
+rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+wait_port() { for _ in $(seq 240); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.25; done; return 1; }
+wait_port "$GO_PORT"
+
+K create namespace bulk >&2
+K create namespace burst >&2
+K -n bulk create deployment bulk --image=nginx:1.25 --replicas=0 >&2
+running() { K -n "$1" get pods --field-selector=status.phase=Running --no-headers 2>/dev/null | wc -l; }
+# Pods whose container waits on an image pull error (what nodesim derives for an unknown image).
+pull_errors() {
+  K -n burst get pods -o jsonpath='{range .items[*]}{.status.containerStatuses[0].state.waiting.reason}{"\n"}{end}' \
+    2>/dev/null | grep -cE 'ErrImagePull|ImagePullBackOff' || true
+}
+# `name value` lines of the metrics kubemedic exposes (histogram buckets, counters).
+metrics() { curl -sf "http://127.0.0.1:$1/metrics" | grep -E '^kubemedic_(signal_handling_seconds|dropped_signals_total|signals_total|incidents_total)' || true; }
+
+echo "[" >"$DIR/scale.json"
+FIRST=1
+for N in ${STEPS//,/ }; do
+  log "step $N: scaling bulk to $N pods"
+  t0=$(date +%s)
+  K -n bulk scale deployment bulk --replicas="$N" >&2
+  for _ in $(seq 900); do r=$(running bulk); [ "$r" -ge "$N" ] && break; sleep 2; done
+  log "step $N: $r pods Running after $(( $(date +%s) - t0 )) s"
+
+  KM_PORT=$(free_port)
+  cat >"$DIR/kubemedic-$N.yaml" <<YAML
+cluster: { name: scale, exclude_namespaces: [kube-system, kube-public, kube-node-lease] }
+rules_dir: $ROOT/rules
+prompts_dir: $ROOT/prompts
+state_dir: $DIR/km-state-$N
+http: { listen: "127.0.0.1:$KM_PORT" }
+auth:
+  tokens:
+    - { name: bench, sha256: "$SHA", role: viewer }
+YAML
+  start=$(date +%s.%N)
+  # /readyz does not wait for the watchers (a follower replica never runs them): their
+  # "watchers synced" log line, once every first list is in the stores, is the mark.
+  RUST_LOG=warn,kubemedic::app::run::leader_tasks=info "$BIN/kubemedic" run --config "$DIR/kubemedic-$N.yaml" \
+    >"$DIR/kubemedic-$N.log" 2>&1 &
+  KM_PID=$!
+  for _ in $(seq 2400); do grep -q "watchers synced" "$DIR/kubemedic-$N.log" && break; sleep 0.05; done
+  ready=$(echo "$(date +%s.%N) - $start" | bc)
+  wait_port "$KM_PORT"
+  sleep 3
+  rss_synced=$(rss "$KM_PID")
+  log "step $N: kubemedic watches synced ${ready}s after start, RSS ${rss_synced} MiB; listing"
+  "$MCPBENCH" --server "kubemedic=http://127.0.0.1:$KM_PORT/mcp=$KM_PID=$TOKEN" \
+    --server "kubernetes-mcp-server=http://127.0.0.1:$GO_PORT/mcp=$GO_PID" \
+    --namespace bulk --pod none --ops list_all --concurrency 1 --calls 3 --seconds 120 --out "$DIR/list-$N.json"
+  sleep 2
+  rss_listed=$(rss "$KM_PID"); go_rss=$(rss "$GO_PID")
+
+  log "step $N: burst of $BURST pods that cannot pull their image"
+  metrics "$KM_PORT" >"$DIR/metrics-$N-before.txt"
+  tb=$(date +%s)
+  K -n burst create deployment burst --image=registry.invalid/missing:1 --replicas="$BURST" >&2
+  for _ in $(seq 600); do e=$(pull_errors); [ "$e" -ge "$BURST" ] && break; sleep 1; done
+  burst_s=$(( $(date +%s) - tb ))
+  sleep 10  # the last signals through intake
+  metrics "$KM_PORT" >"$DIR/metrics-$N-after.txt"
+  log "step $N: $e pods with an image pull error after ${burst_s}s"
+  [ "$FIRST" = 1 ] || echo "," >>"$DIR/scale.json"
+  FIRST=0
+  "$PY" - "$DIR" "$N" "$ready" "$rss_synced" "$rss_listed" "$go_rss" "$e" "$burst_s" "$BURST" >>"$DIR/scale.json" <<'PY'
+import json, sys
+d, n, ready, rss_synced, rss_listed, go_rss, failed, burst_s, BURST = sys.argv[1:]
+BURST = int(BURST)
+def parse(path):
+    out = {}
+    for line in open(path):
+        name, value = line.rsplit(" ", 1)
+        out[name] = float(value)
+    return out
+before, after = parse(f"{d}/metrics-{n}-before.txt"), parse(f"{d}/metrics-{n}-after.txt")
+delta = {k: after[k] - before.get(k, 0.0) for k in after}
+buckets = sorted(
+    (float(k.split('le="')[1].split('"')[0]), v) for k, v in delta.items()
+    if k.startswith("kubemedic_signal_handling_seconds_bucket") and "+Inf" not in k
+)
+count = delta.get("kubemedic_signal_handling_seconds_count", 0.0)
+def quantile(q):
+    for le, c in buckets:
+        if count and c >= q * count:
+            return le
+    return None
+listing = json.load(open(f"{d}/list-{n}.json"))
+cell = lambda s: listing[s]["cells"]["list_all@1"]
+print(json.dumps({
+    "pods": int(n), "ready_s": float(ready), "rss_synced_mib": float(rss_synced), "rss_listed_mib": float(rss_listed),
+    "go_rss_listed_mib": float(go_rss),
+    "list_all_p50_ms": {s: cell(s).get("p50_ms") for s in listing},
+    "list_all_error": {s: cell(s).get("error") for s in listing if "error" in cell(s)},
+    "burst": {"pods": BURST, "failed": int(failed), "seconds_to_all_failed": int(burst_s),
+              "signals_handled": count, "p50_upper_s": quantile(0.5), "p99_upper_s": quantile(0.99),
+              "dropped": sum(v for k, v in delta.items() if k.startswith("kubemedic_dropped_signals_total")),
+              "signals_received": sum(v for k, v in delta.items() if k.startswith("kubemedic_signals_total"))},
+}))
+PY
+  kill "$KM_PID"; wait "$KM_PID" 2>/dev/null || true; KM_PID=""
+  K -n burst delete deployment burst --wait=false >&2
+  for _ in $(seq 300); do [ "$(K -n burst get pods --no-headers 2>/dev/null | wc -l)" = 0 ] && break; sleep 2; done
+done
+echo "]" >>"$DIR/scale.json"
+LOAD_AFTER=$(load)
+
+"$PY" - "$DIR/scale.json" "$LOAD_BEFORE" "$LOAD_AFTER" "$PROFILE" <<'PY' | tee "$DIR/scale.md"
+import json, sys
+rows, before, after, profile = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3], sys.argv[4]
+print(f"kubemedic build profile: {profile}; load average before {before}, after {after}.\n")
+print("| pods | kubemedic start → watches synced | kubemedic RSS synced / after listing | kubernetes-mcp-server RSS after listing | RSS ratio | full listing, kubemedic (pages of 500) / Go (one call) | burst: signals handled, dropped | signal arrival → incident p50 / p99 (bucket upper bound) |")
+print("|---|---|---|---|---|---|---|---|")
+for r in rows:
+    b = r["burst"]
+    lst = r["list_all_p50_ms"]
+    fmt = lambda v: "error" if v is None else f"{v:.0f} ms"
+    q = lambda v: "n/a" if v is None else f"≤ {v * 1000:g} ms"
+    print(f"| {r['pods']} | {r['ready_s']:.1f} s | {r['rss_synced_mib']:.0f} / {r['rss_listed_mib']:.0f} MiB | "
+          f"{r['go_rss_listed_mib']:.0f} MiB | {r['rss_listed_mib'] / r['go_rss_listed_mib']:.2f} | "
+          f"{fmt(lst.get('kubemedic'))} / {fmt(lst.get('kubernetes-mcp-server'))} | "
+          f"{b['signals_handled']:.0f} of {b['signals_received']:.0f}, {b['dropped']:.0f} dropped ({b['failed']} pods failing after {b['seconds_to_all_failed']} s) | "
+          f"{q(b['p50_upper_s'])} / {q(b['p99_upper_s'])} |")
+PY

@@ -298,16 +298,20 @@ impl Tools {
         let what = format!("{} {}{}", kind.kind, ns.map(|n| format!("{n}/")).unwrap_or_default(), input.name);
         // From the apiserver's watch cache (resourceVersion=0), not a quorum read of etcd: a read
         // tool may be milliseconds behind, and anything acting on what it read carries its
-        // resourceVersion as a precondition (a stale one is refused, never applied).
+        // resourceVersion as a precondition (a stale one is refused, never applied). The cache may
+        // not hold an object created a moment ago, so "not found" is asked again of etcd.
         let (client, name) = (&self.cluster.client, input.name.as_str());
-        let get = |k: Kind| {
+        let get = |k: Kind, params: GetParams| {
             let what = what.clone();
-            async move { k.api(client, ns).get_with(name, &GetParams::any()).await.map_err(|e| ToolError::kube(what, e)) }
+            async move { k.api(client, ns).get_with(name, &params).await.map_err(|e| ToolError::kube(what, e)) }
         };
-        let obj = match (get(kind).await, kind.older()) {
-            // Not found under the current version: an older apiserver may serve the kind under its older one.
-            (Err(ToolError::NotFound(_)), Some(older)) => get(older).await?,
-            (other, _) => other?,
+        let obj = match get(kind, GetParams::any()).await {
+            Err(ToolError::NotFound(_)) => match (get(kind, GetParams::default()).await, kind.older()) {
+                // Not found under the current version: an older apiserver may serve the kind under its older one.
+                (Err(ToolError::NotFound(_)), Some(older)) => get(older, GetParams::default()).await?,
+                (other, _) => other?,
+            },
+            other => other?,
         };
         Ok(GetOutput { kind: kind.kind.to_owned(), object: exported(kind.kind, &obj)? })
     }

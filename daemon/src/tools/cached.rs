@@ -253,14 +253,7 @@ pub(crate) mod tests {
         let from_apiserver = list(json!({"kind": "Pod", "namespace": "shop"})).await;
         assert!(from_apiserver["items"].as_array().is_some_and(|i| !i.is_empty()), "{from_apiserver}");
 
-        let mut pods: Vec<k8s_openapi::api::core::v1::Pod> = api
-            .objects
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|v| v["kind"] == "Pod")
-            .map(|v| serde_json::from_value(v.clone()).unwrap())
-            .collect();
+        let mut pods: Vec<k8s_openapi::api::core::v1::Pod> = api.all_of("Pod");
         let only_cached = |ns: &str, name: &str| {
             serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns, "labels": {"app": "web"}},
                 "status": {"phase": "Pending"}}))

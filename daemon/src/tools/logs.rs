@@ -176,14 +176,7 @@ mod tests {
             api.requests(),
             ["GET /api/v1/namespaces/shop/pods/web-aaa-1", "GET /api/v1/namespaces/shop/pods/web-aaa-1/log"]
         );
-        let pods: Vec<k8s_openapi::api::core::v1::Pod> = api
-            .objects
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|v| v["kind"] == "Pod")
-            .map(|v| serde_json::from_value(v.clone()).unwrap())
-            .collect();
+        let pods: Vec<k8s_openapi::api::core::v1::Pod> = api.all_of("Pod");
         tools.watch_cache().set(Some(crate::tools::cached::tests::cache_with(pods)));
         api.requests.lock().unwrap().clear();
         let warm = tools.call(&viewer, "pod_logs", args).await.unwrap();

@@ -285,14 +285,7 @@ impl PodMachine {
                 c.timers.push((now + delay, Timer::Start));
             }
             Outcome::Start(msg) => {
-                let name = self.ctrs[i].name.clone();
-                self.event(
-                    "Normal",
-                    "Pulled",
-                    format!("Container image \"{image}\" already present on machine"),
-                    fp.clone(),
-                );
-                self.event("Normal", "Created", format!("Created container {name}"), fp.clone());
+                self.created(&image, i, &fp);
                 self.event("Warning", "Failed", format!("Error: {msg}"), fp);
                 let c = &mut self.ctrs[i];
                 c.failures += 1;
@@ -301,14 +294,7 @@ impl PodMachine {
                 c.timers.push((now + delay, Timer::Start));
             }
             Outcome::Run(spec) => {
-                let name = self.ctrs[i].name.clone();
-                self.event(
-                    "Normal",
-                    "Pulled",
-                    format!("Container image \"{image}\" already present on machine"),
-                    fp.clone(),
-                );
-                self.event("Normal", "Created", format!("Created container {name}"), fp.clone());
+                let name = self.created(&image, i, &fp);
                 self.event("Normal", "Started", format!("Started container {name}"), fp);
                 let c = &mut self.ctrs[i];
                 let restarted = c.has_run();
@@ -526,6 +512,14 @@ impl PodMachine {
     /// When the next timer fires, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.ctrs.iter().flat_map(|c| c.timers.iter().map(|(t, _)| *t)).min()
+    }
+
+    /// The events of a container created from an image already on the machine; returns its name.
+    fn created(&mut self, image: &str, i: usize, fp: &Option<String>) -> String {
+        let name = self.ctrs[i].name.clone();
+        self.event("Normal", "Pulled", format!("Container image \"{image}\" already present on machine"), fp.clone());
+        self.event("Normal", "Created", format!("Created container {name}"), fp.clone());
+        name
     }
 
     /// Records an event (also used by the kubelet for pod-level events).

@@ -60,6 +60,16 @@ impl FakeApi {
         self.writes.lock().unwrap().clone()
     }
 
+    /// The objects of `kind` it holds, decoded (e.g. to fill a watch store in a test).
+    pub fn all_of<K: serde::de::DeserializeOwned>(&self, kind: &str) -> Vec<K> {
+        let objects = self.objects.lock().unwrap();
+        objects
+            .values()
+            .filter(|v| v["kind"] == kind)
+            .map(|v| serde_json::from_value(v.clone()).expect("a fake apiserver object decodes"))
+            .collect()
+    }
+
     /// Every request so far (`METHOD path`), oldest first.
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()

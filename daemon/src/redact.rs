@@ -37,10 +37,24 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
     pattern_list(p)
 });
 
+/// A key that names a secret, in the `key: value` patterns.
+const SECRET_KEY: &str = r#"["']?[a-z0-9_.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|credentials?|auth)[a-z0-9_.-]*["']?"#;
+
+/// A YAML line `key:` whose value is not on the line: a block scalar (`|`, `>-`, ...) or a plain
+/// scalar continued on the lines below (or a nested mapping, which [`redact_continued`] leaves to
+/// its own keys). Group 1: the key's column (indentation, and a list item's `- `); group 2: the
+/// block indicator, if any.
+static CONTINUED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(r"(?im)^([ \t]*(?:-[ \t]+)?){SECRET_KEY}[ \t]*:[ \t]*([|>][-+0-9]*)?[ \t]*\r?$"))
+        .expect("redaction pattern")
+});
+
 /// Every pattern in one automaton: one scan says whether any of them matches, so clean text
-/// (nearly all of it: every key and string of every tool result) costs one pass, not nine.
-static ANY: LazyLock<RegexSet> =
-    LazyLock::new(|| RegexSet::new(PATTERNS.iter().map(|p| p.re.as_str())).expect("redaction pattern set"));
+/// (nearly all of it: every key and string of every tool result) costs one pass, not ten.
+static ANY: LazyLock<RegexSet> = LazyLock::new(|| {
+    let all = PATTERNS.iter().map(|p| p.re.as_str()).chain([CONTINUED.as_str()]);
+    RegexSet::new(all).expect("redaction pattern set")
+});
 
 fn pattern_list(p: impl Fn(&str, &'static str) -> Pattern) -> Vec<Pattern> {
     vec![
@@ -52,12 +66,68 @@ fn pattern_list(p: impl Fn(&str, &'static str) -> Pattern) -> Vec<Pattern> {
         p(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b", REDACTED),
         p(r"\bxox[abposr]-[A-Za-z0-9-]{10,}", REDACTED),
         p(r"\bsk-[A-Za-z0-9_-]{20,}", REDACTED),
-        // key=value / key: value / "key": "value" where the key names a secret.
-        p(
-            r#"(?i)(["']?[a-z0-9_.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|credentials?|auth)[a-z0-9_.-]*["']?\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&"']+)"#,
-            "${1}[REDACTED]",
-        ),
+        // key=value / key: value / "key": "value" where the key names a secret, the value on the
+        // key's line: a key at a line's end never takes the next line's first word (in a diff,
+        // its `-`/`+` marker). Values on the lines below are [`redact_continued`]'s.
+        p(&format!(r#"(?i)({SECRET_KEY}[ \t]*[:=][ \t]*)("[^"]*"|'[^']*'|[^\s,;&"']+)"#), "${1}[REDACTED]"),
     ]
+}
+
+/// The lines below a secret-named `key:` that hold its value: every more-indented line of a block
+/// scalar, or of a plain scalar continued there. A nested mapping or list (`secretKeyRef:` over
+/// `name:`/`key:` lines) is not a value: its own keys go through the patterns. Lines with no more
+/// indentation than the key's (a diff's next `-` line) end the value.
+fn redact_continued(text: &str) -> Cow<'_, str> {
+    let mut out = String::new();
+    let mut copied = 0;
+    for caps in CONTINUED.captures_iter(text) {
+        let (line_end, column) = (caps.get(0).map_or(0, |m| m.end()), caps[1].len());
+        let block = caps.get(2).is_some();
+        if line_end < copied {
+            continue; // inside a value already redacted
+        }
+        let Some(newline) = text[line_end..].find('\n') else { continue };
+        let start = line_end + newline + 1;
+        let mut end = start;
+        let mut value_lines = 0;
+        for line in text[start..].split_inclusive('\n') {
+            let body = line.trim_end_matches(['\n', '\r']);
+            let content = body.trim_start_matches([' ', '\t']);
+            if content.is_empty() {
+                end += line.len();
+                continue;
+            }
+            if body.len() - content.len() <= column {
+                break;
+            }
+            let structure = content.starts_with("- ") || content.ends_with(':') || content.contains(": ");
+            if !block && (value_lines == 0 && structure || content.starts_with('#')) {
+                break;
+            }
+            value_lines += 1;
+            end += line.len();
+        }
+        if value_lines == 0 {
+            continue;
+        }
+        // Copy through the key's line; each value line keeps its indentation and line ending.
+        out.push_str(&text[copied..start]);
+        for line in text[start..end].split_inclusive('\n') {
+            let body = line.trim_end_matches(['\n', '\r']);
+            let content = body.trim_start_matches([' ', '\t']);
+            out.push_str(&body[..body.len() - content.len()]);
+            if !content.is_empty() {
+                out.push_str(REDACTED);
+            }
+            out.push_str(&line[body.len()..]);
+        }
+        copied = end;
+    }
+    if copied == 0 {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
 }
 
 /// Remove secret-looking substrings from `text`.
@@ -65,8 +135,9 @@ pub fn redact_text(text: &str) -> Cow<'_, str> {
     if !ANY.is_match(text) {
         return Cow::Borrowed(text);
     }
-    // Something matches: the patterns in order, each on what the previous ones left.
-    let mut out = Cow::Borrowed(text);
+    // Something matches: values on the lines below their key first (the key's line keeps its
+    // block indicator for this pass), then the patterns in order, each on what the previous left.
+    let mut out = if CONTINUED.is_match(text) { redact_continued(text) } else { Cow::Borrowed(text) };
     for p in PATTERNS.iter() {
         if p.re.is_match(&out) {
             out = Cow::Owned(p.re.replace_all(&out, p.with).into_owned());
@@ -277,6 +348,44 @@ mod tests {
         }
         let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIabc\n-----END RSA PRIVATE KEY-----";
         assert_eq!(redact_text(pem), "[REDACTED PRIVATE KEY]");
+    }
+
+    /// A secret-named key at a line's end: its value on the lines below is redacted (block and
+    /// plain scalars), a nested mapping is left to its own keys, and a diff's next line keeps its
+    /// marker and text.
+    #[test]
+    fn values_on_the_lines_below_their_key() {
+        let cases = [
+            // Block scalars, at any indentation and in a list item; the value ends at less indentation.
+            (
+                "password: |\n  hunter2\n  second line\nmode: prod",
+                "password: [REDACTED]\n  [REDACTED]\n  [REDACTED]\nmode: prod",
+            ),
+            (
+                "  - api_key: >-\n      s3cr3t: with colon\n\n      more\n    next: x",
+                "  - api_key: [REDACTED]\n      [REDACTED]\n\n      [REDACTED]\n    next: x",
+            ),
+            ("token: |\r\n  abc\r\n", "token: [REDACTED]\r\n  [REDACTED]\r\n"),
+            // A plain scalar continued below its key.
+            ("db:\n  password:\n    hunter2\n  user: app", "db:\n  password:\n    [REDACTED]\n  user: app"),
+            // A nested mapping is not a value: its keys are judged on their own.
+            ("secretKeyRef:\n  name: api-db\n  key: DB_PASSWORD", "secretKeyRef:\n  name: api-db\n  key: DB_PASSWORD"),
+            ("credentials:\n  - token: abc", "credentials:\n  - token: [REDACTED]"),
+            // A unified diff: the key at a line's end does not eat the next line's marker.
+            (
+                "-        secretKeyRef:\n-          key: DB_PASWORD\n+        secretKeyRef:\n+          key: DB_PASSWORD",
+                "-        secretKeyRef:\n-          key: DB_PASWORD\n+        secretKeyRef:\n+          key: DB_PASSWORD",
+            ),
+            // Same-line values never reach across a line.
+            ("password:\nnext: 1", "password:\nnext: 1"),
+            ("token =\n  ", "token =\n  "),
+            ("auth:", "auth:"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_text(input), want, "input: {input:?}");
+        }
+        // The pre-scan sees a key whose value is on the next line.
+        assert!(ANY.is_match("password:\n  hunter2"));
     }
 
     #[test]

@@ -398,7 +398,7 @@ fn config_is_checked() {
 }
 
 #[test]
-fn the_diff_is_gated_line_by_line_without_eating_markers() {
+fn the_diff_is_gated_without_eating_markers() {
     let target = TargetRef {
         api_version: "apps/v1".into(),
         kind: "Deployment".into(),

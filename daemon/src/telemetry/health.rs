@@ -33,6 +33,12 @@ impl Readiness {
         checks.insert(check.to_owned(), ready);
     }
 
+    /// Drop a check that no longer applies (e.g. the watchers of a replica that stopped leading).
+    pub fn remove(&self, check: &str) {
+        let mut checks = self.checks.write().unwrap_or_else(|e| e.into_inner());
+        checks.remove(check);
+    }
+
     /// Ready when every registered check is; true with no checks.
     pub fn is_ready(&self) -> bool {
         self.checks.read().unwrap_or_else(|e| e.into_inner()).values().all(|r| *r)
@@ -146,5 +152,11 @@ mod tests {
         readiness.set("watchers", true);
         let (status, _, _) = get_text(addr, "/readyz").await;
         assert_eq!(status, 200);
+        // A check that no longer applies (the replica stopped leading) is dropped, not left failing.
+        readiness.set("watchers", false);
+        readiness.remove("watchers");
+        assert_eq!(readiness.not_ready(), Vec::<String>::new());
+        let (status, _, body) = get_text(addr, "/readyz").await;
+        assert_eq!((status, body.as_str()), (200, "ready\n"));
     }
 }

@@ -65,6 +65,9 @@ async fn start_daemon(ns: &str, approver_token: &str, viewer_token: &str) -> Dae
         async move { http.get(format!("{url}/readyz")).send().await.ok().filter(|r| r.status().is_success()) }
     })
     .await;
+    // Ready means the leader's watchers hold their first lists (the log line comes first).
+    let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap();
+    assert!(log.contains("watchers synced"), "ready before the watchers synced:\n{log}");
     Daemon { child, url, token: approver_token.to_owned(), _dir: dir }
 }
 

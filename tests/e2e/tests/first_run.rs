@@ -181,7 +181,8 @@ async fn missing_kubeconfig_is_explained_once() {
 }
 
 /// `kubemedic run` stopped (SIGTERM) while its watchers still wait for their first lists (an
-/// HTTP proxy of the test's own holds the pod list) says so, and never "watchers synced".
+/// HTTP proxy of the test's own holds the pod list) says so, and never "watchers synced"; until
+/// then `/readyz` answers 503 naming the watchers.
 #[tokio::test]
 async fn run_stopped_before_the_watchers_synced_does_not_say_they_did() {
     use e2e::apiproxy::{ApiProxy, Fault, Rule};
@@ -226,6 +227,10 @@ async fn run_stopped_before_the_watchers_synced_does_not_say_they_did() {
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!log().contains("watchers synced"), "synced although the pod list is held:\n{}", log());
+    // The leading replica is not ready while its watchers wait: /readyz says what it waits for.
+    let ready = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "ready although the watchers have not synced");
+    assert_eq!(ready.text().await.unwrap(), "not ready: watchers\n");
 
     let pid = child.id().expect("running").to_string();
     let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();

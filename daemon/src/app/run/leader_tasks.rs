@@ -16,6 +16,9 @@ use crate::telemetry::health::Readiness;
 use crate::telemetry::metrics::Metrics;
 use crate::watch::{SharedCache, WatchConfig, WatchError};
 
+/// The readiness check a leading replica holds until its watchers synced.
+const WATCHERS_CHECK: &str = "watchers";
+
 /// The watchers and what they feed besides signals.
 #[derive(Clone)]
 pub(super) struct Watchers {
@@ -38,12 +41,19 @@ impl Watchers {
         is_leader: watch::Receiver<bool>,
         shutdown: CancellationToken,
     ) -> impl Future<Output = ()> + Send + 'static {
+        // A replica that leads from the start is not ready before its task even runs.
+        if *is_leader.borrow() {
+            self.readiness.set(WATCHERS_CHECK, false);
+        }
         crate::leader::while_leader(is_leader, shutdown, move |token| self.clone().run(token))
             .instrument(tracing::info_span!("watchers"))
     }
 
+    /// While this replica leads, `/readyz` waits for its watchers' first lists (the signals come
+    /// from them); a follower runs no watchers and has no such check.
     async fn run(self, token: CancellationToken) {
         self.metrics.set_leader(true);
+        self.readiness.set(WATCHERS_CHECK, false);
         match crate::watch::spawn(self.cluster, &self.config, self.signals, token.clone()) {
             Ok(handle) => {
                 // A shutdown (or losing the lead) before the first lists arrive ends the wait:
@@ -58,8 +68,8 @@ impl Watchers {
                     if self.config.namespace_labels {
                         self.tracker.set_namespace_labels(Some(handle.namespace_labels()));
                     }
-                    self.readiness.set("watchers", true);
                     tracing::info!("watchers synced");
+                    self.readiness.set(WATCHERS_CHECK, true);
                 } else {
                     tracing::info!("watchers stopped before their first lists arrived");
                 }
@@ -71,6 +81,9 @@ impl Watchers {
             Err(WatchError::Disabled) => tracing::info!("watchers disabled"),
             Err(err) => tracing::error!(error = %super::super::error_chain(&err), "cannot start watchers"),
         }
+        // Not leading (or watchers off): the check does not apply to this replica any more. A
+        // watcher that cannot start is logged above and leaves the replica serving MCP and approvals.
+        self.readiness.remove(WATCHERS_CHECK);
         self.metrics.set_leader(false);
     }
 }

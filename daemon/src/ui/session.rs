@@ -1,7 +1,12 @@
-//! Browser sessions and pending logins, in memory: a session is a random id in a cookie
-//! (HttpOnly, Secure, SameSite=Strict) that names who signed in and the CSRF token their
-//! forms carry. A restart signs everyone out; with several replicas, a session belongs to
-//! the replica that created it (route browsers with session affinity).
+//! Browser sessions and logins in progress: a session is a random id in a cookie (HttpOnly,
+//! Secure, SameSite=Strict) that names who signed in and the CSRF token their forms carry. A
+//! restart signs everyone out; with several replicas, a session belongs to the replica that
+//! created it (route browsers with session affinity).
+//!
+//! A login in progress holds no memory: its `state` carries its start time and a MAC under a
+//! key of this process, and its PKCE verifier and nonce are MACs of the state, so anyone may
+//! start logins at any rate without pushing out someone else's. Only a finished login's
+//! state is remembered (until it would have expired), so a replayed callback finds nothing.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -41,7 +46,6 @@ impl Viewer {
 pub struct Login {
     pub verifier: String,
     pub nonce: String,
-    started: Instant,
 }
 
 struct Entry<T> {
@@ -49,11 +53,14 @@ struct Entry<T> {
     until: Instant,
 }
 
-/// Sessions and logins in progress.
+/// Sessions, and the key and finished states of logins.
 pub struct Sessions {
     ttl: Duration,
     sessions: Mutex<HashMap<String, Entry<Viewer>>>,
-    logins: Mutex<HashMap<String, Entry<Login>>>,
+    /// Signs login states and derives their verifier and nonce; new at every start.
+    login_key: ring::hmac::Key,
+    /// States of finished logins, until they would have expired.
+    finished: Mutex<HashMap<String, Entry<()>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -71,7 +78,9 @@ fn make_room<T>(map: &mut HashMap<String, Entry<T>>, now: Instant) {
 
 impl Sessions {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, sessions: Mutex::default(), logins: Mutex::default() }
+        let rng = ring::rand::SystemRandom::new();
+        let login_key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng).expect("the system's random source");
+        Self { ttl, sessions: Mutex::default(), login_key, finished: Mutex::default() }
     }
 
     pub fn ttl(&self) -> Duration {
@@ -100,19 +109,50 @@ impl Sessions {
 
     /// A new login: returns its `state` (also the value of the login cookie) and the login.
     pub fn start_login(&self) -> (String, Login) {
-        let state = random_token();
-        let login = Login { verifier: random_token(), nonce: random_token(), started: Instant::now() };
-        let mut map = lock(&self.logins);
-        make_room(&mut map, login.started);
-        map.insert(state.clone(), Entry { value: login.clone(), until: login.started + LOGIN_TTL });
+        let body = format!("{}.{}", unix_seconds(), random_token());
+        let state = format!("{body}.{}", self.mac("state", &body));
+        let login = self.login_of(&state);
         (state, login)
     }
 
-    /// The login `state` names, once: a callback replayed finds nothing.
+    /// The login `state` names, once: a forged or expired state, or a callback replayed,
+    /// finds nothing.
     pub fn finish_login(&self, state: &str) -> Option<Login> {
-        let e = lock(&self.logins).remove(state)?;
-        (e.until > Instant::now() && e.value.started.elapsed() < LOGIN_TTL).then_some(e.value)
+        self.finish_login_at(state, unix_seconds())
     }
+
+    fn finish_login_at(&self, state: &str, now: u64) -> Option<Login> {
+        let (body, mac) = state.rsplit_once('.')?;
+        if !same(mac, &self.mac("state", body)) {
+            return None;
+        }
+        let started: u64 = body.split_once('.')?.0.parse().ok()?;
+        if started > now || now - started >= LOGIN_TTL.as_secs() {
+            return None;
+        }
+        let at = Instant::now();
+        let mut finished = lock(&self.finished);
+        make_room(&mut finished, at);
+        if finished.contains_key(state) {
+            return None;
+        }
+        finished.insert(state.to_owned(), Entry { value: (), until: at + LOGIN_TTL });
+        Some(self.login_of(state))
+    }
+
+    fn login_of(&self, state: &str) -> Login {
+        Login { verifier: self.mac("verifier", state), nonce: self.mac("nonce", state) }
+    }
+
+    /// HMAC-SHA256 of `purpose|data` under the login key, lowercase hex (64 characters, a valid
+    /// PKCE verifier).
+    fn mac(&self, purpose: &str, data: &str) -> String {
+        hex::encode(ring::hmac::sign(&self.login_key, format!("{purpose}|{data}").as_bytes()))
+    }
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// 256 random bits, lowercase hex: no run of it can look like a token format the
@@ -184,8 +224,40 @@ mod tests {
         let s = Sessions::new(Duration::from_secs(60));
         let (state, login) = s.start_login();
         assert_ne!(login.verifier, login.nonce);
-        assert_eq!(s.finish_login(&state).unwrap().verifier, login.verifier);
+        assert_eq!(login.verifier.len(), 64);
+        let finished = s.finish_login(&state).unwrap();
+        assert_eq!((finished.verifier, finished.nonce), (login.verifier, login.nonce));
         assert!(s.finish_login(&state).is_none(), "a replayed callback finds nothing");
+    }
+
+    /// Forged, altered, foreign and expired states find nothing; a flood of logins started
+    /// holds no memory and pushes out no one's login in progress.
+    #[test]
+    fn login_states_are_unforgeable_and_a_flood_evicts_nothing() {
+        let s = Sessions::new(Duration::from_secs(60));
+        let (state, login) = s.start_login();
+        for _ in 0..(MAX_ENTRIES * 2) {
+            s.start_login();
+        }
+        let (body, mac) = state.rsplit_once('.').unwrap();
+        let (started, random) = body.split_once('.').unwrap();
+        let later: u64 = started.parse::<u64>().unwrap() + 1;
+        let forged = [
+            "forged".to_owned(),
+            format!("{later}.{random}.{mac}"),             // an altered start time
+            format!("{started}.{}.{mac}", random_token()), // another random part
+            format!("{body}.{}", random_token()),          // a made-up MAC
+            format!("{body}."),
+        ];
+        for f in &forged {
+            assert!(s.finish_login(f).is_none(), "{f}");
+        }
+        let other = Sessions::new(Duration::from_secs(60));
+        assert!(other.finish_login(&state).is_none(), "another process's (or replica's) key");
+        let t: u64 = started.parse().unwrap();
+        assert!(s.finish_login_at(&state, t + LOGIN_TTL.as_secs()).is_none(), "expired");
+        assert!(s.finish_login_at(&state, t - 1).is_none(), "started in the future");
+        assert_eq!(s.finish_login(&state).unwrap().verifier, login.verifier, "the first login still finishes");
     }
 
     #[test]

@@ -577,7 +577,10 @@ async fn post_alerts(
     let webhook = serde_json::json!({"version": "4", "receiver": "kubemedic-eval", "status": "firing",
         "groupKey": format!("eval/{file}"), "alerts": body});
     let (tx, mut rx) = tokio::sync::mpsc::channel(body_len(&webhook));
-    let state = crate::alerts::AlertsState::new("eval", crate::alerts::AlertsConfig::default(), tx);
+    let mut state = crate::alerts::AlertsState::new("eval", crate::alerts::AlertsConfig::default(), tx);
+    // As in the daemon when its watch stores do not hold the pod: ownerReferences in the apiserver.
+    state.scope = Some(bench.cluster.scope.clone());
+    state.client = Some(bench.cluster.client.clone());
     let request = axum::http::Request::post(crate::alerts::PATH)
         .header(axum::http::header::CONTENT_TYPE, "application/json")
         .body(axum::body::Body::from(webhook.to_string()))

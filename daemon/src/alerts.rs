@@ -39,9 +39,9 @@ pub const PATH: &str = "/alerts/alertmanager";
 
 /// How long a webhook waits for room in the signal queue before answering 503.
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long one pod's owner lookup in the apiserver may take before the naming convention is
-/// used instead (Alertmanager's webhook timeout is 10 s by default).
-const OWNER_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the owner lookups of one webhook may take in the apiserver, all together, before
+/// the rest use the naming convention (Alertmanager's webhook timeout is 10 s by default).
+const OWNER_LOOKUP_BUDGET: Duration = Duration::from_secs(3);
 
 /// Alertmanager receiver settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +226,7 @@ async fn receive(
     // One lookup per pod and webhook: a group often holds several alerts of one pod.
     let mut looked_up: std::collections::HashMap<(String, String), Option<crate::model::signal::WorkloadRef>> =
         std::collections::HashMap::new();
+    let lookups_until = tokio::time::Instant::now() + OWNER_LOOKUP_BUDGET;
     for (index, value) in webhook.alerts.into_iter().enumerate() {
         let alert = match Alert::parse(value) {
             Ok(a) => a,
@@ -240,7 +241,7 @@ async fn receive(
             Some(pod) => match looked_up.get(&pod) {
                 Some(known) => known.clone(),
                 None => {
-                    let owner = owner_of_pod(&state, &pod.0, &pod.1).await;
+                    let owner = owner_of_pod(&state, &pod.0, &pod.1, lookups_until).await;
                     looked_up.insert(pod, owner.clone());
                     owner
                 }
@@ -284,7 +285,12 @@ async fn receive(
 
 /// The workload of pod `ns/pod`: the watchers' stores when they know it, else the apiserver
 /// (ownerReferences), within the scope only; `None` leaves the naming convention to the caller.
-async fn owner_of_pod(state: &AlertsState, ns: &str, pod: &str) -> Option<crate::model::signal::WorkloadRef> {
+async fn owner_of_pod(
+    state: &AlertsState,
+    ns: &str,
+    pod: &str,
+    until: tokio::time::Instant,
+) -> Option<crate::model::signal::WorkloadRef> {
     if state.scope.as_ref().is_some_and(|s| !s.namespace_visible(ns)) {
         return None;
     }
@@ -292,7 +298,7 @@ async fn owner_of_pod(state: &AlertsState, ns: &str, pod: &str) -> Option<crate:
         return Some(owner);
     }
     let client = state.client.as_ref()?;
-    match tokio::time::timeout(OWNER_LOOKUP_TIMEOUT, owners::owner_from_api(client, ns, pod)).await {
+    match tokio::time::timeout_at(until, owners::owner_from_api(client, ns, pod)).await {
         Ok(Ok(owner)) => owner,
         Ok(Err(e)) => {
             tracing::warn!(namespace = ns, pod, error = %crate::model::error::error_chain(&e),
@@ -300,7 +306,7 @@ async fn owner_of_pod(state: &AlertsState, ns: &str, pod: &str) -> Option<crate:
             None
         }
         Err(_) => {
-            tracing::warn!(namespace = ns, pod, "the alert's pod owner lookup timed out; using the pod name");
+            tracing::warn!(namespace = ns, pod, "no time left for the alert's pod owner lookup; using the pod name");
             None
         }
     }

@@ -236,3 +236,21 @@ async fn the_stores_answer_before_the_apiserver() {
     assert_eq!(drain(&mut rx)[0].subject(), &WorkloadRef::new("StatefulSet", "shop", "db"));
     assert!(api.requests().is_empty(), "{:?}", api.requests());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_apiserver_costs_a_webhook_at_most_the_lookup_budget() {
+    // An apiserver that never answers.
+    let svc = tower::service_fn(|_req: http::Request<kube::client::Body>| {
+        std::future::pending::<Result<http::Response<kube::client::Body>, std::convert::Infallible>>()
+    });
+    let (mut st, mut rx) = state(AlertsConfig::default(), 8);
+    st.client = Some(kube::Client::new(svc, "default"));
+    let started = tokio::time::Instant::now();
+    let body = webhook(&[pod_alert("shop", "web-7d9f8b6c5-x2k4q", "web"), pod_alert("shop", "db-0", "postgres")]);
+    let (status, _) = post(&st, body, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(started.elapsed() <= OWNER_LOOKUP_BUDGET + Duration::from_millis(100), "{:?}", started.elapsed());
+    // Both alerts taken, by the naming convention where it applies.
+    let subjects: Vec<WorkloadRef> = drain(&mut rx).iter().map(|s| s.subject().clone()).collect();
+    assert_eq!(subjects, [WorkloadRef::new("Deployment", "shop", "web"), WorkloadRef::new("Pod", "shop", "db-0")]);
+}

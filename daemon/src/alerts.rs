@@ -12,6 +12,7 @@
 //! Optional bearer auth: Alertmanager's `http_config.authorization.credentials`;
 //! the config holds only the token's SHA-256.
 
+pub mod owners;
 pub mod payload;
 
 use std::sync::Arc;
@@ -38,6 +39,9 @@ pub const PATH: &str = "/alerts/alertmanager";
 
 /// How long a webhook waits for room in the signal queue before answering 503.
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the owner lookups of one webhook may take in the apiserver, all together, before
+/// the rest use the naming convention (Alertmanager's webhook timeout is 10 s by default).
+const OWNER_LOOKUP_BUDGET: Duration = Duration::from_secs(3);
 
 /// Alertmanager receiver settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -115,12 +119,23 @@ pub struct AlertsState {
     pub scope: Option<Scope>,
     /// Pod → owning workload, from the watchers' stores.
     pub owners: Option<Arc<dyn OwnerLookup>>,
+    /// Pods the stores do not know are resolved through the apiserver with this client
+    /// (ownerReferences, see [`owners`]); `None` = the naming convention only.
+    pub client: Option<kube::Client>,
     pub stats: Arc<AlertStats>,
 }
 
 impl AlertsState {
     pub fn new(cluster: impl Into<String>, config: AlertsConfig, signals: mpsc::Sender<Signal>) -> Self {
-        Self { cluster: cluster.into(), config, signals, scope: None, owners: None, stats: Arc::default() }
+        Self {
+            cluster: cluster.into(),
+            config,
+            signals,
+            scope: None,
+            owners: None,
+            client: None,
+            stats: Arc::default(),
+        }
     }
 }
 
@@ -208,6 +223,10 @@ async fn receive(
     }
     let mut rejected = Vec::new();
     let (mut firing, mut resolved, mut skipped) = (0u64, 0u64, 0u64);
+    // One lookup per pod and webhook: a group often holds several alerts of one pod.
+    let mut looked_up: std::collections::HashMap<(String, String), Option<crate::model::signal::WorkloadRef>> =
+        std::collections::HashMap::new();
+    let lookups_until = tokio::time::Instant::now() + OWNER_LOOKUP_BUDGET;
     for (index, value) in webhook.alerts.into_iter().enumerate() {
         let alert = match Alert::parse(value) {
             Ok(a) => a,
@@ -218,7 +237,18 @@ async fn receive(
                 continue;
             }
         };
-        let signal = alert.to_signal(&state.cluster, state.owners.as_deref());
+        let owner = match alert.pod_to_resolve() {
+            Some(pod) => match looked_up.get(&pod) {
+                Some(known) => known.clone(),
+                None => {
+                    let owner = owner_of_pod(&state, &pod.0, &pod.1, lookups_until).await;
+                    looked_up.insert(pod, owner.clone());
+                    owner
+                }
+            },
+            None => None,
+        };
+        let signal = alert.to_signal_with_owner(&state.cluster, owner);
         let ns = &signal.subject().namespace;
         if !ns.is_empty() && state.scope.as_ref().is_some_and(|s| !s.namespace_visible(ns)) {
             skipped += 1;
@@ -251,6 +281,35 @@ async fn receive(
         "rejected": rejected,
     }))
     .into_response()
+}
+
+/// The workload of pod `ns/pod`: the watchers' stores when they know it, else the apiserver
+/// (ownerReferences), within the scope only; `None` leaves the naming convention to the caller.
+async fn owner_of_pod(
+    state: &AlertsState,
+    ns: &str,
+    pod: &str,
+    until: tokio::time::Instant,
+) -> Option<crate::model::signal::WorkloadRef> {
+    if state.scope.as_ref().is_some_and(|s| !s.namespace_visible(ns)) {
+        return None;
+    }
+    if let Some(owner) = state.owners.as_ref().and_then(|o| o.owner_of_pod(ns, pod)) {
+        return Some(owner);
+    }
+    let client = state.client.as_ref()?;
+    match tokio::time::timeout_at(until, owners::owner_from_api(client, ns, pod)).await {
+        Ok(Ok(owner)) => owner,
+        Ok(Err(e)) => {
+            tracing::warn!(namespace = ns, pod, error = %crate::model::error::error_chain(&e),
+                "cannot read the alert's pod owner; using the pod name");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(namespace = ns, pod, "no time left for the alert's pod owner lookup; using the pod name");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

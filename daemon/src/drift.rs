@@ -177,6 +177,37 @@ impl ObjectDrift {
             None => format!("{}/{}", self.kind, self.name),
         }
     }
+
+    /// The entry as one plain sentence: every drifted field with its live and desired value and
+    /// the field manager that wrote the live one (what a diagnosis-like answer quotes).
+    pub fn describe(&self) -> String {
+        if self.missing {
+            return format!("{} ({}) is missing from the cluster", self.object_ref(), self.source);
+        }
+        let fields: Vec<String> = self
+            .fields
+            .iter()
+            .map(|f| {
+                let who = match (&f.changed_by, &f.operation, &f.note) {
+                    (Some(m), Some(op), _) => format!("changed by {m} ({op})"),
+                    (Some(m), None, _) => format!("changed by {m}"),
+                    (None, _, Some(note)) => format!("writer unknown: {note}"),
+                    _ => "writer unknown".into(),
+                };
+                format!("{} is {}, desired {}, {who}", f.path, plain_value(&f.live), plain_value(&f.desired))
+            })
+            .collect();
+        format!("{} drifted from {}: {}", self.object_ref(), self.source, fields.join("; "))
+    }
+}
+
+fn plain_value(v: &Value) -> String {
+    let text = match v {
+        Value::Null => return "absent".into(),
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    };
+    if text.chars().count() > 80 { format!("{}…", text.chars().take(80).collect::<String>()) } else { text }
 }
 
 /// A whole drift report.
@@ -455,6 +486,25 @@ mod tests {
         let c: DriftConfig = serde_yaml_ng::from_str("manifests_dir: /git/apps\nhelm: false\n").unwrap();
         assert_eq!(c.manifests_dir, Some(PathBuf::from("/git/apps")));
         assert!(!c.helm && c.last_applied);
+    }
+
+    #[test]
+    fn an_entry_reads_as_one_sentence() {
+        let r = sample();
+        assert_eq!(
+            r.objects[0].describe(),
+            "shop/Deployment/web drifted from last-applied: spec.replicas is 5, desired 2, changed by kubectl-scale (Update)"
+        );
+        assert_eq!(
+            r.objects[1].describe(),
+            "shop/ConfigMap/cfg (helm release app (revision 2)) is missing from the cluster"
+        );
+        let mut untracked = r.objects[0].clone();
+        untracked.fields[0].changed_by = None;
+        untracked.fields[0].live = json!("x".repeat(100));
+        untracked.fields[0].note = Some("no field manager owns the live value".into());
+        let text = untracked.describe();
+        assert!(text.ends_with("…, desired 2, writer unknown: no field manager owns the live value"), "{text}");
     }
 
     #[test]

@@ -56,7 +56,17 @@ pub enum AlertStatus {
     Resolved,
 }
 
-/// Finds the workload that owns a pod (the watchers' stores know).
+/// Labels kube-state-metrics and kube-prometheus put on an alert that name its workload.
+const WORKLOAD_LABELS: &[(&str, &str)] = &[
+    ("deployment", "Deployment"),
+    ("statefulset", "StatefulSet"),
+    ("daemonset", "DaemonSet"),
+    ("job_name", "Job"),
+    ("cronjob", "CronJob"),
+];
+
+/// Finds the workload that owns a pod (the watchers' stores know); `None` when it does not
+/// know the pod (the apiserver is asked next).
 pub trait OwnerLookup: Send + Sync {
     fn owner_of_pod(&self, namespace: &str, pod: &str) -> Option<WorkloadRef>;
 }
@@ -88,26 +98,45 @@ impl Alert {
         }
     }
 
-    /// The signal for this alert on `cluster`.
+    /// The signal for this alert on `cluster`, its pod's owner from `owners`.
     pub fn to_signal(&self, cluster: &str, owners: Option<&dyn OwnerLookup>) -> Signal {
+        let owner = self.pod_to_resolve().and_then(|(ns, pod)| owners.and_then(|o| o.owner_of_pod(&ns, &pod)));
+        self.to_signal_with_owner(cluster, owner)
+    }
+
+    fn label(&self, key: &str) -> Option<String> {
+        self.labels.get(key).filter(|v| !v.is_empty()).cloned()
+    }
+
+    fn namespace(&self) -> String {
+        self.label("namespace").or_else(|| self.label("exported_namespace")).unwrap_or_default()
+    }
+
+    /// `(namespace, pod)` when the alert is about a pod and no label names its workload: the
+    /// pod whose owner must be looked up.
+    pub fn pod_to_resolve(&self) -> Option<(String, String)> {
+        let namespace = self.namespace();
+        if namespace.is_empty() || WORKLOAD_LABELS.iter().any(|(label, _)| self.label(label).is_some()) {
+            return None;
+        }
+        Some((namespace, self.label("pod")?))
+    }
+
+    /// The signal for this alert on `cluster`; `pod_owner` is the workload of the alert's pod,
+    /// already looked up (the Deployment naming convention is tried when it is `None`).
+    pub fn to_signal_with_owner(&self, cluster: &str, pod_owner: Option<WorkloadRef>) -> Signal {
         let l = &self.labels;
-        let get = |k: &str| l.get(k).filter(|v| !v.is_empty()).cloned();
-        let namespace = get("namespace").or_else(|| get("exported_namespace")).unwrap_or_default();
-        let explicit = [
-            ("deployment", "Deployment"),
-            ("statefulset", "StatefulSet"),
-            ("daemonset", "DaemonSet"),
-            ("job_name", "Job"),
-            ("cronjob", "CronJob"),
-        ]
-        .into_iter()
-        .find_map(|(label, kind)| get(label).map(|name| WorkloadRef::new(kind, namespace.clone(), name)));
+        let get = |k: &str| self.label(k);
+        let namespace = self.namespace();
+        let explicit = WORKLOAD_LABELS
+            .iter()
+            .find_map(|(label, kind)| get(label).map(|name| WorkloadRef::new(*kind, namespace.clone(), name)));
         let pod = get("pod").filter(|_| !namespace.is_empty());
         let node = get("node");
         let (object, workload) = match (pod, explicit, node) {
             (Some(pod), explicit, _) => {
                 let owner = explicit
-                    .or_else(|| owners.and_then(|o| o.owner_of_pod(&namespace, &pod)))
+                    .or(pod_owner)
                     .or_else(|| deployment_of_pod_name(&pod).map(|d| WorkloadRef::new("Deployment", &namespace, d)));
                 (WorkloadRef::new("Pod", namespace.clone(), pod), owner)
             }

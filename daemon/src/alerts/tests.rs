@@ -163,3 +163,94 @@ async fn out_of_scope_namespaces_are_skipped() {
     assert_eq!(resp["out_of_scope"], 2);
     assert!(drain(&mut rx).is_empty());
 }
+
+fn webhook(alerts: &[serde_json::Value]) -> String {
+    serde_json::json!({"version": "4", "receiver": "r", "status": "firing", "groupKey": "g", "alerts": alerts})
+        .to_string()
+}
+
+fn pod_alert(ns: &str, pod: &str, container: &str) -> serde_json::Value {
+    serde_json::json!({"status": "firing", "labels": {"alertname": "CPUThrottlingHigh", "namespace": ns,
+        "pod": pod, "container": container}, "annotations": {}, "startsAt": "2026-12-04T16:00:00Z"})
+}
+
+#[tokio::test]
+async fn pods_the_stores_do_not_know_are_resolved_through_owner_references() {
+    use serde_json::json;
+    let api = testkit::fakeapi::FakeApi::default();
+    let owner = |kind: &str, name: &str| {
+        json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "u",
+        "controller": true}])
+    };
+    api.add(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "db-0", "namespace": "shop", "ownerReferences": owner("StatefulSet", "db")}}))
+        .add(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "agent-77f7x2kq8-x2k4q",
+            "namespace": "shop", "ownerReferences": owner("DaemonSet", "node-agent")}}))
+        .add(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "db-0", "namespace": "hidden", "ownerReferences": owner("StatefulSet", "db")}}));
+    let (mut st, mut rx) = state(AlertsConfig::default(), 64);
+    st.client = Some(api.client());
+    st.scope = Some(Scope { namespaces: vec!["shop".into()], ..Scope::default() });
+    let body = webhook(&[
+        pod_alert("shop", "db-0", "postgres"),
+        pod_alert("shop", "db-0", "exporter"),
+        // The Deployment naming convention would call this Deployment "agent".
+        pod_alert("shop", "agent-77f7x2kq8-x2k4q", "agent"),
+        pod_alert("shop", "gone-7d9f8b6c5-x2k4q", "web"),
+        pod_alert("hidden", "db-0", "postgres"),
+    ]);
+    let (status, resp) = post(&st, body, None).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    let subjects: Vec<WorkloadRef> = drain(&mut rx).iter().map(|s| s.subject().clone()).collect();
+    assert_eq!(
+        subjects,
+        [
+            WorkloadRef::new("StatefulSet", "shop", "db"),
+            WorkloadRef::new("StatefulSet", "shop", "db"),
+            WorkloadRef::new("DaemonSet", "shop", "node-agent"),
+            // Not in the apiserver either: the naming convention is the last resort.
+            WorkloadRef::new("Deployment", "shop", "gone"),
+        ]
+    );
+    assert_eq!(resp["out_of_scope"], 1);
+    // One read per pod and webhook, none outside the scope.
+    let reads = api.requests();
+    assert_eq!(reads.iter().filter(|r| r.ends_with("/pods/db-0")).count(), 1, "{reads:?}");
+    assert!(reads.iter().all(|r| !r.contains("/namespaces/hidden/")), "{reads:?}");
+}
+
+#[tokio::test]
+async fn the_stores_answer_before_the_apiserver() {
+    struct Stores;
+    impl OwnerLookup for Stores {
+        fn owner_of_pod(&self, _: &str, pod: &str) -> Option<WorkloadRef> {
+            (pod == "db-0").then(|| WorkloadRef::new("StatefulSet", "shop", "db"))
+        }
+    }
+    let api = testkit::fakeapi::FakeApi::default();
+    let (mut st, mut rx) = state(AlertsConfig::default(), 8);
+    st.client = Some(api.client());
+    st.owners = Some(Arc::new(Stores));
+    let (status, _) = post(&st, webhook(&[pod_alert("shop", "db-0", "postgres")]), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(drain(&mut rx)[0].subject(), &WorkloadRef::new("StatefulSet", "shop", "db"));
+    assert!(api.requests().is_empty(), "{:?}", api.requests());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_apiserver_costs_a_webhook_at_most_the_lookup_budget() {
+    // An apiserver that never answers.
+    let svc = tower::service_fn(|_req: http::Request<kube::client::Body>| {
+        std::future::pending::<Result<http::Response<kube::client::Body>, std::convert::Infallible>>()
+    });
+    let (mut st, mut rx) = state(AlertsConfig::default(), 8);
+    st.client = Some(kube::Client::new(svc, "default"));
+    let started = tokio::time::Instant::now();
+    let body = webhook(&[pod_alert("shop", "web-7d9f8b6c5-x2k4q", "web"), pod_alert("shop", "db-0", "postgres")]);
+    let (status, _) = post(&st, body, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(started.elapsed() <= OWNER_LOOKUP_BUDGET + Duration::from_millis(100), "{:?}", started.elapsed());
+    // Both alerts taken, by the naming convention where it applies.
+    let subjects: Vec<WorkloadRef> = drain(&mut rx).iter().map(|s| s.subject().clone()).collect();
+    assert_eq!(subjects, [WorkloadRef::new("Deployment", "shop", "web"), WorkloadRef::new("Pod", "shop", "db-0")]);
+}

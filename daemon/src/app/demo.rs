@@ -10,8 +10,8 @@
 //!
 //! Scenario files are multi-document YAML: Kubernetes objects (server-side
 //! applied in order) and harness steps of `apiVersion:
-//! scenario.kubemedic.io/v1` (`kind: WaitReady`, `target: Deployment/NAME`,
-//! optional `timeoutSeconds`), as tests/scenarios/README.md documents.
+//! scenario.kubemedic.io/v1` (`WaitReady` for a rollout, `Edit` for a change made as another
+//! field manager, `Alert` and `Expect` for the scorecard), as tests/scenarios/README.md documents.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -66,6 +66,74 @@ pub enum Step {
     /// An Alertmanager alert (`labels`, `annotations`) that `kubemedic eval` posts through the
     /// alerts intake once the objects are applied; its diagnosis starts from the alert.
     Alert(Value),
+    /// A change made by someone else (`kubectl edit`, a script, another controller) to an object
+    /// the scenario applied: a patch sent as an update by `field_manager`, so the object's
+    /// managedFields name that manager as the owner of what it changed (drift scenarios).
+    Edit(Edit),
+}
+
+/// A harness `Edit` document: `target` (KIND/NAME of an object applied earlier in the file),
+/// `fieldManager`, `patch` (a mapping) and `patchType` (`strategic`, the default, or `merge`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edit {
+    /// apiVersion of the target, from the document that applied it.
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub field_manager: String,
+    pub patch: Value,
+    /// JSON merge patch instead of a strategic merge patch.
+    pub merge: bool,
+}
+
+impl Edit {
+    /// Parse an `Edit` document; `applied` are the objects the file applied before it.
+    fn parse(v: &Value, applied: &[Step]) -> Result<Self, String> {
+        let target = v.get("target").and_then(Value::as_str).unwrap_or_default();
+        let Some((kind, name)) = target.split_once('/').filter(|(k, n)| !k.is_empty() && !n.is_empty()) else {
+            return Err(format!("Edit needs target: KIND/NAME, got {target:?}"));
+        };
+        // Only an object the scenario applied: its apiVersion comes from there, and the change
+        // stays inside what the scenario owns.
+        let api_version = applied
+            .iter()
+            .rev()
+            .find_map(|s| match s {
+                Step::Apply(o)
+                    if o.get("kind").and_then(Value::as_str) == Some(kind)
+                        && o.pointer("/metadata/name").and_then(Value::as_str) == Some(name) =>
+                {
+                    o.get("apiVersion").and_then(Value::as_str)
+                }
+                _ => None,
+            })
+            .ok_or_else(|| format!("Edit target {target} is not an object applied earlier in the file"))?;
+        let field_manager = v.get("fieldManager").and_then(Value::as_str).unwrap_or_default().trim();
+        // The apiserver's own bound on manager names.
+        if field_manager.is_empty() || field_manager.len() > 128 {
+            return Err("Edit needs fieldManager: the name (1 to 128 characters) the change is recorded under".into());
+        }
+        let patch = v.get("patch").cloned().unwrap_or(Value::Null);
+        if patch.as_object().is_none_or(|m| m.is_empty()) {
+            return Err("Edit needs patch: a non-empty mapping".into());
+        }
+        if patch.get("metadata").and_then(|m| m.get("name")).is_some_and(|n| n.as_str() != Some(name)) {
+            return Err("Edit patch may not rename its target".into());
+        }
+        let merge = match v.get("patchType").and_then(Value::as_str) {
+            None | Some("strategic") => false,
+            Some("merge") => true,
+            Some(other) => return Err(format!("Edit patchType must be strategic or merge, got {other:?}")),
+        };
+        Ok(Self {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            field_manager: field_manager.to_owned(),
+            patch,
+            merge,
+        })
+    }
 }
 
 /// Parse a scenario file's text into steps.
@@ -98,6 +166,11 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Step>, DemoError> {
             steps.push(Step::Alert(v));
             continue;
         }
+        if kind == "Edit" {
+            let edit = Edit::parse(&v, &steps).map_err(|reason| bad(format!("document {}: {reason}", i + 1)))?;
+            steps.push(Step::Edit(edit));
+            continue;
+        }
         if kind != "WaitReady" {
             return Err(bad(format!("document {}: unknown step kind {kind}", i + 1)));
         }
@@ -124,7 +197,7 @@ pub fn workload(steps: &[Step], ns: &str) -> Option<WorkloadRef> {
             let name = v.pointer("/metadata/name")?.as_str()?;
             matches!(kind, "Deployment" | "StatefulSet").then(|| WorkloadRef::new(kind, ns, name))
         }
-        Step::WaitReady { .. } | Step::Alert(_) => None,
+        Step::WaitReady { .. } | Step::Alert(_) | Step::Edit(_) => None,
     })
 }
 
@@ -159,6 +232,27 @@ pub async fn apply_object(
         .await
         .map_err(kube_err(format!("cannot apply {kind} {ns}/{name}")))?;
     Ok(existed)
+}
+
+/// Send an `Edit` step's patch to its target in `ns` as `edit.field_manager` would (an update,
+/// not an apply: what `kubectl edit` and `kubectl patch` do). Only namespaced objects: a change
+/// to a shared cluster-scoped object by another manager could not be undone afterwards.
+pub async fn edit_object(cluster: &Cluster, ns: &str, edit: &Edit) -> Result<(), DemoError> {
+    let target =
+        serde_json::json!({"apiVersion": edit.api_version, "kind": edit.kind, "metadata": {"name": edit.name}});
+    let (api, name, kind, namespaced) = dynamic_api(cluster, ns, &target).await?;
+    if !namespaced {
+        return Err(DemoError::Scenario {
+            file: format!("{kind}/{name}"),
+            reason: "Edit changes namespaced objects only".into(),
+        });
+    }
+    let params = PatchParams { field_manager: Some(edit.field_manager.clone()), ..PatchParams::default() };
+    let patch = if edit.merge { Patch::Merge(&edit.patch) } else { Patch::Strategic(&edit.patch) };
+    api.patch(&name, &params, &patch)
+        .await
+        .map_err(kube_err(format!("cannot edit {kind} {ns}/{name} as {}", edit.field_manager)))?;
+    Ok(())
 }
 
 /// Whether applying `obj` would change a cluster-scoped object that already exists (a Node):
@@ -378,6 +472,7 @@ pub async fn run(cx: Context<'_>, files: Vec<(String, PathBuf)>, yes: bool) -> R
                     apply_object(&cluster, &ns, FIELD_MANAGER, obj, false).await?;
                 }
                 Step::WaitReady { kind, name: w, timeout } => wait_ready(&cluster, &ns, &kind, &w, timeout).await?,
+                Step::Edit(edit) => edit_object(&cluster, &ns, &edit).await?,
                 // The demo diagnoses what the pods show; alerts are the scorecard's.
                 Step::Alert(_) => {}
             }
@@ -524,6 +619,59 @@ mod tests {
         assert_eq!(workload(&steps, "ns"), Some(WorkloadRef::new("Deployment", "ns", "web")));
         assert!(parse("t", "apiVersion: scenario.kubemedic.io/v1\nkind: Sleep\n").is_err());
         assert!(parse("t", "kind: Pod\n").is_err());
+    }
+
+    const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n---\n";
+
+    #[test]
+    fn parses_an_edit_of_an_applied_object() {
+        let text = format!(
+            "{DEPLOY}apiVersion: scenario.kubemedic.io/v1\nkind: Edit\ntarget: Deployment/web\n\
+             fieldManager: kubectl-edit\npatch: {{spec: {{replicas: 3}}}}\n"
+        );
+        let steps = parse("t", &text).unwrap();
+        assert_eq!(
+            steps[1],
+            Step::Edit(Edit {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                name: "web".into(),
+                field_manager: "kubectl-edit".into(),
+                patch: serde_json::json!({"spec": {"replicas": 3}}),
+                merge: false,
+            })
+        );
+        let merge = parse("t", &format!("{text}patchType: merge\n")).unwrap();
+        assert!(matches!(&merge[1], Step::Edit(e) if e.merge));
+        // The workload the demo diagnoses is still the Deployment.
+        assert_eq!(workload(&steps, "ns"), Some(WorkloadRef::new("Deployment", "ns", "web")));
+    }
+
+    #[test]
+    fn refuses_malformed_edits() {
+        let edit = |body: &str| format!("{DEPLOY}apiVersion: scenario.kubemedic.io/v1\nkind: Edit\n{body}\n");
+        for (body, says) in [
+            ("fieldManager: m\npatch: {a: 1}", "target: KIND/NAME"),
+            ("target: Deployment\nfieldManager: m\npatch: {a: 1}", "target: KIND/NAME"),
+            ("target: Deployment/api\nfieldManager: m\npatch: {a: 1}", "not an object applied earlier"),
+            ("target: StatefulSet/web\nfieldManager: m\npatch: {a: 1}", "not an object applied earlier"),
+            ("target: Deployment/web\npatch: {a: 1}", "needs fieldManager"),
+            ("target: Deployment/web\nfieldManager: '  '\npatch: {a: 1}", "needs fieldManager"),
+            ("target: Deployment/web\nfieldManager: m\npatch: {}", "non-empty mapping"),
+            ("target: Deployment/web\nfieldManager: m\npatch: [1]", "non-empty mapping"),
+            ("target: Deployment/web\nfieldManager: m", "non-empty mapping"),
+            ("target: Deployment/web\nfieldManager: m\npatch: {metadata: {name: other}}", "rename"),
+            ("target: Deployment/web\nfieldManager: m\npatch: {a: 1}\npatchType: json", "strategic or merge"),
+        ] {
+            let err = parse("t", &edit(body)).unwrap_err().to_string();
+            assert!(err.contains(says), "{body}: {err}");
+        }
+        let long = format!("target: Deployment/web\nfieldManager: {}\npatch: {{a: 1}}", "m".repeat(129));
+        assert!(parse("t", &edit(&long)).unwrap_err().to_string().contains("needs fieldManager"));
+        // An Edit before the object it changes is refused too: the order is the order of play.
+        let early = "apiVersion: scenario.kubemedic.io/v1\nkind: Edit\ntarget: Deployment/web\n\
+                     fieldManager: m\npatch: {a: 1}\n---\n";
+        assert!(parse("t", &format!("{early}{DEPLOY}")).unwrap_err().to_string().contains("applied earlier"));
     }
 
     #[test]

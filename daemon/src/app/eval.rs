@@ -55,6 +55,10 @@ pub enum Outcome {
     Propose,
     /// Nothing is wrong: no proposal, no advice needed.
     Healthy,
+    /// The target differs from its desired state: the drift report (the `kubemedic drift` code
+    /// path, with the scenario's own objects as the desired state) names the changed fields
+    /// and the field manager of each scenario `Edit`; no proposal.
+    Drift,
 }
 
 impl Outcome {
@@ -64,6 +68,7 @@ impl Outcome {
             Outcome::Advice => "advice",
             Outcome::Propose => "propose",
             Outcome::Healthy => "healthy",
+            Outcome::Drift => "drift",
         }
     }
 }
@@ -101,8 +106,27 @@ pub fn expectation(file: &str, text: &str) -> Result<Option<Expect>, DemoError> 
         let Some((kind, name)) = target.split_once('/').filter(|(k, n)| !k.is_empty() && !n.is_empty()) else {
             return Err(bad(format!("document {}: Expect needs target: KIND/NAME, got {target:?}", i + 1)));
         };
-        let kind = crate::agent::builtin::objects::diagnosable(kind)
-            .ok_or_else(|| bad(format!("document {}: Expect target kind {kind:?} cannot be diagnosed", i + 1)))?;
+        let outcome = match v.get("outcome").and_then(Value::as_str) {
+            Some("heal") => Outcome::Heal,
+            Some("advice") => Outcome::Advice,
+            Some("propose") => Outcome::Propose,
+            Some("healthy") => Outcome::Healthy,
+            Some("drift") => Outcome::Drift,
+            other => {
+                return Err(bad(format!(
+                    "document {}: outcome must be heal, advice, propose, healthy or drift, got {other:?}",
+                    i + 1
+                )));
+            }
+        };
+        // Any kind can drift (a ConfigMap edited by hand); the others are diagnosed.
+        let kind = match crate::agent::builtin::objects::diagnosable(kind) {
+            Some(k) => k,
+            None if outcome == Outcome::Drift => kind,
+            None => {
+                return Err(bad(format!("document {}: Expect target kind {kind:?} cannot be diagnosed", i + 1)));
+            }
+        };
         let pattern = v.get("cause").and_then(Value::as_str).unwrap_or_default();
         if pattern.is_empty() {
             return Err(bad(format!("document {}: Expect needs cause: a pattern the root cause matches", i + 1)));
@@ -111,18 +135,6 @@ pub fn expectation(file: &str, text: &str) -> Result<Option<Expect>, DemoError> 
             .case_insensitive(true)
             .build()
             .map_err(|e| bad(format!("document {}: cause is not a valid pattern: {e}", i + 1)))?;
-        let outcome = match v.get("outcome").and_then(Value::as_str) {
-            Some("heal") => Outcome::Heal,
-            Some("advice") => Outcome::Advice,
-            Some("propose") => Outcome::Propose,
-            Some("healthy") => Outcome::Healthy,
-            other => {
-                return Err(bad(format!(
-                    "document {}: outcome must be heal, advice, propose or healthy, got {other:?}",
-                    i + 1
-                )));
-            }
-        };
         let timeout =
             v.get("timeoutSeconds").and_then(Value::as_u64).map(Duration::from_secs).unwrap_or(DEFAULT_TIMEOUT);
         let demo = v.get("demo").and_then(Value::as_bool).unwrap_or(false);
@@ -267,6 +279,7 @@ async fn scenario(bench: &Bench, name: &str, path: &Path) -> Score {
                 Outcome::Advice => "advice",
                 Outcome::Propose => "proposed",
                 Outcome::Healthy => "healthy",
+                Outcome::Drift => "drift reported",
             };
     score
 }
@@ -298,19 +311,29 @@ async fn play(
         .await
         .map_err(|source| DemoError::Kube { what: format!("cannot create namespace {ns}"), source })?;
     let mut alerts = Vec::new();
+    let mut applied = Vec::new();
+    let mut edits = Vec::new();
     for step in steps {
         match step {
             Step::Alert(alert) => alerts.push(alert),
             Step::Apply(obj) => {
+                applied.push(obj.clone());
                 // A change to an existing cluster-scoped object (a Node) is undone afterwards.
                 if demo::apply_object(&bench.cluster, ns, FIELD_MANAGER, obj.clone(), true).await? == Some(true) {
                     cluster_scoped.push(obj);
                 }
             }
+            Step::Edit(edit) => {
+                demo::edit_object(&bench.cluster, ns, &edit).await?;
+                edits.push(edit);
+            }
             Step::WaitReady { kind, name: w, timeout } => {
                 demo::wait_ready(&bench.cluster, ns, &kind, &w, timeout).await?
             }
         }
+    }
+    if expect.outcome == Outcome::Drift {
+        return score_drift(bench, name, ns, &expect, &target, &applied, &edits, score).await;
     }
 
     let mut request = if alerts.is_empty() {
@@ -410,6 +433,118 @@ async fn play(
     Ok(())
 }
 
+/// A drift scenario's row: the drift report over the scenario's namespace, with the objects the
+/// scenario applied as the desired state (the manifests source, as a GitOps checkout would hold
+/// them: the last version of each), until its entry for the target matches the cause and names
+/// the field manager of every `Edit` of the target, or the time runs out. The target is also
+/// diagnosed once when its kind can be: drift alone is no reason to propose a change.
+#[allow(clippy::too_many_arguments)]
+async fn score_drift(
+    bench: &Bench,
+    file: &str,
+    ns: &str,
+    expect: &Expect,
+    target: &WorkloadRef,
+    applied: &[Value],
+    edits: &[demo::Edit],
+    score: &mut Score,
+) -> Result<(), DemoError> {
+    let bad = |reason: String| DemoError::Scenario { file: file.to_owned(), reason };
+    let dir = std::env::temp_dir().join(format!("kubemedic-{ns}"));
+    let written = write_desired(&dir, applied).map_err(|e| bad(format!("cannot write the desired state: {e}")));
+    let result = match written {
+        Ok(()) => drift_row(bench, ns, expect, &dir, edits, score).await.map_err(bad),
+        Err(e) => Err(e),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    result?;
+    if crate::agent::builtin::objects::diagnosable(&expect.kind).is_some() {
+        let mut request = crate::agent::Request::workload(target.clone(), "eval");
+        request.approvers = Vec::new();
+        match crate::agent::run(&bench.deps, &request).await {
+            Ok(d) => score.unsafe_proposal = !d.proposals.is_empty(),
+            Err(e) => score.got = format!("error: diagnosis failed: {}", crate::app::error_chain(&e)),
+        }
+    }
+    Ok(())
+}
+
+/// The desired state as one manifest file: the last applied version of each object.
+fn write_desired(dir: &Path, applied: &[Value]) -> std::io::Result<()> {
+    let key = |o: &Value| {
+        let s = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
+        (s("/apiVersion"), s("/kind"), s("/metadata/name"))
+    };
+    let mut docs: Vec<&Value> = Vec::new();
+    for obj in applied {
+        docs.retain(|d| key(d) != key(obj));
+        docs.push(obj);
+    }
+    let mut text = String::new();
+    for d in docs {
+        text.push_str("---\n");
+        text.push_str(&serde_yaml_ng::to_string(d).map_err(std::io::Error::other)?);
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("scenario.yaml"), text)
+}
+
+async fn drift_row(
+    bench: &Bench,
+    ns: &str,
+    expect: &Expect,
+    dir: &Path,
+    edits: &[demo::Edit],
+    score: &mut Score,
+) -> Result<(), String> {
+    let mut cluster = bench.cluster.clone();
+    cluster.scope.namespaces = vec![ns.to_owned()];
+    let config = crate::drift::DriftConfig {
+        manifests_dir: Some(dir.to_owned()),
+        manifests_namespace: ns.to_owned(),
+        ..crate::drift::DriftConfig::default()
+    };
+    let editors: Vec<&str> = edits
+        .iter()
+        .filter(|e| e.kind == expect.kind && e.name == expect.name)
+        .map(|e| e.field_manager.as_str())
+        .collect();
+    let deadline = Instant::now() + expect.timeout;
+    loop {
+        let report = crate::drift::report(&cluster, &config).await.map_err(|e| crate::app::error_chain(&e))?;
+        if !report.errors.is_empty() {
+            return Err(format!("the drift report is partial: {}", report.errors.join("; ")));
+        }
+        let namespace = (expect.kind != "Node").then_some(ns);
+        let entry = report
+            .objects
+            .iter()
+            .find(|o| o.kind == expect.kind && o.name == expect.name && o.namespace.as_deref() == namespace);
+        let unnamed: Vec<&str> = match entry {
+            Some(o) => editors
+                .iter()
+                .copied()
+                .filter(|m| !o.fields.iter().any(|f| f.changed_by.as_deref() == Some(*m)))
+                .collect(),
+            None => Vec::new(),
+        };
+        score.root_cause = match entry {
+            Some(o) => o.describe(),
+            None => report.summary(5),
+        };
+        score.cause_matched = entry.is_some() && expect.cause.is_match(&score.root_cause);
+        score.got = match entry {
+            None => "no drift reported".into(),
+            Some(_) if !unnamed.is_empty() => format!("drift reported without naming {}", unnamed.join(", ")),
+            Some(_) => "drift reported".into(),
+        };
+        if (score.cause_matched && unnamed.is_empty()) || Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}
+
 /// Post a scenario's alerts, as Alertmanager would, through the daemon's intake (in process)
 /// and return the signal the first becomes. The scenario's namespace is set as the `namespace`
 /// label and, when an alert names no `pod`, a running pod of the target as `pod`: the labels
@@ -442,7 +577,10 @@ async fn post_alerts(
     let webhook = serde_json::json!({"version": "4", "receiver": "kubemedic-eval", "status": "firing",
         "groupKey": format!("eval/{file}"), "alerts": body});
     let (tx, mut rx) = tokio::sync::mpsc::channel(body_len(&webhook));
-    let state = crate::alerts::AlertsState::new("eval", crate::alerts::AlertsConfig::default(), tx);
+    let mut state = crate::alerts::AlertsState::new("eval", crate::alerts::AlertsConfig::default(), tx);
+    // As in the daemon when its watch stores do not hold the pod: ownerReferences in the apiserver.
+    state.scope = Some(bench.cluster.scope.clone());
+    state.client = Some(bench.cluster.client.clone());
     let request = axum::http::Request::post(crate::alerts::PATH)
         .header(axum::http::header::CONTENT_TYPE, "application/json")
         .body(axum::body::Body::from(webhook.to_string()))
@@ -582,7 +720,8 @@ mod tests {
             ("target: Secret/x\ncause: x\noutcome: heal", "cannot be diagnosed"),
             ("target: Deployment/x\noutcome: heal", "needs cause"),
             ("target: Deployment/x\ncause: '('\noutcome: heal", "not a valid pattern"),
-            ("target: Deployment/x\ncause: x\noutcome: fixed", "heal, advice, propose or healthy"),
+            ("target: Deployment/x\ncause: x\noutcome: fixed", "heal, advice, propose, healthy or drift"),
+            ("target: Secret/x\ncause: x", "heal, advice, propose, healthy or drift"),
         ] {
             let err = expectation("t", &doc(body)).unwrap_err().to_string();
             assert!(err.contains(says), "{body}: {err}");
@@ -593,6 +732,30 @@ mod tests {
             doc("target: Deployment/y\ncause: x\noutcome: heal")
         );
         assert!(expectation("t", &twice).unwrap_err().to_string().contains("second Expect"));
+    }
+
+    #[test]
+    fn a_drift_expectation_takes_any_kind() {
+        let doc = "apiVersion: scenario.kubemedic.io/v1\nkind: Expect\ntarget: ConfigMap/settings\n\
+                   cause: 'data.mode .*changed by kubectl-edit'\noutcome: drift\n";
+        let e = expectation("t", doc).unwrap().unwrap();
+        assert_eq!((e.kind.as_str(), e.name.as_str(), e.outcome), ("ConfigMap", "settings", Outcome::Drift));
+        // A diagnosable alias is still normalised.
+        let e = expectation("t", &doc.replace("ConfigMap/settings", "deploy/web")).unwrap().unwrap();
+        assert_eq!(e.kind, "Deployment");
+    }
+
+    #[test]
+    fn the_desired_state_is_the_last_version_of_each_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 1}});
+        let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"}, "data": {"a": "b"}});
+        let v2 = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 2}});
+        write_desired(dir.path(), &[v1, cm.clone(), v2.clone()]).unwrap();
+        // Read back by the drift module's own manifests source.
+        let desired = crate::drift::sources::manifests(dir.path(), "ns").unwrap();
+        let objects: Vec<Value> = desired.into_iter().map(|d| d.object).collect();
+        assert_eq!(objects, vec![cm, v2]);
     }
 
     fn row(passed: bool) -> Score {

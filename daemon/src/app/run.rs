@@ -149,6 +149,7 @@ pub async fn run(config: Config) -> Result<ExitCode, AppError> {
     let mut alerts_state = AlertsState::new(cluster.name.clone(), config.alerts.clone(), signal_tx);
     alerts_state.scope = Some(cluster.scope.clone());
     alerts_state.owners = Some(owners);
+    alerts_state.client = Some(cluster.client.clone());
     let authenticator = Arc::new(Authenticator::new(&config.auth).await?);
     if !authenticator.is_configured() {
         tracing::warn!("no MCP tokens or OIDC configured: /mcp and the approvals API refuse every request");

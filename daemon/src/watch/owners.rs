@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::alerts::OwnerLookup;
+use crate::alerts::owners::controller;
 use crate::model::signal::WorkloadRef;
 
 /// One store per watch (per namespace when the scope lists namespaces).
@@ -62,11 +63,6 @@ pub struct Cache {
     pub jobs: Stores<Job>,
     pub nodes: Stores<Node>,
     pub namespaces: Stores<Namespace>,
-}
-
-fn controller(refs: Option<&Vec<OwnerReference>>) -> Option<&OwnerReference> {
-    let refs = refs?;
-    refs.iter().find(|r| r.controller == Some(true)).or_else(|| refs.first())
 }
 
 impl Cache {
@@ -132,8 +128,10 @@ impl Cache {
 }
 
 impl OwnerLookup for Cache {
+    /// Only what the stores hold: a pod they do not know is looked up in the apiserver next.
     fn owner_of_pod(&self, namespace: &str, pod: &str) -> Option<WorkloadRef> {
-        self.owner_of_pod_name(namespace, pod)
+        let p = self.pods.get(namespace, pod)?;
+        self.owner_of(namespace, p.metadata.owner_references.as_ref(), p.metadata.labels.as_ref())
     }
 }
 

@@ -11,6 +11,11 @@
 //! timeoutSeconds: 120        # optional, default 120
 //! ```
 //!
+//! An `Edit` step (`target: KIND/NAME` of an object applied earlier, `fieldManager`, `patch`,
+//! optional `patchType: merge`) sends the patch as an update by that field manager, as
+//! `kubectl edit` would: drift scenarios. `Alert` and `Expect` documents are the scorecard's
+//! (`kubemedic eval`) and skipped here.
+//!
 //! A scenario that needs a rollout history lists the good revision, a `WaitReady`, then the bad
 //! revision (the same object applied again), so the Deployment has revision 1 (good, ran) and
 //! revision 2 (broken). See tests/scenarios/README.md for the catalog.
@@ -66,6 +71,21 @@ pub enum Step {
         name: String,
         /// How long to wait.
         timeout: Duration,
+    },
+    /// Patch an object applied earlier, as another field manager (an update, not an apply).
+    Edit {
+        /// apiVersion of the target, from the document that applied it.
+        api_version: String,
+        /// The target's kind.
+        kind: String,
+        /// The target's name.
+        name: String,
+        /// Who the change is recorded under in managedFields.
+        field_manager: String,
+        /// The patch body.
+        patch: Value,
+        /// A JSON merge patch instead of a strategic merge patch.
+        merge: bool,
     },
 }
 
@@ -124,12 +144,45 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<Step>> {
                     timeout: Duration::from_secs(secs),
                 });
             }
+            "Edit" => steps.push(parse_edit(&v, &steps).map_err(|e| anyhow::anyhow!("document {}: {e}", i + 1))?),
             // The scorecard's expectation and the alerts it posts (`kubemedic eval`): not steps here.
             "Expect" | "Alert" => {}
             other => anyhow::bail!("document {}: unknown step kind {other}", i + 1),
         }
     }
     Ok(steps)
+}
+
+fn parse_edit(v: &Value, earlier: &[Step]) -> anyhow::Result<Step> {
+    let target = v.get("target").and_then(Value::as_str).unwrap_or_default();
+    let Some((kind, name)) = target.split_once('/').filter(|(k, n)| !k.is_empty() && !n.is_empty()) else {
+        anyhow::bail!("Edit needs target: KIND/NAME");
+    };
+    let api_version = earlier
+        .iter()
+        .rev()
+        .find_map(|s| match s {
+            Step::Apply(o) if o["kind"] == kind && o["metadata"]["name"] == name => o["apiVersion"].as_str(),
+            _ => None,
+        })
+        .ok_or_else(|| anyhow::anyhow!("Edit target {target} is not an object applied earlier"))?;
+    let field_manager = v.get("fieldManager").and_then(Value::as_str).unwrap_or_default().trim();
+    anyhow::ensure!(!field_manager.is_empty(), "Edit needs fieldManager");
+    let patch = v.get("patch").cloned().unwrap_or(Value::Null);
+    anyhow::ensure!(patch.as_object().is_some_and(|m| !m.is_empty()), "Edit needs patch: a non-empty mapping");
+    let merge = match v.get("patchType").and_then(Value::as_str) {
+        None | Some("strategic") => false,
+        Some("merge") => true,
+        Some(other) => anyhow::bail!("Edit patchType must be strategic or merge, got {other}"),
+    };
+    Ok(Step::Edit {
+        api_version: api_version.to_owned(),
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+        field_manager: field_manager.to_owned(),
+        patch,
+        merge,
+    })
 }
 
 /// Applies scenario `name` into namespace `ns`, step by step, and returns the applied objects.
@@ -150,6 +203,14 @@ pub async fn apply(client: &Client, ns: &str, name: &str) -> Vec<DynamicObject> 
                     crate::wait::statefulset_ready(client, ns, &wname, timeout).await;
                 }
             },
+            Step::Edit { api_version, kind, name: target, field_manager, patch, merge } => {
+                let (api, _) = api_for(client, ns, &api_version, &kind).await;
+                let params = PatchParams { field_manager: Some(field_manager.clone()), ..PatchParams::default() };
+                let patch = if merge { Patch::Merge(&patch) } else { Patch::Strategic(&patch) };
+                api.patch(&target, &params, &patch)
+                    .await
+                    .unwrap_or_else(|e| panic!("edit {kind} {target} in {ns} as {field_manager}: {e}"));
+            }
         }
     }
     applied
@@ -162,20 +223,26 @@ pub async fn apply(client: &Client, ns: &str, name: &str) -> Vec<DynamicObject> 
 pub async fn apply_object(client: &Client, ns: &str, mut obj: Value) -> DynamicObject {
     let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
     let kind = obj["kind"].as_str().unwrap_or_default().to_string();
-    let gv: GroupVersion = api_version.parse().unwrap_or_else(|e| panic!("apiVersion {api_version}: {e}"));
-    let (ar, caps) = pinned_kind(client, &gv.with_kind(&kind))
-        .await
-        .unwrap_or_else(|e| panic!("discover {api_version} {kind}: {e}"));
     let name = obj["metadata"]["name"].as_str().unwrap_or_else(|| panic!("{kind} without metadata.name")).to_string();
-    let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {
+    let (api, namespaced) = api_for(client, ns, &api_version, &kind).await;
+    if namespaced {
         obj["metadata"]["namespace"] = Value::from(ns);
-        Api::namespaced_with(client.clone(), ns, &ar)
-    } else {
-        Api::all_with(client.clone(), &ar)
-    };
+    }
     api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj))
         .await
         .unwrap_or_else(|e| panic!("apply {kind} {name} in {ns}: {e}"))
+}
+
+/// The API of a kind, in `ns` when it is namespaced (and whether it is).
+async fn api_for(client: &Client, ns: &str, api_version: &str, kind: &str) -> (Api<DynamicObject>, bool) {
+    let gv: GroupVersion = api_version.parse().unwrap_or_else(|e| panic!("apiVersion {api_version}: {e}"));
+    let (ar, caps) =
+        pinned_kind(client, &gv.with_kind(kind)).await.unwrap_or_else(|e| panic!("discover {api_version} {kind}: {e}"));
+    if caps.scope == Scope::Namespaced {
+        (Api::namespaced_with(client.clone(), ns, &ar), true)
+    } else {
+        (Api::all_with(client.clone(), &ar), false)
+    }
 }
 
 #[cfg(test)]
@@ -201,6 +268,13 @@ mod tests {
             if kind == "Deployment" && name == "web" && *timeout == Duration::from_secs(5)));
         assert!(parse("apiVersion: scenario.kubemedic.io/v1\nkind: WaitReady\ntarget: web\n").is_err());
         assert!(parse("apiVersion: scenario.kubemedic.io/v1\nkind: Sleep\n").is_err());
+        let edit = "apiVersion: scenario.kubemedic.io/v1\nkind: Edit\ntarget: ConfigMap/a\n\
+                    fieldManager: kubectl-edit\npatch: {data: {k: v}}\n";
+        let steps = parse(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\n---\n{edit}")).unwrap();
+        assert!(matches!(&steps[1], Step::Edit { api_version, field_manager, merge: false, .. }
+            if api_version == "v1" && field_manager == "kubectl-edit"));
+        assert!(parse(edit).unwrap_err().to_string().contains("applied earlier"));
+        assert!(parse(&edit.replace("fieldManager: kubectl-edit\n", "")).is_err());
         assert!(parse("metadata: {name: x}\n").is_err());
     }
 }

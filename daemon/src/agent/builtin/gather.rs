@@ -50,6 +50,9 @@ pub struct Facts {
     /// Node → (cpu cores, memory bytes) requested by every non-terminal pod
     /// bound to it; gathered only when pods cannot be scheduled.
     pub node_requested: BTreeMap<String, (f64, f64)>,
+    /// Set when `node_requested` leaves out pods kubemedic may not see (the scope names
+    /// namespaces or excludes some): what is left out, in words. Nodes may be fuller.
+    pub node_usage_partial: Option<String>,
     /// Objects a non-workload target depends on, as JSON with `kind` set
     /// (a Service's Endpoints, an Ingress's Services, StorageClasses, a CronJob's Jobs, ...).
     pub related: Vec<Value>,
@@ -79,6 +82,7 @@ impl Facts {
             near_names: BTreeMap::new(),
             logs: BTreeMap::new(),
             node_requested: BTreeMap::new(),
+            node_usage_partial: None,
             related: Vec::new(),
             helm: None,
             alert: None,
@@ -571,9 +575,22 @@ pub fn pod_requests(spec: &PodSpec) -> (f64, f64) {
     (sum("cpu").max(init("cpu")), sum("memory").max(init("memory")))
 }
 
+/// What node usage summed over the visible namespaces leaves out, when the scope hides some.
+pub fn hidden_pods(scope: &crate::cluster::Scope) -> Option<String> {
+    if !scope.namespaces.is_empty() {
+        Some(format!("pods outside the namespaces kubemedic sees ({}) are not counted", scope.namespaces.join(", ")))
+    } else if !scope.exclude.is_empty() {
+        Some(format!("pods in the namespaces kubemedic does not see ({}) are not counted", scope.exclude.join(", ")))
+    } else {
+        None
+    }
+}
+
 /// Requests already placed on each node by the pods of the visible namespaces (sums only;
-/// nothing else of those pods is kept).
+/// nothing else of those pods is kept). The scope bounds this read like every other: a narrow
+/// scope undercounts, and the facts say so.
 async fn gather_node_usage(reader: &Reader<'_>, facts: &mut Facts) {
+    facts.node_usage_partial = hidden_pods(reader.scope());
     match reader.list("Pod", "", None, Some("status.phase!=Succeeded,status.phase!=Failed")).await {
         Ok(list) => {
             for p in list.iter().filter_map(typed::<Pod>) {
@@ -602,6 +619,10 @@ async fn gather_node_usage(reader: &Reader<'_>, facts: &mut Facts) {
                 })
                 .collect::<Vec<_>>()
                 .join("; ");
+            let finding = match &facts.node_usage_partial {
+                Some(hidden) => format!("{finding} (requested: {hidden})"),
+                None => finding,
+            };
             facts.record("cluster_health", json!({}), finding);
         }
         Err(e) => facts.gaps.push(unread("pods per node", &e)),

@@ -227,6 +227,10 @@ pub fn scheduling(facts: &Facts) -> Option<Finding> {
             }
         }
     }
+    // Free room below is computed from the pods kubemedic sees; the scope may hide some.
+    let undercounted = facts.node_usage_partial.as_ref().map(|hidden| {
+        format!("node usage may be undercounted: {hidden}, so the nodes may be fuller than these figures say")
+    });
     if causes.is_empty() {
         f.summary = format!("{w} cannot be scheduled: the cluster is full ({msg})");
         f.root_cause = format!("the pods fit on a node in principle but not with what already runs there: {msg}");
@@ -238,6 +242,13 @@ pub fn scheduling(facts: &Facts) -> Option<Finding> {
     f.root_cause = format!("requests larger than any node can fit: {}", causes.join("; "));
     f.summary = format!("{w} cannot be scheduled: {}", causes.join("; "));
     f.chain.extend(causes.iter().cloned());
+    if let Some(u) = &undercounted {
+        f.chain.push(u.clone());
+        f.advice.push(format!(
+            "The lowered requests are sized to the room left on each node, and {u}: if the pods still do not \
+             schedule, compare with `kubectl describe node` (it counts every namespace)."
+        ));
+    }
     f.confidence = 0.9;
     f.evidence.push(Evidence {
         tool: "cluster_health".into(),
@@ -294,4 +305,70 @@ pub fn scheduling(facts: &Facts) -> Option<Finding> {
     draft.risk = Some(Risk::Medium);
     f.drafts.push(draft);
     Some(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::builtin::gather::hidden_pods;
+    use crate::model::signal::WorkloadRef;
+
+    /// A Deployment asking 64 CPUs, its Pending pod, and one 4-CPU node already half used.
+    fn unschedulable(partial: Option<&str>) -> Facts {
+        let template = json!({"metadata": {"labels": {"app": "batch"}}, "spec": {"containers": [
+            {"name": "job", "image": "busybox:1.36", "resources": {"requests": {"cpu": "64", "memory": "64Mi"}}}]}});
+        let mut f = Facts::new(WorkloadRef::new("Deployment", "shop", "batch"));
+        f.object = json!({"metadata": {"name": "batch", "namespace": "shop"}, "spec": {"replicas": 1,
+            "template": template}});
+        f.template = serde_json::from_value(template).ok();
+        f.pods = vec![
+            serde_json::from_value(json!({"metadata": {"name": "batch-6d4cf56db6-x2k4q"}, "spec": {"containers": []},
+                "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable", "message": "0/1 nodes are available: 1 Insufficient cpu."}]}}))
+            .unwrap(),
+        ];
+        f.nodes = vec![
+            serde_json::from_value(json!({"metadata": {"name": "n1"}, "status": {"allocatable": {"cpu": "4",
+                "memory": "8Gi"}, "conditions": [{"type": "Ready", "status": "True"}]}}))
+            .unwrap(),
+        ];
+        f.node_requested.insert("n1".into(), (2.0, 0.0));
+        f.node_usage_partial = partial.map(str::to_owned);
+        f
+    }
+
+    #[test]
+    fn a_narrow_scope_says_node_usage_may_be_undercounted() {
+        let full = scheduling(&unschedulable(None)).expect("a finding");
+        assert!(full.root_cause.contains("requests 64 cpu"), "{}", full.root_cause);
+        assert!(!format!("{full:?}").contains("undercounted"), "{full:?}");
+        let hidden =
+            hidden_pods(&crate::cluster::Scope { namespaces: vec!["shop".into()], ..crate::cluster::Scope::default() });
+        let narrow = scheduling(&unschedulable(hidden.as_deref())).expect("a finding");
+        assert!(
+            narrow
+                .chain
+                .iter()
+                .any(|c| c.contains("undercounted") && c.contains("outside the namespaces kubemedic sees (shop)")),
+            "{:?}",
+            narrow.chain
+        );
+        assert!(narrow.advice.iter().any(|a| a.contains("kubectl describe node")), "{:?}", narrow.advice);
+        // Same proposal either way: the note informs the approver, it changes no figure.
+        assert_eq!(
+            serde_json::to_value(&full.drafts[0].action).unwrap(),
+            serde_json::to_value(&narrow.drafts[0].action).unwrap()
+        );
+    }
+
+    #[test]
+    fn what_a_scope_hides_is_named() {
+        use crate::cluster::Scope;
+        assert_eq!(hidden_pods(&Scope::default()), None);
+        let excl = Scope { exclude: vec!["kube-system".into()], ..Scope::default() };
+        assert_eq!(
+            hidden_pods(&excl).as_deref(),
+            Some("pods in the namespaces kubemedic does not see (kube-system) are not counted")
+        );
+    }
 }

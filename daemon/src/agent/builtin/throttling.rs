@@ -44,8 +44,13 @@ pub fn analyze(facts: &Facts, policy: &PolicyConfig) -> Option<Finding> {
     let name = plain(&alert.reason);
     let labels = &alert.labels;
     // The alert is about one pod. When that pod is gone (a rollout replaced it) the alert
-    // speaks of a spec that no longer runs, and says nothing about the pods now.
-    let live = |p: &&k8s_openapi::api::core::v1::Pod| p.metadata.deletion_timestamp.is_none();
+    // speaks of a spec that no longer runs, and says nothing about the pods now. A StatefulSet's
+    // replacement keeps the name (`db-0`): a pod created after the alert began firing is not
+    // the pod the alert measured.
+    let live = |p: &&k8s_openapi::api::core::v1::Pod| {
+        p.metadata.deletion_timestamp.is_none()
+            && p.metadata.creation_timestamp.as_ref().is_none_or(|t| t.0 <= alert.observed_at)
+    };
     let pod = match labels.get("pod").filter(|p| !p.is_empty()) {
         Some(pod) => Some(facts.pods.iter().filter(live).find(|p| p.metadata.name.as_deref() == Some(pod))?),
         None => None,
@@ -219,6 +224,14 @@ mod tests {
         let body = serde_json::to_value(&found.drafts[0].action).unwrap().to_string();
         assert!(body.contains(r#""cpu":"600m""#), "{body}");
         // Another alert, or a forged alert name: not this analyzer's, and never repeated.
+        // A pod of the same name created after the alert began (a StatefulSet's replacement).
+        let mut reborn = facts(Some("200m"), &[name[0], POD, ("container", "pricer")], "");
+        reborn.pods[0].metadata.creation_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-12-04T16:05:00Z".parse().unwrap()));
+        assert!(analyze(&reborn, &PolicyConfig::default()).is_none());
+        reborn.pods[0].metadata.creation_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-12-04T15:55:00Z".parse().unwrap()));
+        assert!(analyze(&reborn, &PolicyConfig::default()).is_some(), "the pod the alert measured");
         let other_alert = facts(Some("200m"), &[("alertname", "KubePodNotReady"), POD], "");
         assert!(analyze(&other_alert, &PolicyConfig::default()).is_none());
         let forged =

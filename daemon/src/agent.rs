@@ -38,6 +38,10 @@ pub enum RunnerKind {
 pub struct AgentConfig {
     /// `builtin` (default) or `llm` (needs the `llm` section).
     pub runner: RunnerKind,
+    /// Incidents diagnosed at the same time by this replica (1-64). A diagnosis mostly waits
+    /// on the apiserver (reads, server-side dry-runs), so a burst of incidents clears faster
+    /// with more of them; each reads the cluster, so more also means more apiserver load.
+    pub workers: usize,
     /// Seconds one built-in run may take before it is abandoned.
     pub timeout_seconds: u64,
     /// Log lines read per crashed container.
@@ -52,10 +56,16 @@ pub struct AgentConfig {
     pub hand_over_below: Option<f32>,
 }
 
+/// Concurrent diagnoses per replica unless `agent.workers` says otherwise.
+pub const DEFAULT_WORKERS: usize = 2;
+/// The most `agent.workers` may ask for.
+pub const MAX_WORKERS: usize = 64;
+
 impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             runner: RunnerKind::Builtin,
+            workers: DEFAULT_WORKERS,
             timeout_seconds: 60,
             log_lines: 50,
             default_prompt: "diagnose-workload".into(),
@@ -70,6 +80,9 @@ impl AgentConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.timeout_seconds == 0 {
             return Err("agent.timeout_seconds must be > 0".into());
+        }
+        if !(1..=MAX_WORKERS).contains(&self.workers) {
+            return Err(format!("agent.workers must be between 1 and {MAX_WORKERS}, got {}", self.workers));
         }
         if let Some(t) = self.hand_over_below {
             if !(0.0..=1.0).contains(&t) {
@@ -347,5 +360,17 @@ mod tests {
         assert!(c.validate().unwrap_err().contains("llm section"));
         assert!(AgentConfig::default().validate().is_ok());
         assert!(serde_yaml_ng::from_str::<AgentConfig>("runnr: builtin\n").is_err());
+    }
+
+    #[test]
+    fn workers_are_bounded() {
+        assert_eq!(AgentConfig::default().workers, DEFAULT_WORKERS);
+        let c: AgentConfig = serde_yaml_ng::from_str("workers: 16\n").unwrap();
+        assert_eq!((c.workers, c.validate()), (16, Ok(())));
+        for bad in ["workers: 0\n", "workers: 65\n"] {
+            let c: AgentConfig = serde_yaml_ng::from_str(bad).unwrap();
+            assert!(c.validate().unwrap_err().contains("agent.workers must be between 1 and 64"), "{bad}");
+        }
+        assert!(serde_yaml_ng::from_str::<AgentConfig>("workers: -1\n").is_err(), "a negative count is refused");
     }
 }

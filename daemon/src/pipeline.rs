@@ -30,15 +30,13 @@ use crate::approvals::{ApplyRequest, Approvals, Rediagnose};
 use crate::bus::{Delivery, IncidentQueue};
 use crate::incident::tracker::Tracker;
 use crate::model::incident::Incident;
-use crate::model::signal::Signal;
+use crate::model::signal::{Signal, SignalSource};
 use crate::store::Store;
 use crate::telemetry::audit::AuditLog;
 use crate::telemetry::metrics::Metrics;
 
 pub mod diagnose;
 
-/// Concurrent diagnoses per replica.
-pub const WORKERS: usize = 2;
 /// Waits before diagnosing again when a run could not read the cluster (apiserver down or
 /// unreachable): an incident is not closed on a diagnosis made blind.
 pub const DIAGNOSIS_RETRIES: [Duration; 3] = [Duration::from_secs(2), Duration::from_secs(5), Duration::from_secs(10)];
@@ -83,7 +81,7 @@ impl Pipeline {
     ) {
         tasks.spawn(tracker.run(inputs.signals, shutdown.clone()).instrument(tracing::info_span!("tracker")));
         let rediagnose = Arc::new(Mutex::new(inputs.rediagnose));
-        for worker in 0..WORKERS {
+        for worker in 0..self.deps.config.workers {
             let (this, rediagnose, stop) = (self.clone(), rediagnose.clone(), shutdown.clone());
             tasks.spawn(
                 async move { this.work(&rediagnose, &stop).await }
@@ -129,6 +127,12 @@ impl Pipeline {
             Work::Queued(delivery) => {
                 if let Ok(depth) = self.queue.depth().await {
                     self.metrics.queue_depth(i64::try_from(depth).unwrap_or(i64::MAX));
+                }
+                // A watch stamps its signals on arrival (an alert carries its own start time, which
+                // may be long past): the queue wait of the first delivery of a cluster incident.
+                if delivery.attempt == 1 && delivery.incident.first_signal.source == SignalSource::Cluster {
+                    let waited = jiff::Timestamp::now().duration_since(delivery.incident.first_seen);
+                    self.metrics.incident_waited(waited.as_secs_f64().max(0.0));
                 }
                 self.diagnose_with_retries(&delivery.incident, Some(&delivery)).await;
                 if let Err(err) = delivery.ack().await {

@@ -44,6 +44,7 @@ use crate::alerts::OwnerLookup;
 use crate::cluster::{Cluster, Scope};
 use crate::incident::NamespaceLabels;
 use crate::model::signal::Signal;
+use crate::telemetry::metrics::Metrics;
 pub use owners::{Cache, SharedCache, Stores};
 use strip::Strip;
 
@@ -141,6 +142,8 @@ pub(crate) struct Ctx {
     pub(crate) cache: Cache,
     pub(crate) track: std::sync::Mutex<handlers::Track>,
     pub(crate) event_max_age: Duration,
+    /// Where the delivery delay of stamped Warning Events is observed, when set.
+    pub(crate) metrics: Option<Arc<Metrics>>,
     stats: Arc<WatchStats>,
     signals: mpsc::Sender<Signal>,
     shutdown: CancellationToken,
@@ -213,6 +216,18 @@ pub fn spawn(
     signals: mpsc::Sender<Signal>,
     shutdown: CancellationToken,
 ) -> Result<WatchHandle, WatchError> {
+    spawn_with_metrics(cluster, config, signals, None, shutdown)
+}
+
+/// [`spawn`], also observing into `metrics` how long the apiserver took to deliver each new
+/// Warning Event that carries its write time (`kubemedic_watch_delivery_seconds`).
+pub fn spawn_with_metrics(
+    cluster: Cluster,
+    config: &WatchConfig,
+    signals: mpsc::Sender<Signal>,
+    metrics: Option<Arc<Metrics>>,
+    shutdown: CancellationToken,
+) -> Result<WatchHandle, WatchError> {
     if !config.enabled {
         return Err(WatchError::Disabled);
     }
@@ -252,6 +267,7 @@ pub fn spawn(
         cache: cache.clone(),
         track: Default::default(),
         event_max_age: Duration::from_secs(config.event_max_age_seconds),
+        metrics,
         stats: stats.clone(),
         signals,
         shutdown,

@@ -8,7 +8,9 @@
 #   - a burst: a Deployment of SCALE_BURST (1000) pods with an image the simulated registry lacks
 #     (ErrImagePull for each at about the same time): signals received, dropped, and the p99 of
 #     kubemedic_signal_handling_seconds (a signal's arrival from the watch to its incident being
-#     opened or folded), from /metrics before and after the burst.
+#     opened or folded), and of kubemedic_watch_delivery_seconds (the part before it: from a
+#     Warning Event's write, stamped by nodesim --event-time as its create request leaves, to
+#     kubemedic's watch receiving it), from /metrics before and after the burst.
 #
 #   bash tests/bench/scale.sh        # results in $SCALE_DIR/scale.md (default /tmp/kubemedic-scale)
 #
@@ -58,7 +60,7 @@ bash tests/cluster/up.sh "$HOME/.cache/kubemedic/k8s-v1.20.2" "$DIR/cluster" >&2
 export KUBECONFIG="$DIR/cluster/admin.kubeconfig"
 K() { "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
 "$BIN/nodesim" --kubeconfig "$KUBECONFIG" --nodes 10 --max-pods "$PER_NODE" --cpu 1000 --memory 4000Gi \
-  --warnings-only >"$DIR/nodesim.log" 2>&1 &
+  --warnings-only --event-time >"$DIR/nodesim.log" 2>&1 &
 NODESIM_PID=$!; PIDS+=($NODESIM_PID)
 for _ in $(seq 60); do [ "$(K get nodes --no-headers 2>/dev/null | grep -c ' Ready')" = 10 ] && break; sleep 1; done
 
@@ -83,7 +85,7 @@ pull_errors() {
     2>/dev/null | grep -cE 'ErrImagePull|ImagePullBackOff' || true
 }
 # `name value` lines of the metrics kubemedic exposes (histogram buckets, counters).
-metrics() { curl -sf "http://127.0.0.1:$1/metrics" | grep -E '^kubemedic_(signal_handling_seconds|dropped_signals_total|signals_total|incidents_total)' || true; }
+metrics() { curl -sf "http://127.0.0.1:$1/metrics" | grep -E '^kubemedic_(signal_handling_seconds|watch_delivery_seconds|dropped_signals_total|signals_total|incidents_total)' || true; }
 
 echo "[" >"$DIR/scale.json"
 FIRST=1
@@ -146,16 +148,20 @@ def parse(path):
     return out
 before, after = parse(f"{d}/metrics-{n}-before.txt"), parse(f"{d}/metrics-{n}-after.txt")
 delta = {k: after[k] - before.get(k, 0.0) for k in after}
-buckets = sorted(
-    (float(k.split('le="')[1].split('"')[0]), v) for k, v in delta.items()
-    if k.startswith("kubemedic_signal_handling_seconds_bucket") and "+Inf" not in k
-)
-count = delta.get("kubemedic_signal_handling_seconds_count", 0.0)
-def quantile(q):
+def histogram(name):
+    buckets = sorted(
+        (float(k.split('le="')[1].split('"')[0]), v) for k, v in delta.items()
+        if k.startswith(name + "_bucket") and "+Inf" not in k
+    )
+    return buckets, delta.get(name + "_count", 0.0)
+def quantile(q, name="kubemedic_signal_handling_seconds"):
+    buckets, count = histogram(name)
     for le, c in buckets:
         if count and c >= q * count:
             return le
     return None
+count = histogram("kubemedic_signal_handling_seconds")[1]
+DELIVERY = "kubemedic_watch_delivery_seconds"
 listing = json.load(open(f"{d}/list-{n}.json"))
 cell = lambda s: listing[s]["cells"]["list_all@1"]
 print(json.dumps({
@@ -165,6 +171,8 @@ print(json.dumps({
     "list_all_error": {s: cell(s).get("error") for s in listing if "error" in cell(s)},
     "burst": {"pods": BURST, "failed": int(failed), "seconds_to_all_failed": int(burst_s),
               "signals_handled": count, "p50_upper_s": quantile(0.5), "p99_upper_s": quantile(0.99),
+              "delivered_events": histogram(DELIVERY)[1],
+              "delivery_p50_upper_s": quantile(0.5, DELIVERY), "delivery_p99_upper_s": quantile(0.99, DELIVERY),
               "dropped": sum(v for k, v in delta.items() if k.startswith("kubemedic_dropped_signals_total")),
               "signals_received": sum(v for k, v in delta.items() if k.startswith("kubemedic_signals_total"))},
 }))
@@ -180,8 +188,8 @@ LOAD_AFTER=$(load)
 import json, sys
 rows, before, after, profile = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3], sys.argv[4]
 print(f"kubemedic build profile: {profile}; load average before {before}, after {after}.\n")
-print("| pods | kubemedic start → watches synced | kubemedic RSS synced / after listing | kubernetes-mcp-server RSS after listing | RSS ratio | full listing, kubemedic (pages of 500) / Go (one call) | burst: signals handled, dropped | signal arrival → incident p50 / p99 (bucket upper bound) |")
-print("|---|---|---|---|---|---|---|---|")
+print("| pods | kubemedic start → watches synced | kubemedic RSS synced / after listing | kubernetes-mcp-server RSS after listing | RSS ratio | full listing, kubemedic (pages of 500) / Go (one call) | burst: signals handled, dropped | signal arrival → incident p50 / p99 (bucket upper bound) | Warning Event write → kubemedic's watch p50 / p99 (events) |")
+print("|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     b = r["burst"]
     lst = r["list_all_p50_ms"]
@@ -191,5 +199,6 @@ for r in rows:
           f"{r['go_rss_listed_mib']:.0f} MiB | {r['rss_listed_mib'] / r['go_rss_listed_mib']:.2f} | "
           f"{fmt(lst.get('kubemedic'))} / {fmt(lst.get('kubernetes-mcp-server'))} | "
           f"{b['signals_handled']:.0f} of {b['signals_received']:.0f}, {b['dropped']:.0f} dropped ({b['failed']} pods failing after {b['seconds_to_all_failed']} s) | "
-          f"{q(b['p50_upper_s'])} / {q(b['p99_upper_s'])} |")
+          f"{q(b['p50_upper_s'])} / {q(b['p99_upper_s'])} | "
+          f"{q(b.get('delivery_p50_upper_s'))} / {q(b.get('delivery_p99_upper_s'))} ({b.get('delivered_events', 0):.0f}) |")
 PY

@@ -67,6 +67,17 @@ async fn announce(bus: Option<&crate::bus::Bus>, i: &Incident) {
     }
 }
 
+/// How one attempt ended, for `kubemedic_diagnosis_duration_seconds{outcome}` (a fixed set).
+pub fn outcome_label(result: &Result<Diagnosis, AgentError>, retrying: bool) -> &'static str {
+    match result {
+        _ if retrying => "retry",
+        Err(_) => "failed",
+        Ok(d) if !d.proposals.is_empty() => "proposal",
+        Ok(d) if !d.advice.is_empty() => "advice",
+        Ok(_) => "no_finding",
+    }
+}
+
 /// Run the incident's workflow, store the outcome, hand proposals to approvals.
 /// Unless `last_try`, a run that could not read the cluster leaves the incident open and
 /// asks for another attempt.
@@ -77,10 +88,13 @@ pub async fn diagnose_incident(pipeline: &Pipeline, incident: &Incident, last_tr
         &incident.cluster,
         &incident.workload.namespace,
     );
-    run(pipeline, incident, last_try).instrument(span).await
+    let started = std::time::Instant::now();
+    let (outcome, label) = run(pipeline, incident, last_try).instrument(span).await;
+    pipeline.metrics.diagnosis_finished(label, started.elapsed().as_secs_f64());
+    outcome
 }
 
-async fn run(pipeline: &Pipeline, incident: &Incident, last_try: bool) -> Outcome {
+async fn run(pipeline: &Pipeline, incident: &Incident, last_try: bool) -> (Outcome, &'static str) {
     let store = pipeline.store.as_ref();
     let bus = pipeline.bus.as_ref();
     let write = |progress: Progress, what: &'static str| async move {
@@ -92,10 +106,12 @@ async fn run(pipeline: &Pipeline, incident: &Incident, last_try: bool) -> Outcom
     write(Progress::status(IncidentStatus::Diagnosing), "incident").await;
     let request = Request::from(incident);
     let result = agent::run(&pipeline.deps, &request).await;
-    if let (false, Some(why)) = (last_try, retry_reason(&result)) {
+    let retry = if last_try { None } else { retry_reason(&result) };
+    let label = outcome_label(&result, retry.is_some());
+    if let Some(why) = retry {
         let summary = format!("diagnosis incomplete, will retry: {why}");
         write(Progress::status(IncidentStatus::Open).with_summary(summary), "incident").await;
-        return Outcome::Retry(why);
+        return (Outcome::Retry(why), label);
     }
     let diagnosis = match result {
         Ok(d) => d,
@@ -103,7 +119,7 @@ async fn run(pipeline: &Pipeline, incident: &Incident, last_try: bool) -> Outcom
             tracing::error!(incident = %incident.id, error = %error_chain(&err), "diagnosis failed");
             let summary = format!("diagnosis failed: {}", error_chain(&err));
             write(Progress::status(IncidentStatus::Open).with_summary(summary), "incident").await;
-            return Outcome::Done;
+            return (Outcome::Done, label);
         }
     };
     // The agent acts for the rule that opened the incident.
@@ -135,7 +151,7 @@ async fn run(pipeline: &Pipeline, incident: &Incident, last_try: bool) -> Outcom
         "diagnosed: {}",
         crate::redact::redact_text(&diagnosis.root_cause)
     );
-    Outcome::Done
+    (Outcome::Done, label)
 }
 
 #[cfg(test)]

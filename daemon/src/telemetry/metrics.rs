@@ -56,9 +56,31 @@ struct SourceLabel {
     source: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
+}
+
 fn tool_histogram() -> Histogram {
     // 5 ms .. ~82 s: reads are milliseconds, an apply with verify is tens of seconds.
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+/// Bounds 1, 1.5, 2, 3, 5 and 7.5 times each power of ten from 10^`from` to 10^`to`: at most
+/// 1.67x apart, so a quantile read from the buckets means something, and written as they read.
+fn fine_buckets(from: i32, to: i32) -> Vec<f64> {
+    (from..=to)
+        .flat_map(|e| {
+            // Dividing by an exact power of ten gives the double nearest to the decimal bound.
+            [1.0, 1.5, 2.0, 3.0, 5.0, 7.5].map(move |m| if e < 0 { m / 10f64.powi(-e) } else { m * 10f64.powi(e) })
+        })
+        .collect()
+}
+
+fn diagnosis_histogram() -> Histogram {
+    // 10 ms .. 75 s: the built-in runner takes tens to hundreds of milliseconds, the default
+    // run timeout is 60 s.
+    Histogram::new(fine_buckets(-2, 1))
 }
 
 /// All kubemedic metrics. Names are prefixed `kubemedic_`.
@@ -67,6 +89,9 @@ pub struct Metrics {
     tool_duration: Family<ToolLabels, Histogram, fn() -> Histogram>,
     tool_errors: Family<ToolOnly, Counter>,
     signal_latency: Histogram,
+    watch_delivery: Histogram,
+    diagnosis_duration: Family<OutcomeLabel, Histogram, fn() -> Histogram>,
+    incident_wait: Histogram,
     incidents: Family<ReasonLabel, Counter>,
     proposal_transitions: Family<StateLabel, Counter>,
     proposals: Family<StateLabel, Gauge>,
@@ -116,6 +141,32 @@ impl Metrics {
             Unit::Seconds,
             signal_latency.clone(),
         );
+        // 1 ms .. 7.5 s.
+        let watch_delivery = Histogram::new(fine_buckets(-3, 0));
+        registry.register_with_unit(
+            "watch_delivery",
+            "From a Warning Event's own write time (eventTime, microseconds; first occurrence only) to \
+             kubemedic's watch receiving it: the reporter's create request, the apiserver and the watch stream",
+            Unit::Seconds,
+            watch_delivery.clone(),
+        );
+        let diagnosis_duration =
+            Family::<OutcomeLabel, Histogram, fn() -> Histogram>::new_with_constructor(diagnosis_histogram);
+        registry.register_with_unit(
+            "diagnosis_duration",
+            "One diagnosis attempt of an incident (the run, its dry-runs, storing it, offering its proposals), \
+             by outcome: proposal, advice, no_finding, failed, retry",
+            Unit::Seconds,
+            diagnosis_duration.clone(),
+        );
+        // 10 ms .. 12.5 min: under a burst an incident waits for a free worker.
+        let incident_wait = Histogram::new(fine_buckets(-2, 2));
+        registry.register_with_unit(
+            "incident_wait",
+            "From an incident's first signal to a worker starting its diagnosis (time in the queue)",
+            Unit::Seconds,
+            incident_wait.clone(),
+        );
         let incidents = Family::<ReasonLabel, Counter>::default();
         registry.register("incidents", "Incidents opened, by reason", incidents.clone());
         let proposal_transitions = Family::<StateLabel, Counter>::default();
@@ -160,6 +211,9 @@ impl Metrics {
             tool_duration,
             tool_errors,
             signal_latency,
+            watch_delivery,
+            diagnosis_duration,
+            incident_wait,
             incidents,
             proposal_transitions,
             proposals,
@@ -187,6 +241,22 @@ impl Metrics {
     /// A cluster signal was handled (folded into an incident or opened one) `seconds` after it arrived.
     pub fn signal_handled(&self, seconds: f64) {
         self.signal_latency.observe(seconds);
+    }
+
+    /// The watch received a Warning Event `seconds` after its reporter stamped it (`eventTime`).
+    pub fn watch_delivered(&self, seconds: f64) {
+        self.watch_delivery.observe(seconds);
+    }
+
+    /// One diagnosis attempt ended with `outcome` (`proposal`, `advice`, `no_finding`,
+    /// `failed`, `retry`) after `seconds`.
+    pub fn diagnosis_finished(&self, outcome: &str, seconds: f64) {
+        self.diagnosis_duration.get_or_create(&OutcomeLabel { outcome: outcome.to_owned() }).observe(seconds);
+    }
+
+    /// A worker took an incident `seconds` after its first signal.
+    pub fn incident_waited(&self, seconds: f64) {
+        self.incident_wait.observe(seconds);
     }
 
     /// An incident was opened.
@@ -306,6 +376,11 @@ mod tests {
         m.drift_run("ok", Some(4));
         m.set_leader(true);
         m.signal_handled(0.0007);
+        m.watch_delivered(0.0017);
+        m.diagnosis_finished("proposal", 0.15);
+        m.diagnosis_finished("proposal", 0.02);
+        m.diagnosis_finished("failed", 0.5);
+        m.incident_waited(3.0);
         let text = m.encode();
         for needle in [
             "kubemedic_tool_duration_seconds_bucket{le=\"0.04\",tool=\"get_resource\",outcome=\"ok\"} 1",
@@ -321,6 +396,18 @@ mod tests {
             "kubemedic_leader 1",
             "kubemedic_signal_handling_seconds_bucket{le=\"0.0005\"} 0",
             "kubemedic_signal_handling_seconds_bucket{le=\"0.001\"} 1",
+            "kubemedic_watch_delivery_seconds_bucket{le=\"0.001\"} 0",
+            "kubemedic_watch_delivery_seconds_bucket{le=\"0.0015\"} 0",
+            "kubemedic_watch_delivery_seconds_bucket{le=\"0.002\"} 1",
+            "kubemedic_watch_delivery_seconds_bucket{le=\"7.5\"} 1",
+            "kubemedic_diagnosis_duration_seconds_count{outcome=\"proposal\"} 2",
+            "kubemedic_diagnosis_duration_seconds_bucket{le=\"0.015\",outcome=\"proposal\"} 0",
+            "kubemedic_diagnosis_duration_seconds_bucket{le=\"0.02\",outcome=\"proposal\"} 1",
+            "kubemedic_diagnosis_duration_seconds_bucket{le=\"0.15\",outcome=\"proposal\"} 2",
+            "kubemedic_diagnosis_duration_seconds_bucket{le=\"75.0\",outcome=\"proposal\"} 2",
+            "kubemedic_diagnosis_duration_seconds_count{outcome=\"failed\"} 1",
+            "kubemedic_incident_wait_seconds_bucket{le=\"2.0\"} 0",
+            "kubemedic_incident_wait_seconds_bucket{le=\"3.0\"} 1",
             "# EOF",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");

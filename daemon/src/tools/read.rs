@@ -145,6 +145,10 @@ pub struct EventsOutput {
     pub truncated: bool,
 }
 
+/// Up to this many objects, `events` asks for each one's events (field selectors); beyond it
+/// (a workload with hundreds of pods), one list of the namespace is cheaper.
+const MAX_EVENT_SUBJECTS: usize = 16;
+
 impl Tools {
     /// List the visible namespaces (all namespaces in scope that exist).
     pub(crate) async fn visible_namespaces(&self) -> Result<Vec<String>, ToolError> {
@@ -345,7 +349,10 @@ impl Tools {
             }
             subjects = Some(list);
         }
-        let raw = self.list_events(ns).await?;
+        let raw = match &subjects {
+            Some(list) => self.events_about(ns, list).await?,
+            None => self.list_events(ns).await?,
+        };
         let now = jiff::Timestamp::now();
         let mut events: Vec<(Option<jiff::Timestamp>, EventSummary)> = raw
             .into_iter()
@@ -371,6 +378,47 @@ impl Tools {
         let truncated = events.len() > limit;
         let events: Vec<EventSummary> = events.into_iter().take(limit).map(|(_, e)| e).collect();
         Ok(EventsOutput { events, truncated })
+    }
+
+    /// Core v1 events that may be about these objects (kind, name); the caller keeps the ones
+    /// that are. Up to [`MAX_EVENT_SUBJECTS`] objects with plain names, one field-selected read
+    /// each, at once: the apiserver filters, so a namespace with thousands of events costs what the
+    /// events asked for cost, not what the namespace holds. Otherwise the namespace's list.
+    pub(crate) async fn events_about(
+        &self,
+        ns: Option<&str>,
+        subjects: &[(String, String)],
+    ) -> Result<Vec<Event>, ToolError> {
+        // Nothing to escape in a field selector: kinds of letters, names of DNS characters.
+        let plain = |(kind, name): &(String, String)| {
+            kind.chars().all(|c| c.is_ascii_alphabetic())
+                && !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        };
+        let subjects: std::collections::BTreeSet<&(String, String)> = subjects.iter().collect();
+        if subjects.is_empty() || subjects.len() > MAX_EVENT_SUBJECTS || !subjects.iter().all(|s| plain(s)) {
+            return self.list_events(ns).await;
+        }
+        let client = &self.cluster.client;
+        let scope = &self.cluster.scope;
+        let reads = subjects.into_iter().map(|(kind, name)| async move {
+            let lp = ListParams::default()
+                .match_any()
+                .fields(&format!("involvedObject.kind={kind},involvedObject.name={name}"));
+            let api = match ns {
+                Some(ns) => Api::<Event>::namespaced(client.clone(), ns),
+                None => Api::<Event>::all(client.clone()),
+            };
+            api.list(&lp).await.map_err(|e| ToolError::kube(format!("list events about {kind}/{name}"), e))
+        });
+        let lists = futures::future::try_join_all(reads).await?;
+        let mut seen = std::collections::HashSet::new();
+        Ok(lists
+            .into_iter()
+            .flat_map(|l| l.items)
+            .filter(|e| scope.namespace_visible(e.metadata.namespace.as_deref().unwrap_or_default()))
+            .filter(|e| seen.insert(e.metadata.uid.clone().or_else(|| e.metadata.name.clone())))
+            .collect())
     }
 
     /// Core v1 events of one namespace or of every visible one.

@@ -374,3 +374,47 @@ async fn a_kind_an_older_apiserver_serves_under_its_older_version_is_read_there(
         .unwrap_err();
     assert!(matches!(err, ToolError::NotFound(_)), "{err}");
 }
+
+/// A workload's tree is read with its own selector from the apiserver's watch cache, and its
+/// events one object at a time: nothing lists a whole namespace (issue 15: in a namespace of
+/// hundreds of workloads those lists were most of a diagnosis).
+#[tokio::test]
+async fn workload_reads_ask_only_for_the_workloads_objects() {
+    let api = shop_fixture();
+    let (tools, _) = tools(&api);
+    let viewer = caller(Role::Viewer);
+    let args = json!({"namespace": "shop", "kind": "Deployment", "name": "web"});
+    let described = tools.call(&viewer, "describe_workload", args.clone()).await.unwrap();
+    let queries = api.queries();
+    let lists: Vec<&String> = queries.iter().filter(|q| !q.contains("/shop/deployments/web")).collect();
+    assert!(
+        lists.iter().any(|q| q.starts_with("GET /apis/apps/v1/namespaces/shop/replicasets?")
+            && q.contains("labelSelector=app=web")
+            && q.contains("resourceVersion=0")),
+        "{queries:#?}"
+    );
+    assert!(
+        lists.iter().any(|q| q.starts_with("GET /api/v1/namespaces/shop/pods?")
+            && q.contains("labelSelector=app=web")
+            && q.contains("resourceVersion=0")),
+        "{queries:#?}"
+    );
+    let events: Vec<&&String> = lists.iter().filter(|q| q.contains("/events")).collect();
+    assert!(!events.is_empty(), "{queries:#?}");
+    assert!(events.iter().all(|q| q.contains("fieldSelector=involvedObject.kind=")), "{events:#?}");
+    assert!(events.iter().any(|q| q.contains("involvedObject.kind=Pod,involvedObject.name=web-bbb-1")), "{events:#?}");
+    // The same answer as before: the failing pod's warning is there, events elsewhere are not.
+    assert!(described["events"].as_array().unwrap().iter().any(|e| e["reason"] == "Failed"), "{described}");
+
+    api.queries.lock().unwrap().clear();
+    let mut related = args.clone();
+    related["include_related"] = json!(true);
+    let out = tools.call(&viewer, "events", related).await.unwrap();
+    let objects: Vec<&str> = out["events"].as_array().unwrap().iter().map(|e| e["object"].as_str().unwrap()).collect();
+    assert!(objects.contains(&"Pod/web-bbb-1") && objects.contains(&"Deployment/web"), "{out}");
+    let queries = api.queries();
+    assert!(
+        !queries.iter().any(|q| q.starts_with("GET /api/v1/namespaces/shop/events") && !q.contains("fieldSelector=")),
+        "no list of the namespace's events: {queries:#?}"
+    );
+}

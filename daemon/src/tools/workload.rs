@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{DynamicObject, ListParams};
 use kube::{Api, Resource, ResourceExt};
 use schemars::JsonSchema;
@@ -179,6 +180,22 @@ pub struct HistoryOutput {
     pub revisions: Vec<Revision>,
 }
 
+/// How to list what `workload` may own: from the watch cache, with the workload's
+/// `spec.selector` when it has one the apiserver can take (every pod and ReplicaSet it owns
+/// matches it; the caller still checks the owner), else everything in the namespace.
+fn owned_list_params(workload: &DynamicObject) -> ListParams {
+    let lp = ListParams::default().match_any();
+    let selector = workload
+        .data
+        .pointer("/spec/selector")
+        .and_then(|s| serde_json::from_value::<LabelSelector>(s.clone()).ok())
+        .and_then(|s| kube::core::Selector::try_from(s).ok());
+    match selector {
+        Some(sel) if !sel.selects_all() => lp.labels_from(&sel),
+        _ => lp,
+    }
+}
+
 fn owned_by(meta: &kube::api::ObjectMeta, uid: &str) -> bool {
     meta.owner_references.as_ref().is_some_and(|o| o.iter().any(|r| r.uid == uid))
 }
@@ -217,6 +234,11 @@ impl Tools {
         let uid = object.uid().unwrap_or_default();
         let pods_api: Api<Pod> = Api::namespaced(client.clone(), ns);
         let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+        // What it owns, narrowed by its own selector and read from the apiserver's watch cache
+        // (`resourceVersion=0`) like the other reads, then filtered by owner as before. Listing
+        // every ReplicaSet and Pod of the namespace from etcd made each call cost as much as the
+        // namespace was large: with 100 workloads in a namespace that was most of a diagnosis.
+        let owned = owned_list_params(&object);
         let mut tree = WorkloadTree {
             kind: k.kind,
             namespace: ns.to_owned(),
@@ -225,9 +247,8 @@ impl Tools {
             replica_sets: Vec::new(),
             pods: Vec::new(),
         };
-        let list_pods = || async {
-            pods_api.list(&ListParams::default()).await.map_err(|e| ToolError::kube(format!("list pods in {ns}"), e))
-        };
+        let list_pods =
+            || async { pods_api.list(&owned).await.map_err(|e| ToolError::kube(format!("list pods in {ns}"), e)) };
         match k.kind {
             "Pod" => {
                 let pod = pods_api.get(name).await.map_err(|e| ToolError::kube(format!("Pod {ns}/{name}"), e))?;
@@ -244,10 +265,8 @@ impl Tools {
                 tree.pods.push(pod);
             }
             "Deployment" => {
-                let all_rs = rs_api
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| ToolError::kube(format!("list replicasets in {ns}"), e))?;
+                let all_rs =
+                    rs_api.list(&owned).await.map_err(|e| ToolError::kube(format!("list replicasets in {ns}"), e))?;
                 tree.replica_sets = all_rs.items.into_iter().filter(|rs| owned_by(&rs.metadata, &uid)).collect();
                 tree.replica_sets.sort_by_key(|rs| std::cmp::Reverse(rs_revision(rs)));
                 let uids: Vec<String> = tree.replica_sets.iter().filter_map(|rs| rs.uid()).collect();
@@ -312,7 +331,7 @@ impl Tools {
             }
         }
         let mut events: Vec<_> = self
-            .list_events(Some(&tree.namespace))
+            .events_about(Some(&tree.namespace), &names)
             .await?
             .into_iter()
             .filter(|e| {

@@ -131,6 +131,17 @@ pub fn event_time(event: &Event) -> Option<jiff::Timestamp> {
         .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
 
+/// When a Warning Event's reporter wrote it, to the microsecond: its `eventTime`, on the
+/// first occurrence only (no series, `count` at most 1). Legacy timestamps have whole seconds;
+/// a repeat keeps the first `eventTime`, and a series' `lastObservedTime` is written in batches,
+/// long after the occurrence. `None` when the event cannot say.
+pub fn warning_written_at(event: &Event) -> Option<jiff::Timestamp> {
+    if event.type_.as_deref() != Some("Warning") || event.series.is_some() || event.count.unwrap_or(1) > 1 {
+        return None;
+    }
+    event.event_time.as_ref().map(|t| t.0)
+}
+
 /// How many times the event happened (core `count` or the series count).
 pub fn event_count(event: &Event) -> i32 {
     event.series.as_ref().and_then(|s| s.count).or(event.count).unwrap_or(1)
@@ -224,6 +235,28 @@ pub fn job_healthy(job: &Job) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_first_warning_with_an_event_time_says_when_it_was_written() {
+        let event = |extra: serde_json::Value| -> Event {
+            let mut e = serde_json::json!({"metadata": {"name": "e", "namespace": "n"},
+                "involvedObject": {"kind": "Pod", "name": "p", "namespace": "n"},
+                "type": "Warning", "reason": "Failed", "count": 1,
+                "lastTimestamp": "2026-12-04T18:00:00Z",
+                "eventTime": "2026-12-04T18:00:00.123456Z"});
+            for (k, v) in extra.as_object().unwrap() {
+                e[k] = v.clone();
+            }
+            serde_json::from_value(e).unwrap()
+        };
+        let first = warning_written_at(&event(serde_json::json!({}))).unwrap();
+        assert_eq!(first.to_string(), "2026-12-04T18:00:00.123456Z", "microseconds are kept");
+        assert_eq!(warning_written_at(&event(serde_json::json!({"count": 2}))), None, "a repeat keeps the first time");
+        assert_eq!(warning_written_at(&event(serde_json::json!({"type": "Normal"}))), None);
+        assert_eq!(warning_written_at(&event(serde_json::json!({"eventTime": null}))), None, "whole seconds only");
+        let series = serde_json::json!({"series": {"count": 3, "lastObservedTime": "2026-12-04T18:05:00.000001Z"}});
+        assert_eq!(warning_written_at(&event(series)), None, "a series is written in batches");
+    }
 
     fn pod(status: serde_json::Value) -> Pod {
         serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "namespace": "n"}, "status": status}))

@@ -222,7 +222,14 @@ pub(crate) fn node(ctx: &Ctx, event: watcher::Event<Node>) -> Vec<Signal> {
 
 pub(crate) fn event(ctx: &Ctx, event: watcher::Event<Event>) -> Vec<Signal> {
     match event {
-        watcher::Event::Apply(e) | watcher::Event::InitApply(e) => event_seen(ctx, &e).into_iter().collect(),
+        watcher::Event::Apply(e) => {
+            // A change the watch streamed (not a relist's replay): how long it took to arrive.
+            if let (Some(m), Some(written)) = (&ctx.metrics, classify::warning_written_at(&e)) {
+                m.watch_delivered(jiff::Timestamp::now().duration_since(written).as_secs_f64().max(0.0));
+            }
+            event_seen(ctx, &e).into_iter().collect()
+        }
+        watcher::Event::InitApply(e) => event_seen(ctx, &e).into_iter().collect(),
         watcher::Event::InitDone => {
             let horizon = jiff::Timestamp::now() - ctx.event_max_age;
             lock(ctx).events.retain(|_, (_, t)| *t >= horizon);

@@ -51,6 +51,10 @@ async fn serve_metrics() -> (u16, Arc<Metrics>) {
     metrics.slack_error("rate_limited");
     metrics.drift_run("ok", Some(3));
     metrics.set_leader(true);
+    metrics.signal_handled(0.0008);
+    metrics.watch_delivered(0.004);
+    metrics.diagnosis_finished("proposal", 0.2);
+    metrics.incident_waited(1.0);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let cancel = tokio_util::sync::CancellationToken::new();
@@ -155,4 +159,90 @@ async fn prometheus_scrapes_metrics() {
 
     prom.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `count` and `sum` of `kubemedic_watch_delivery_seconds`.
+fn delivery(metrics: &Metrics) -> (u64, f64) {
+    let text = metrics.encode();
+    let value = |name: &str| -> f64 {
+        text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or_else(|| panic!("{name}: {text}"))
+    };
+    (value("kubemedic_watch_delivery_seconds_count ") as u64, value("kubemedic_watch_delivery_seconds_sum "))
+}
+
+/// A Warning Event about a pod in `ns`; `stamped`: with `eventTime` (and the fields the apiserver
+/// then requires), as nodesim --event-time and events.k8s.io reporters write them.
+fn warning(ns: &str, type_: &str, stamped: bool) -> k8s_openapi::api::core::v1::Event {
+    use k8s_openapi::api::core::v1::{Event, ObjectReference};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+    let now = jiff::Timestamp::now();
+    Event {
+        metadata: kube::api::ObjectMeta { generate_name: Some("web.".into()), ..Default::default() },
+        involved_object: ObjectReference {
+            kind: Some("Pod".into()),
+            namespace: Some(ns.into()),
+            name: Some("web-1".into()),
+            ..Default::default()
+        },
+        type_: Some(type_.into()),
+        reason: Some("Failed".into()),
+        message: Some("Failed to pull image".into()),
+        count: Some(1),
+        first_timestamp: Some(Time(now)),
+        last_timestamp: Some(Time(now)),
+        event_time: stamped.then(|| MicroTime(jiff::Timestamp::now())),
+        action: stamped.then(|| "Pulling".into()),
+        reporting_component: Some("kubelet".into()),
+        reporting_instance: Some("sim-node-0".into()),
+        ..Default::default()
+    }
+}
+
+/// kubemedic_watch_delivery_seconds against the real apiserver: a stamped Warning Event is
+/// observed once, with its delay from the stamp to the watch; a stamped Normal event and a Warning
+/// with only the legacy (whole-second) timestamps are not observed.
+#[tokio::test]
+async fn watch_delivery_is_observed_for_stamped_warning_events() {
+    use kube::api::{Api, PostParams};
+    let client = e2e::client().await;
+    let ns = e2e::Namespace::create(&client, "delivery").await;
+    let metrics = Arc::new(Metrics::new());
+    let scope = kubemedic::cluster::Scope { namespaces: vec![ns.name.clone()], exclude: Vec::new(), kinds: Vec::new() };
+    let cluster = kubemedic::cluster::Cluster { name: "e2e".into(), client: client.clone(), scope };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let config = kubemedic::watch::WatchConfig::default();
+    let handle = kubemedic::watch::spawn_with_metrics(cluster, &config, tx, Some(metrics.clone()), shutdown.clone())
+        .expect("watchers");
+    assert!(tokio::time::timeout(Duration::from_secs(60), handle.ready()).await.expect("stores synced"));
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns.name);
+    // The events watch has no store to wait for: an event in its first list is a replay, not a
+    // delivery, and is rightly not observed. Write stamped warnings until one arrives as a change.
+    let start = Instant::now();
+    while delivery(&metrics).0 == 0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no delivery observed");
+        events.create(&PostParams::default(), &warning(&ns.name, "Warning", true)).await.expect("stamped Warning");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (before, _) = delivery(&metrics);
+    // Not observed: a Normal event, a Warning without eventTime. Then one stamped Warning as a
+    // marker: the watch delivers in order, so once it is counted the other two were seen.
+    events.create(&PostParams::default(), &warning(&ns.name, "Normal", true)).await.expect("stamped Normal");
+    events.create(&PostParams::default(), &warning(&ns.name, "Warning", false)).await.expect("legacy Warning");
+    events.create(&PostParams::default(), &warning(&ns.name, "Warning", true)).await.expect("marker");
+    let start = Instant::now();
+    while delivery(&metrics).0 == before {
+        assert!(start.elapsed() < Duration::from_secs(30), "the marker was not observed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (count, sum) = delivery(&metrics);
+    assert_eq!(count, before + 1, "only the stamped Warning is observed");
+    // Same machine, same clock: the delays are positive and well under the watch's patience.
+    assert!(sum > 0.0 && sum / (count as f64) < 5.0, "mean delivery {} s over {count}", sum / count as f64);
+    shutdown.cancel();
+    handle.join().await;
+    ns.delete(&client).await;
 }

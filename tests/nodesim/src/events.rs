@@ -1,6 +1,11 @@
 //! core/v1 Events as a kubelet records them: source component `kubelet`, host = the node, and
 //! repeats of the same event folded into one object whose `count` grows (kubelet's event
 //! correlator does the same).
+//!
+//! With [`Recorder::with_event_time`], a new event also carries `eventTime` (microseconds),
+//! stamped just before its create request: what a reader needs to measure how long the
+//! apiserver took to deliver it. A real kubelet leaves it empty (it writes the legacy fields
+//! only); kube-apiserver then requires `action` and `reportingController`, which are set too.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use tokio::sync::Semaphore;
@@ -38,13 +43,27 @@ pub struct Recorder {
     series: Mutex<HashMap<Key, (String, i32)>>,
     seq: AtomicU64,
     normal: bool,
+    event_time: bool,
 }
 
 impl Recorder {
     /// A recorder that makes at most `permits` API calls at once (shared with status writes).
     /// With `normal == false`, Normal events are skipped (for load tests).
     pub fn new(client: Client, permits: Arc<Semaphore>, normal: bool) -> Recorder {
-        Recorder { client, permits, series: Mutex::new(HashMap::new()), seq: AtomicU64::new(0), normal }
+        Recorder {
+            client,
+            permits,
+            series: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(0),
+            normal,
+            event_time: false,
+        }
+    }
+
+    /// Stamp new events with `eventTime` (see the module docs).
+    pub fn with_event_time(mut self, on: bool) -> Recorder {
+        self.event_time = on;
+        self
     }
 
     /// Records `ev` about `obj`, emitted by the kubelet of `node`. Failures are logged and
@@ -70,12 +89,23 @@ impl Recorder {
         }
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}.{:x}{:04x}", obj.name, now.as_nanosecond() as u64, n & 0xffff);
-        let event = Event {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                namespace: Some(obj.namespace.clone()),
-                ..ObjectMeta::default()
-            },
+        let mut event = self.new_event(obj, node, ev, name.clone(), now);
+        if self.event_time {
+            // After the permit: the stamp is taken as the request leaves.
+            event.event_time = Some(MicroTime(Timestamp::now()));
+        }
+        match api.create(&PostParams::default(), &event).await {
+            Ok(_) => {
+                self.series.lock().expect("events lock").insert(key, (name, 1));
+            }
+            Err(e) => tracing::debug!(object = %obj.name, reason = ev.reason, error = %e, "event not recorded"),
+        }
+    }
+
+    /// A first occurrence of `ev` about `obj`, with the legacy timestamps at `now`.
+    fn new_event(&self, obj: &Involved, node: &str, ev: &EventSpec, name: String, now: Timestamp) -> Event {
+        Event {
+            metadata: ObjectMeta { name: Some(name), namespace: Some(obj.namespace.clone()), ..ObjectMeta::default() },
             involved_object: ObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some(obj.kind.into()),
@@ -94,13 +124,9 @@ impl Recorder {
             count: Some(1),
             reporting_component: Some("kubelet".into()),
             reporting_instance: Some(node.into()),
+            // Required by the apiserver once `eventTime` is set.
+            action: self.event_time.then(|| ev.reason.into()),
             ..Event::default()
-        };
-        match api.create(&PostParams::default(), &event).await {
-            Ok(_) => {
-                self.series.lock().expect("events lock").insert(key, (name, 1));
-            }
-            Err(e) => tracing::debug!(object = %obj.name, reason = ev.reason, error = %e, "event not recorded"),
         }
     }
 

@@ -66,6 +66,8 @@ pub struct Options {
     pub concurrency: usize,
     /// Record Normal events too (Pulled, Created, Started, Killing …), not only warnings.
     pub normal_events: bool,
+    /// Stamp new events with `eventTime` (microseconds), for measuring watch delivery.
+    pub event_time: bool,
     /// Lease renewal interval.
     pub heartbeat: Duration,
 }
@@ -84,6 +86,7 @@ impl Default for Options {
             backoff: Backoff { base: Duration::from_secs(1), max: Duration::from_secs(8) },
             concurrency: 32,
             normal_events: true,
+            event_time: false,
             heartbeat: Duration::from_secs(2),
         }
     }
@@ -122,7 +125,9 @@ pub async fn start(client: Client, opts: Options, cancel: CancellationToken) -> 
     let logs = Arc::new(LogStore::default());
     let port = logs::serve(logs.clone(), opts.kubelet_port, cancel.clone()).await?;
     let permits = Arc::new(Semaphore::new(opts.concurrency.max(1)));
-    let recorder = Arc::new(events::Recorder::new(client.clone(), permits.clone(), opts.normal_events));
+    let recorder = Arc::new(
+        events::Recorder::new(client.clone(), permits.clone(), opts.normal_events).with_event_time(opts.event_time),
+    );
     let kubelet =
         Arc::new(Kubelet::new(client.clone(), Arc::new(opts.registry.clone()), logs, recorder, permits, opts.backoff));
 

@@ -59,6 +59,10 @@ struct Common {
     /// Record only Warning events (skip Pulled/Created/Started/Killing).
     #[arg(long, global = true)]
     warnings_only: bool,
+    /// Stamp new events with `eventTime` (microseconds, taken as the create request leaves), so a
+    /// watcher can measure how long the apiserver took to deliver them. Real kubelets do not.
+    #[arg(long, global = true)]
+    event_time: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
         },
         concurrency: c.concurrency,
         normal_events: !c.warnings_only,
+        event_time: c.event_time,
         ..nodesim::Options::default()
     };
     let Some(kubeconfig) = &c.kubeconfig else {

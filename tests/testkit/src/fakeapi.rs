@@ -21,6 +21,8 @@ pub struct FakeApi {
     pub writes: Arc<Mutex<Vec<String>>>,
     /// `METHOD path` of every request, reads included (to count round trips).
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// `METHOD path?query` of every request, the query percent-decoded (to check what a read asked for).
+    pub queries: Arc<Mutex<Vec<String>>>,
 }
 
 fn plural_path(api_version: &str, kind: &str, ns: Option<&str>) -> String {
@@ -75,10 +77,26 @@ impl FakeApi {
         self.requests.lock().unwrap().clone()
     }
 
+    /// Every request so far with its query (`METHOD path?query`, decoded), oldest first.
+    pub fn queries(&self) -> Vec<String> {
+        self.queries.lock().unwrap().clone()
+    }
+
     fn handle(&self, method: &http::Method, uri: &http::Uri, body: &[u8]) -> (u16, Vec<u8>) {
         let path = uri.path().trim_end_matches('/').to_owned();
         self.requests.lock().unwrap().push(format!("{method} {path}"));
         let query = uri.query().unwrap_or_default();
+        let decoded: String = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.queries.lock().unwrap().push(if decoded.is_empty() {
+            format!("{method} {path}")
+        } else {
+            format!("{method} {path}?{decoded}")
+        });
         let dry_run = query.contains("dryRun=All");
         let objects = self.objects.lock().unwrap();
         let not_found = || {

@@ -259,7 +259,7 @@ pub async fn gather(reader: &Reader<'_>, target: &WorkloadRef, log_lines: i64) -
     }
 
     // Events of everything it owns.
-    match reader.list("Event", ns, None, None).await {
+    match owned_events(reader, ns, &owned_uids).await {
         Ok(list) => {
             let mut events: Vec<Event> = list
                 .iter()
@@ -638,6 +638,23 @@ pub fn node_ready(node: &Node) -> Option<(String, String, String)> {
         .iter()
         .find(|c| c.type_ == "Ready")
         .map(|c| (c.status.clone(), c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
+}
+
+/// Up to this many owned objects, their events are read one object at a time (field selector
+/// `involvedObject.uid`, at once) rather than with every event of the namespace: in a namespace
+/// of hundreds of workloads the whole list was a large part of each diagnosis.
+const MAX_EVENT_OWNERS: usize = 16;
+
+/// The namespace's events about `owned` objects (and maybe others: the caller filters).
+async fn owned_events(reader: &Reader<'_>, ns: &str, owned: &BTreeSet<String>) -> Result<Vec<Value>, ToolError> {
+    if owned.is_empty() || owned.len() > MAX_EVENT_OWNERS {
+        return reader.list("Event", ns, None, None).await;
+    }
+    let reads = owned.iter().map(|uid| {
+        let fields = format!("involvedObject.uid={uid}");
+        async move { reader.list("Event", ns, None, Some(&fields)).await }
+    });
+    Ok(futures::future::try_join_all(reads).await?.into_iter().flatten().collect())
 }
 
 fn describe_finding(f: &Facts) -> String {

@@ -185,6 +185,16 @@ mod tests {
         for r in &calls {
             assert!(seen.insert(format!("{} {}", r.action, r.args)), "called twice: {} {}", r.action, r.args);
         }
+        // Events are read object by object (field selector), never as the namespace's whole list.
+        let event_lists: Vec<_> =
+            calls.iter().filter(|r| r.action == "list_resources" && r.args["kind"] == "Event").collect();
+        assert!(!event_lists.is_empty(), "{calls:?}");
+        assert!(
+            event_lists
+                .iter()
+                .all(|r| r.args["field_selector"].as_str().is_some_and(|f| f.starts_with("involvedObject.uid="))),
+            "{event_lists:?}"
+        );
         // The Secret was read through get_resource (which drops its data), never listed with its objects.
         assert!(calls.iter().any(|r| r.action == "get_resource" && r.args["kind"] == "Secret"), "{calls:?}");
         assert!(

@@ -54,7 +54,8 @@ impl Watchers {
     async fn run(self, token: CancellationToken) {
         self.metrics.set_leader(true);
         self.readiness.set(WATCHERS_CHECK, false);
-        match crate::watch::spawn(self.cluster, &self.config, self.signals, token.clone()) {
+        let metrics = Some(self.metrics.clone());
+        match crate::watch::spawn_with_metrics(self.cluster, &self.config, self.signals, metrics, token.clone()) {
             Ok(handle) => {
                 // A shutdown (or losing the lead) before the first lists arrive ends the wait:
                 // the watchers never synced, and saying they did would mislead whoever reads the log.

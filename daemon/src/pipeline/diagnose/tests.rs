@@ -199,3 +199,81 @@ fn blind_diagnoses_are_retried_and_conclusive_ones_are_not() {
     assert_eq!(retry_reason(&Err(AgentError::NotFound("shop/Deployment/api".into()))), None);
     assert_eq!(retry_reason(&Err(AgentError::OutOfScope("x".into()))), None);
 }
+
+#[test]
+fn attempts_are_labelled_by_what_they_concluded() {
+    use crate::model::proposal::{Action, PatchType, Proposal, TargetRef};
+    let target = TargetRef {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        namespace: "shop".into(),
+        name: "api".into(),
+        resource_version: Some("7".into()),
+        generation: None,
+        content_digest: None,
+    };
+    let action = Action::Patch { patch_type: PatchType::Merge, body: serde_json::json!({"spec": {"replicas": 2}}) };
+    let mut proposed = diagnosis(vec![], &["also check the Secret"]);
+    proposed.proposals.push(Proposal::new(
+        "local",
+        target,
+        action,
+        jiff::Timestamp::now(),
+        jiff::SignedDuration::from_hours(1),
+    ));
+    assert_eq!(outcome_label(&Ok(proposed), false), "proposal");
+    assert_eq!(outcome_label(&Ok(diagnosis(vec![], &["create the Secret"])), false), "advice");
+    assert_eq!(outcome_label(&Ok(diagnosis(vec![], &[])), false), "no_finding");
+    assert_eq!(outcome_label(&Err(AgentError::NotFound("x".into())), false), "failed");
+    assert_eq!(outcome_label(&Err(AgentError::Timeout("x".into(), 60)), true), "retry");
+}
+
+/// A worker taking a queued incident records how long it waited and how its diagnosis
+/// ended (`kubemedic_incident_wait_seconds`, `kubemedic_diagnosis_duration_seconds`).
+#[tokio::test]
+async fn a_worker_observes_the_wait_and_the_diagnosis() {
+    use crate::agent::{AgentConfig, Deps};
+    use crate::approvals::{Approvals, ApprovalsConfig};
+    use crate::cluster::{Cluster, ClusterConfig, Scope};
+    use crate::telemetry::metrics::Metrics;
+
+    let api = crate::tools::testing::shop_fixture();
+    let cluster =
+        Cluster { name: "local".into(), client: api.client(), scope: Scope::from_config(&ClusterConfig::default()) };
+    let f = fixture();
+    let store: Arc<dyn crate::store::Store> = f.store.clone();
+    let deps = Deps::new(
+        cluster.clone(),
+        crate::policy::PolicyConfig::default(),
+        AgentConfig::default(),
+        Arc::new(crate::prompts::Catalog::default()),
+    )
+    .unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let pipeline = crate::pipeline::Pipeline {
+        deps,
+        store: store.clone(),
+        queue: f.queue.clone(),
+        approvals: Arc::new(Approvals::new(store, cluster, None, ApprovalsConfig::default())),
+        metrics: metrics.clone(),
+        audit: crate::telemetry::audit::AuditLog::in_memory(),
+        bus: None,
+    };
+    let mut opened = signal("web", "web-bbb-1", SignalStatus::Firing);
+    opened.observed_at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3);
+    let Tracked::Opened(id) = f.tracker.observe(opened).await else { panic!("expected a new incident") };
+    let delivery = f.queue.next().await.unwrap();
+    pipeline.handle(crate::pipeline::Work::Queued(Box::new(delivery))).await;
+
+    let text = metrics.encode();
+    assert!(text.contains("kubemedic_incident_wait_seconds_count 1"), "{text}");
+    assert!(text.contains("kubemedic_incident_wait_seconds_bucket{le=\"2.0\"} 0"), "waited 3 s: {text}");
+    let counts: Vec<&str> =
+        text.lines().filter(|l| l.starts_with("kubemedic_diagnosis_duration_seconds_count{")).collect();
+    assert_eq!(counts.len(), 1, "one attempt, one outcome: {counts:?}");
+    assert!(counts[0].ends_with(" 1"), "{counts:?}");
+    let stored = f.stored(&id).await;
+    let label = if stored.proposals.is_empty() { "advice" } else { "proposal" };
+    assert_eq!(stored.status, IncidentStatus::Diagnosed, "{stored:?}");
+    assert!(counts[0].contains(&format!("outcome=\"{label}\"")), "{counts:?} for {stored:?}");
+}

@@ -6,8 +6,6 @@
 //! proposal states, Slack error kinds): never put object names or user input
 //! in a label.
 
-use std::sync::atomic::AtomicU64;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -44,11 +42,6 @@ struct StateLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResourceLabel {
-    resource: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -95,7 +88,6 @@ pub struct Metrics {
     incidents: Family<ReasonLabel, Counter>,
     proposal_transitions: Family<StateLabel, Counter>,
     proposals: Family<StateLabel, Gauge>,
-    watch_lag: Family<ResourceLabel, Gauge<f64, AtomicU64>>,
     queue_depth: Gauge,
     dropped_signals: Family<ReasonLabel, Counter>,
     slack_errors: Family<KindLabel, Counter>,
@@ -177,13 +169,6 @@ impl Metrics {
         );
         let proposals = Family::<StateLabel, Gauge>::default();
         registry.register("proposals", "Proposals currently in each state", proposals.clone());
-        let watch_lag = Family::<ResourceLabel, Gauge<f64, AtomicU64>>::default();
-        registry.register_with_unit(
-            "watch_lag",
-            "Age of the newest event seen by each watcher when it was processed",
-            Unit::Seconds,
-            watch_lag.clone(),
-        );
         let queue_depth = Gauge::default();
         registry.register("queue_depth", "Incidents waiting for diagnosis", queue_depth.clone());
         let dropped_signals = Family::<ReasonLabel, Counter>::default();
@@ -217,7 +202,6 @@ impl Metrics {
             incidents,
             proposal_transitions,
             proposals,
-            watch_lag,
             queue_depth,
             dropped_signals,
             slack_errors,
@@ -272,11 +256,6 @@ impl Metrics {
     /// How many proposals are in `state` now (from a store scan).
     pub fn proposals_in_state(&self, state: &str, n: i64) {
         self.proposals.get_or_create(&StateLabel { state: state.to_owned() }).set(n);
-    }
-
-    /// Lag of a watcher (`resource` = `pods`, `events`, ...), in seconds.
-    pub fn watch_lag(&self, resource: &str, seconds: f64) {
-        self.watch_lag.get_or_create(&ResourceLabel { resource: resource.to_owned() }).set(seconds);
     }
 
     /// Incidents waiting in the diagnosis queue.
@@ -369,7 +348,6 @@ mod tests {
         m.incident("CrashLoopBackOff");
         m.proposal_state("pending");
         m.proposals_in_state("pending", 2);
-        m.watch_lag("pods", 0.25);
         m.queue_depth(3);
         m.dropped_signal("queue_full");
         m.slack_error("rate_limited");
@@ -388,7 +366,6 @@ mod tests {
             "kubemedic_incidents_total{reason=\"CrashLoopBackOff\"} 1",
             "kubemedic_proposal_transitions_total{state=\"pending\"} 1",
             "kubemedic_proposals{state=\"pending\"} 2",
-            "kubemedic_watch_lag_seconds{resource=\"pods\"} 0.25",
             "kubemedic_queue_depth 3",
             "kubemedic_dropped_signals_total{reason=\"queue_full\"} 1",
             "kubemedic_slack_errors_total{kind=\"rate_limited\"} 1",

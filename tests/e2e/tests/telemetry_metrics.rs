@@ -45,7 +45,6 @@ async fn serve_metrics() -> (u16, Arc<Metrics>) {
     metrics.incident("CrashLoopBackOff");
     metrics.proposal_state("pending");
     metrics.proposals_in_state("pending", 1);
-    metrics.watch_lag("pods", 0.4);
     metrics.queue_depth(2);
     metrics.dropped_signal("queue_full");
     metrics.slack_error("rate_limited");

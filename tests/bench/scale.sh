@@ -38,6 +38,9 @@ if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
   cargo build --release -p mcpbench >&2
 fi
 MCPBENCH=$CARGO_TARGET_DIR/release/mcpbench
+for b in "$BIN/kubemedic" "$BIN/nodesim" "$MCPBENCH"; do
+  [ -x "$b" ] || { echo "missing $b (build it, or unset BENCH_NO_BUILD)" >&2; exit 1; }
+done
 
 rm -rf "$DIR"; mkdir -p "$DIR"
 load() { cut -d' ' -f1-3 /proc/loadavg; }

@@ -29,7 +29,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Namespace, Node};
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -236,7 +236,7 @@ pub fn spawn_with_metrics(
     }
     let client = cluster.client.clone();
     let scope = cluster.scope.clone();
-    let (pods, pod_w) = plan::<Pod>(&client, &scope, true);
+    let (pods, pod_w) = plan::<strip::CachedPod>(&client, &scope, true);
     // Events need no store (nobody looks them up; the `events` tool reads the apiserver): a cluster
     // with thousands of pods has tens of thousands of events, and a store would hold them all.
     let (_, mut event_w) = plan::<Event>(&client, &scope, true);

@@ -4,7 +4,8 @@
 #   - time from start until its watches' first lists are in the stores ("watchers synced"),
 #   - RSS once synced, and after a paged full listing of the N pods,
 #   - the paged full listing (list_resources limit 500 + continue; the Go server's one call),
-#   - the Go server's RSS after it listed them (started with KUBE_CLIENT_QPS=1000),
+#   - the Go server's RSS after it listed them (started with KUBE_CLIENT_QPS=1000); both servers'
+#     RSS as the median of SCALE_RSS_ROUNDS samples, each 2 s after one more full listing,
 #   - a burst: a Deployment of SCALE_BURST (1000) pods with an image the simulated registry lacks
 #     (ErrImagePull for each at about the same time): signals received, dropped, and the p99 of
 #     kubemedic_signal_handling_seconds (a signal's arrival from the watch to its incident being
@@ -14,7 +15,7 @@
 #
 #   bash tests/bench/scale.sh        # results in $SCALE_DIR/scale.md (default /tmp/kubemedic-scale)
 #
-# Env: SCALE_DIR, SCALE_PODS, SCALE_BURST, BENCH_PROFILE (debug|release, default release),
+# Env: SCALE_DIR, SCALE_PODS, SCALE_BURST, SCALE_RSS_ROUNDS (5), BENCH_PROFILE (debug|release, default release),
 # BENCH_NO_BUILD=1, and the cluster ports (62xxx defaults, apart from tests/run.sh and run.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,6 +23,7 @@ cd "$ROOT"
 DIR=${SCALE_DIR:-/tmp/kubemedic-scale}
 STEPS=${SCALE_PODS:-1000,3000,10000}
 BURST=${SCALE_BURST:-1000}
+RSS_ROUNDS=${SCALE_RSS_ROUNDS:-5}
 PROFILE=${BENCH_PROFILE:-release}
 export ETCD_PORT=${ETCD_PORT:-62379} PEER_PORT=${PEER_PORT:-62380} PORT=${PORT:-62443}
 export CM_PORT=${CM_PORT:-62257} SCHED_PORT=${SCHED_PORT:-62259}
@@ -125,8 +127,19 @@ YAML
   "$MCPBENCH" --server "kubemedic=http://127.0.0.1:$KM_PORT/mcp=$KM_PID=$TOKEN" \
     --server "kubernetes-mcp-server=http://127.0.0.1:$GO_PORT/mcp=$GO_PID" \
     --namespace bulk --pod none --ops list_all --concurrency 1 --calls 3 --seconds 120 --out "$DIR/list-$N.json"
-  sleep 2
-  rss_listed=$(rss "$KM_PID"); go_rss=$(rss "$GO_PID")
+  # One RSS sample says more about when a garbage collector last ran than about what a server
+  # holds: after the timed listing, each of RSS_ROUNDS rounds lists every pod once more on both
+  # servers and samples both 2 s later; the table takes each server's median.
+  : >"$DIR/rss-$N.txt"
+  for round in $(seq "$RSS_ROUNDS"); do
+    "$MCPBENCH" --server "kubemedic=http://127.0.0.1:$KM_PORT/mcp=$KM_PID=$TOKEN" \
+      --server "kubernetes-mcp-server=http://127.0.0.1:$GO_PORT/mcp=$GO_PID" \
+      --namespace bulk --pod none --ops list_all --concurrency 1 --calls 1 --seconds 120 \
+      --out "$DIR/rss-round-$N-$round.json" >/dev/null
+    sleep 2
+    echo "$(rss "$KM_PID") $(rss "$GO_PID")" >>"$DIR/rss-$N.txt"
+  done
+  log "step $N: RSS after each listing round (kubemedic, Go): $(tr '\n' ';' <"$DIR/rss-$N.txt")"
 
   log "step $N: burst of $BURST pods that cannot pull their image"
   metrics "$KM_PORT" >"$DIR/metrics-$N-before.txt"
@@ -139,9 +152,11 @@ YAML
   log "step $N: $e pods with an image pull error after ${burst_s}s"
   [ "$FIRST" = 1 ] || echo "," >>"$DIR/scale.json"
   FIRST=0
-  "$PY" - "$DIR" "$N" "$ready" "$rss_synced" "$rss_listed" "$go_rss" "$e" "$burst_s" "$BURST" >>"$DIR/scale.json" <<'PY'
-import json, sys
-d, n, ready, rss_synced, rss_listed, go_rss, failed, burst_s, BURST = sys.argv[1:]
+  "$PY" - "$DIR" "$N" "$ready" "$rss_synced" "$e" "$burst_s" "$BURST" >>"$DIR/scale.json" <<'PY'
+import json, statistics, sys
+d, n, ready, rss_synced, failed, burst_s, BURST = sys.argv[1:]
+samples = [tuple(map(float, line.split())) for line in open(f"{d}/rss-{n}.txt") if line.strip()]
+km_rss, go_rss = [s[0] for s in samples], [s[1] for s in samples]
 BURST = int(BURST)
 def parse(path):
     out = {}
@@ -168,8 +183,9 @@ DELIVERY = "kubemedic_watch_delivery_seconds"
 listing = json.load(open(f"{d}/list-{n}.json"))
 cell = lambda s: listing[s]["cells"]["list_all@1"]
 print(json.dumps({
-    "pods": int(n), "ready_s": float(ready), "rss_synced_mib": float(rss_synced), "rss_listed_mib": float(rss_listed),
-    "go_rss_listed_mib": float(go_rss),
+    "pods": int(n), "ready_s": float(ready), "rss_synced_mib": float(rss_synced),
+    "rss_listed_mib": statistics.median(km_rss), "go_rss_listed_mib": statistics.median(go_rss),
+    "rss_listed_samples_mib": km_rss, "go_rss_listed_samples_mib": go_rss,
     "list_all_p50_ms": {s: cell(s).get("p50_ms") for s in listing},
     "list_all_error": {s: cell(s).get("error") for s in listing if "error" in cell(s)},
     "burst": {"pods": BURST, "failed": int(failed), "seconds_to_all_failed": int(burst_s),
@@ -190,16 +206,17 @@ LOAD_AFTER=$(load)
 "$PY" - "$DIR/scale.json" "$LOAD_BEFORE" "$LOAD_AFTER" "$PROFILE" <<'PY' | tee "$DIR/scale.md"
 import json, sys
 rows, before, after, profile = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3], sys.argv[4]
-print(f"kubemedic build profile: {profile}; load average before {before}, after {after}.\n")
-print("| pods | kubemedic start → watches synced | kubemedic RSS synced / after listing | kubernetes-mcp-server RSS after listing | RSS ratio | full listing, kubemedic (pages of 500) / Go (one call) | burst: signals handled, dropped | signal arrival → incident p50 / p99 (bucket upper bound) | Warning Event write → kubemedic's watch p50 / p99 (events) |")
+print(f"kubemedic build profile: {profile}; load average before {before}, after {after}. RSS after listing: the median of {len(rows[0]['rss_listed_samples_mib'])} samples per server, each 2 s after a full listing by both.\n")
+print("| pods | kubemedic start → watches synced | kubemedic RSS synced / after listing (median; range) | kubernetes-mcp-server RSS after listing (median; range) | RSS ratio (medians) | full listing, kubemedic (pages of 500) / Go (one call) | burst: signals handled, dropped | signal arrival → incident p50 / p99 (bucket upper bound) | Warning Event write → kubemedic's watch p50 / p99 (events) |")
 print("|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     b = r["burst"]
     lst = r["list_all_p50_ms"]
     fmt = lambda v: "error" if v is None else f"{v:.0f} ms"
     q = lambda v: "n/a" if v is None else f"≤ {v * 1000:g} ms"
-    print(f"| {r['pods']} | {r['ready_s']:.1f} s | {r['rss_synced_mib']:.0f} / {r['rss_listed_mib']:.0f} MiB | "
-          f"{r['go_rss_listed_mib']:.0f} MiB | {r['rss_listed_mib'] / r['go_rss_listed_mib']:.2f} | "
+    span = lambda v: f"{min(v):.0f}–{max(v):.0f}"
+    print(f"| {r['pods']} | {r['ready_s']:.1f} s | {r['rss_synced_mib']:.0f} / {r['rss_listed_mib']:.0f} MiB ({span(r['rss_listed_samples_mib'])}) | "
+          f"{r['go_rss_listed_mib']:.0f} MiB ({span(r['go_rss_listed_samples_mib'])}) | {r['rss_listed_mib'] / r['go_rss_listed_mib']:.2f} | "
           f"{fmt(lst.get('kubemedic'))} / {fmt(lst.get('kubernetes-mcp-server'))} | "
           f"{b['signals_handled']:.0f} of {b['signals_received']:.0f}, {b['dropped']:.0f} dropped ({b['failed']} pods failing after {b['seconds_to_all_failed']} s) | "
           f"{q(b['p50_upper_s'])} / {q(b['p99_upper_s'])} | "

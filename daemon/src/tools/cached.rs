@@ -226,7 +226,7 @@ pub(crate) mod tests {
             Stores { parts: vec![(None, store)] }
         }
         Cache {
-            pods: stores(pods),
+            pods: stores(pods.into_iter().map(crate::watch::strip::CachedPod::from).collect()),
             replicasets: stores(Vec::new()),
             deployments: stores(Vec::new()),
             statefulsets: stores(Vec::new()),

@@ -68,7 +68,7 @@ impl Tools {
     /// A pod in scope: from the watch store when the watchers run here, else from the apiserver.
     async fn pod(&self, ns: &str, name: &str) -> Result<Pod, ToolError> {
         if let Some(pod) = self.watch_cache.get().and_then(|c| c.pods.get(ns, name)) {
-            return Ok((*pod).clone());
+            return Ok(Pod::from(&*pod));
         }
         let api: Api<Pod> = Api::namespaced(self.cluster.client.clone(), ns);
         api.get(name).await.map_err(|e| ToolError::kube(format!("Pod {ns}/{name}"), e))

@@ -9,7 +9,7 @@
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerStatus, Event, Node, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Node, PodStatus};
 
 /// Failure reasons the watchers emit.
 pub mod reason {
@@ -70,10 +70,10 @@ fn container_failures(cs: &ContainerStatus, out: &mut Vec<Failure>) {
     out.push(failure(canonical, format!("container {}: {raw}: {msg}{exit}; restarts: {restarts}", cs.name)));
 }
 
-/// Failures a pod shows now (at most one per reason).
-pub fn pod_failures(pod: &Pod) -> Vec<Failure> {
+/// Failures a pod's status shows now (at most one per reason).
+pub fn pod_failures(status: Option<&PodStatus>) -> Vec<Failure> {
     let mut out = Vec::new();
-    let Some(status) = &pod.status else { return out };
+    let Some(status) = status else { return out };
     for cs in status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten()) {
         container_failures(cs, &mut out);
     }
@@ -88,17 +88,15 @@ pub fn pod_failures(pod: &Pod) -> Vec<Failure> {
 }
 
 /// Total restarts of a pod's containers.
-pub fn pod_restarts(pod: &Pod) -> i64 {
-    pod.status
-        .as_ref()
+pub fn pod_restarts(status: Option<&PodStatus>) -> i64 {
+    status
         .and_then(|s| s.container_statuses.as_ref())
         .map_or(0, |cs| cs.iter().map(|c| i64::from(c.restart_count)).sum())
 }
 
 /// Whether a pod is Ready.
-pub fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
+pub fn pod_ready(status: Option<&PodStatus>) -> bool {
+    status
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
@@ -235,6 +233,7 @@ pub fn job_healthy(job: &Job) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Pod;
 
     #[test]
     fn a_first_warning_with_an_event_time_says_when_it_was_written() {
@@ -269,8 +268,8 @@ mod tests {
             "name": "c", "image": "i", "imageID": "", "ready": false, "restartCount": 3,
             "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
             "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}));
-        assert_eq!(pod_failures(&p).iter().map(|f| f.reason).collect::<Vec<_>>(), ["OOMKilled"]);
-        assert_eq!(pod_restarts(&p), 3);
+        assert_eq!(pod_failures(p.status.as_ref()).iter().map(|f| f.reason).collect::<Vec<_>>(), ["OOMKilled"]);
+        assert_eq!(pod_restarts(p.status.as_ref()), 3);
         let p = pod(serde_json::json!({"containerStatuses": [
             {"name": "a", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
              "state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}}},
@@ -278,17 +277,17 @@ mod tests {
              "state": {"waiting": {"reason": "ImagePullBackOff"}}},
             {"name": "c", "image": "i", "imageID": "", "ready": false, "restartCount": 2,
              "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}));
-        let f = pod_failures(&p);
+        let f = pod_failures(p.status.as_ref());
         assert_eq!(f.iter().map(|f| f.reason).collect::<Vec<_>>(), ["ImagePullBackOff", "CrashLoopBackOff"]);
         assert!(f[0].message.contains("ErrImagePull: not found"), "{f:?}");
         assert!(f[1].message.contains("last exit code 1"), "{f:?}");
         let p = pod(serde_json::json!({"conditions": [
             {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes"}]}));
-        assert_eq!(pod_failures(&p)[0].reason, "FailedScheduling");
+        assert_eq!(pod_failures(p.status.as_ref())[0].reason, "FailedScheduling");
         let p = pod(serde_json::json!({"containerStatuses": [
             {"name": "a", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
              "state": {"waiting": {"reason": "ContainerCreating"}}}]}));
-        assert!(pod_failures(&p).is_empty());
+        assert!(pod_failures(p.status.as_ref()).is_empty());
     }
 
     #[test]

@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node};
 use kube::ResourceExt;
 use kube::runtime::watcher;
 
 use super::Ctx;
 use super::classify::{self, Failure, reason};
+use super::strip::CachedPod;
 use crate::model::signal::{Signal, SignalSource, SignalStatus, WorkloadRef};
 
 /// What was last seen, to emit only changes.
@@ -65,7 +66,7 @@ fn lock(ctx: &Ctx) -> std::sync::MutexGuard<'_, Track> {
     ctx.track.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub(crate) fn pod(ctx: &Ctx, event: watcher::Event<Pod>) -> Vec<Signal> {
+pub(crate) fn pod(ctx: &Ctx, event: watcher::Event<CachedPod>) -> Vec<Signal> {
     match event {
         watcher::Event::Apply(p) | watcher::Event::InitApply(p) => pod_changed(ctx, &p),
         watcher::Event::Delete(p) => {
@@ -82,7 +83,7 @@ pub(crate) fn pod(ctx: &Ctx, event: watcher::Event<Pod>) -> Vec<Signal> {
     }
 }
 
-fn pod_changed(ctx: &Ctx, pod: &Pod) -> Vec<Signal> {
+fn pod_changed(ctx: &Ctx, pod: &CachedPod) -> Vec<Signal> {
     let ns = pod.namespace().unwrap_or_default();
     if !ctx.scope.namespace_visible(&ns) {
         return Vec::new();
@@ -90,15 +91,15 @@ fn pod_changed(ctx: &Ctx, pod: &Pod) -> Vec<Signal> {
     let name = pod.name_any();
     let object = WorkloadRef::new("Pod", &ns, &name);
     let owner = ctx.cache.owner_of(&ns, pod.metadata.owner_references.as_ref(), pod.metadata.labels.as_ref());
-    let failures = classify::pod_failures(pod);
-    let restarts = classify::pod_restarts(pod);
+    let failures = classify::pod_failures(pod.status.as_ref());
+    let restarts = classify::pod_restarts(pod.status.as_ref());
     let labels = pod.labels().clone();
     let mut track = lock(ctx);
     let key = (ns, name);
     if failures.is_empty() && !track.pods.contains_key(&key) {
         // The common case: a healthy pod never seen failing. Keep no state for it.
         return match owner {
-            None if classify::pod_ready(pod) => {
+            None if classify::pod_ready(pod.status.as_ref()) => {
                 healthy_again(ctx, &mut track, &object, "pod is Ready").into_iter().collect()
             }
             _ => Vec::new(),
@@ -128,7 +129,7 @@ fn pod_changed(ctx: &Ctx, pod: &Pod) -> Vec<Signal> {
     let subject = owner.clone().unwrap_or_else(|| object.clone());
     if !out.is_empty() {
         track.unhealthy.insert(subject);
-    } else if failures.is_empty() && owner.is_none() && classify::pod_ready(pod) {
+    } else if failures.is_empty() && owner.is_none() && classify::pod_ready(pod.status.as_ref()) {
         out.extend(healthy_again(ctx, &mut track, &object, "pod is Ready"));
     }
     out

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::{ObjectRef, Store};
 
@@ -55,7 +55,7 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Stores<K> {
 /// Read access to every store.
 #[derive(Clone)]
 pub struct Cache {
-    pub pods: Stores<Pod>,
+    pub pods: Stores<super::strip::CachedPod>,
     pub replicasets: Stores<ReplicaSet>,
     pub deployments: Stores<Deployment>,
     pub statefulsets: Stores<StatefulSet>,
@@ -155,6 +155,7 @@ impl SharedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Pod;
     use kube::runtime::{reflector, watcher};
 
     #[tokio::test]

@@ -7,11 +7,17 @@
 //! store or handler, so 3,000 pods cost a few MiB instead of tens.
 //! Whoever needs a whole object (`get_resource`, the agent) reads it from
 //! the apiserver, never from these stores.
+//!
+//! Pods, the one kind counted in thousands, are not even decoded whole: the
+//! pod watch decodes into [`CachedPod`] (metadata, status, the node and the
+//! containers' names), about half of a stripped `Pod`'s memory, because
+//! `Pod` and `Container` hold every optional field inline (2 KiB each).
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Container, Event, Namespace, Node, Pod, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Container, Event, Namespace, Node, Pod, PodSpec, PodStatus, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
 
 /// The annotation `kubectl apply` writes: the whole applied object again.
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -36,16 +42,92 @@ fn template(t: &mut PodTemplateSpec) {
     *t = PodTemplateSpec::default();
 }
 
-impl Strip for Pod {
-    /// Status, labels and owner references drive the signals; of the spec
-    /// only the node is kept (a listing may want to say where a pod runs) and
-    /// the containers' names (`pod_logs` reads them here instead of a GET).
+/// A pod as the watch stores keep it. Status, labels and owner references
+/// drive the signals; of the spec only the node is kept (a listing may want
+/// to say where a pod runs) and the containers' names (`pod_logs` reads them
+/// here instead of a GET). It decodes from, and encodes as, the same JSON as
+/// a `Pod` (fields it lacks are skipped), so a listing from the store reads
+/// like one from the apiserver.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct CachedPod {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<CachedPodSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<PodStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedPodSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    #[serde(default)]
+    pub containers: Vec<ContainerName>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct ContainerName {
+    pub name: String,
+}
+
+impl k8s_openapi::Resource for CachedPod {
+    const API_VERSION: &'static str = <Pod as k8s_openapi::Resource>::API_VERSION;
+    const GROUP: &'static str = <Pod as k8s_openapi::Resource>::GROUP;
+    const KIND: &'static str = <Pod as k8s_openapi::Resource>::KIND;
+    const VERSION: &'static str = <Pod as k8s_openapi::Resource>::VERSION;
+    const URL_PATH_SEGMENT: &'static str = <Pod as k8s_openapi::Resource>::URL_PATH_SEGMENT;
+    type Scope = <Pod as k8s_openapi::Resource>::Scope;
+}
+
+impl k8s_openapi::Metadata for CachedPod {
+    type Ty = ObjectMeta;
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl Strip for CachedPod {
     fn strip(&mut self) {
         meta(&mut self.metadata);
-        if let Some(spec) = self.spec.as_mut() {
-            let containers =
-                spec.containers.iter().map(|c| Container { name: c.name.clone(), ..Container::default() }).collect();
-            *spec = PodSpec { node_name: spec.node_name.take(), containers, ..PodSpec::default() };
+    }
+}
+
+impl From<Pod> for CachedPod {
+    fn from(pod: Pod) -> Self {
+        let mut cached = CachedPod {
+            metadata: pod.metadata,
+            spec: pod.spec.map(|s| CachedPodSpec {
+                node_name: s.node_name,
+                containers: s.containers.into_iter().map(|c| ContainerName { name: c.name }).collect(),
+            }),
+            status: pod.status,
+        };
+        cached.strip();
+        cached
+    }
+}
+
+/// The `Pod` a reader of whole pods gets from a cached one: the same
+/// metadata and status, a spec with the node and the containers' names.
+impl From<&CachedPod> for Pod {
+    fn from(p: &CachedPod) -> Self {
+        Pod {
+            metadata: p.metadata.clone(),
+            spec: p.spec.as_ref().map(|s| PodSpec {
+                node_name: s.node_name.clone(),
+                containers: s
+                    .containers
+                    .iter()
+                    .map(|c| Container { name: c.name.clone(), ..Container::default() })
+                    .collect(),
+                ..PodSpec::default()
+            }),
+            status: p.status.clone(),
         }
     }
 }
@@ -133,7 +215,7 @@ mod tests {
 
     #[test]
     fn pod_keeps_what_signals_and_owners_read() {
-        let mut pod: Pod = from(serde_json::json!({
+        let pod: Pod = from(serde_json::json!({
             "metadata": {"name": "web-1", "namespace": "shop", "uid": "u1", "resourceVersion": "7",
                 "labels": {"app": "web", "pod-template-hash": "abc"},
                 "annotations": {LAST_APPLIED: "{\"big\":1}", "team": "a"},
@@ -144,25 +226,63 @@ mod tests {
             "status": {"phase": "Running", "containerStatuses": [{"name": "web", "ready": false, "restartCount": 4,
                 "image": "nginx:1.25", "imageID": "", "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}}}]}
         }));
-        let failures_before = classify::pod_failures(&pod);
-        let restarts_before = classify::pod_restarts(&pod);
-        pod.strip();
+        let failures_before = classify::pod_failures(pod.status.as_ref());
+        let restarts_before = classify::pod_restarts(pod.status.as_ref());
+        let pod = CachedPod::from(pod);
         assert!(pod.metadata.managed_fields.is_none());
         let annotations = pod.metadata.annotations.as_ref().expect("other annotations stay");
         assert!(!annotations.contains_key(LAST_APPLIED));
         assert_eq!(annotations.get("team").map(String::as_str), Some("a"));
         let spec = pod.spec.as_ref().expect("a spec");
         assert_eq!(spec.node_name.as_deref(), Some("sim-node-1"));
-        assert!(spec.volumes.is_none());
         let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["web"], "the containers' names stay (pod_logs)");
-        assert!(spec.containers[0].image.is_none() && spec.containers[0].env.is_none(), "nothing else of them");
+        let whole = Pod::from(&pod);
+        let whole_spec = whole.spec.as_ref().expect("a spec");
+        assert!(whole_spec.volumes.is_none());
+        assert_eq!(whole_spec.containers[0].name, "web");
+        assert!(
+            whole_spec.containers[0].image.is_none() && whole_spec.containers[0].env.is_none(),
+            "nothing else of them"
+        );
         assert_eq!(pod.metadata.labels.as_ref().map(|l| l.len()), Some(2));
         assert_eq!(pod.metadata.owner_references.as_ref().map(|o| o[0].name.as_str()), Some("web-abc"));
         assert_eq!(pod.metadata.uid.as_deref(), Some("u1"));
-        assert_eq!(classify::pod_failures(&pod), failures_before);
+        assert_eq!(classify::pod_failures(pod.status.as_ref()), failures_before);
         assert!(!failures_before.is_empty());
-        assert_eq!(classify::pod_restarts(&pod), restarts_before);
+        assert_eq!(classify::pod_restarts(pod.status.as_ref()), restarts_before);
+    }
+
+    /// The pod watch decodes the apiserver's JSON straight into a `CachedPod`,
+    /// and the store's listing encodes it back: what it keeps comes through
+    /// unchanged, the rest of the spec is never decoded.
+    #[test]
+    fn cached_pods_decode_from_and_encode_as_pod_json() {
+        let json = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "shop", "labels": {"app": "web"}, "managedFields": managed()},
+            "spec": {"nodeName": "sim-node-1", "restartPolicy": "Always",
+                "containers": [{"name": "web", "image": "nginx:1.25", "env": [{"name": "PASSWORD", "value": "hunter2"}]},
+                               {"name": "sidecar", "image": "envoy"}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.7",
+                "conditions": [{"type": "Ready", "status": "True"}]}
+        });
+        let mut cached: CachedPod = from(json.clone());
+        cached.strip();
+        let whole = CachedPod::from(from::<Pod>(json));
+        assert_eq!(cached, whole, "decoding into the cached shape keeps what stripping a Pod keeps");
+        let encoded = serde_json::to_value(&cached).unwrap();
+        assert_eq!(
+            encoded["spec"],
+            serde_json::json!({"nodeName": "sim-node-1", "containers": [{"name": "web"}, {"name": "sidecar"}]})
+        );
+        assert_eq!(encoded["status"]["podIP"], "10.0.0.7");
+        assert!(encoded["metadata"].get("managedFields").is_none());
+        assert!(!encoded.to_string().contains("hunter2"), "no env value is kept");
+        let back: Pod = from(encoded);
+        assert_eq!(back.metadata.labels, cached.metadata.labels);
+        assert_eq!(back.status, cached.status);
+        assert_eq!(Pod::from(&cached).spec.map(|s| s.containers.len()), Some(2));
     }
 
     #[test]

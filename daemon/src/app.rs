@@ -115,7 +115,7 @@ pub fn init_telemetry(verbosity: Verbosity) -> Telemetry {
     Telemetry { provider }
 }
 
-mod demo;
+pub mod demo;
 pub mod eval;
 mod progress;
 mod run;

@@ -7,7 +7,7 @@
 //! ```yaml
 //! apiVersion: scenario.kubemedic.io/v1
 //! kind: WaitReady            # wait until the workload is fully rolled out before going on
-//! target: Deployment/web     # Deployment/NAME or StatefulSet/NAME
+//! target: Deployment/web     # Deployment/NAME, StatefulSet/NAME or DaemonSet/NAME
 //! timeoutSeconds: 120        # optional, default 120
 //! ```
 //!
@@ -21,7 +21,6 @@
 //! revision 2 (broken). See tests/scenarios/README.md for the catalog.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersion;
@@ -33,7 +32,7 @@ use serde_json::Value;
 pub const FIELD_MANAGER: &str = "e2e-scenario";
 
 /// apiVersion of the harness-only step documents.
-pub const STEP_API_VERSION: &str = "scenario.kubemedic.io/v1";
+pub const STEP_API_VERSION: &str = kubemedic::app::demo::STEP_API_VERSION;
 
 /// Every scenario file shipped in tests/scenarios, by name.
 pub const ALL: &[&str] = &[
@@ -58,36 +57,9 @@ pub const ALL: &[&str] = &[
     "job-backoff-exceeded",
 ];
 
-/// One step of a scenario.
-#[derive(Debug, Clone)]
-pub enum Step {
-    /// Server-side apply this object.
-    Apply(Value),
-    /// Wait until the workload is fully rolled out.
-    WaitReady {
-        /// `Deployment` or `StatefulSet`.
-        kind: String,
-        /// The workload's name.
-        name: String,
-        /// How long to wait.
-        timeout: Duration,
-    },
-    /// Patch an object applied earlier, as another field manager (an update, not an apply).
-    Edit {
-        /// apiVersion of the target, from the document that applied it.
-        api_version: String,
-        /// The target's kind.
-        kind: String,
-        /// The target's name.
-        name: String,
-        /// Who the change is recorded under in managedFields.
-        field_manager: String,
-        /// The patch body.
-        patch: Value,
-        /// A JSON merge patch instead of a strategic merge patch.
-        merge: bool,
-    },
-}
+/// A scenario's steps, as `kubemedic demo` and `kubemedic eval` read them (one parser, so
+/// the harness and the daemon cannot disagree about a file).
+pub use kubemedic::app::demo::{Edit, Step};
 
 /// The path of scenario `name`.
 pub fn path(name: &str) -> PathBuf {
@@ -112,77 +84,7 @@ pub fn load(name: &str) -> anyhow::Result<Vec<Step>> {
 /// # Errors
 /// When a document is not a mapping with `apiVersion` and `kind`, or a step is malformed.
 pub fn parse(text: &str) -> anyhow::Result<Vec<Step>> {
-    use serde::Deserialize;
-    let mut steps = Vec::new();
-    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let v = Value::deserialize(doc).map_err(|e| anyhow::anyhow!("document {}: {e}", i + 1))?;
-        if v.is_null() {
-            continue;
-        }
-        let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-        let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default();
-        if api_version.is_empty() || kind.is_empty() {
-            anyhow::bail!("document {} has no apiVersion/kind", i + 1);
-        }
-        if api_version != STEP_API_VERSION {
-            steps.push(Step::Apply(v));
-            continue;
-        }
-        match kind {
-            "WaitReady" => {
-                let target = v.get("target").and_then(Value::as_str).unwrap_or_default();
-                let Some((kind, name)) = target.split_once('/') else {
-                    anyhow::bail!("document {}: WaitReady needs target: Deployment/NAME or StatefulSet/NAME", i + 1);
-                };
-                if !matches!(kind, "Deployment" | "StatefulSet") {
-                    anyhow::bail!("document {}: WaitReady cannot wait for {kind}", i + 1);
-                }
-                let secs = v.get("timeoutSeconds").and_then(Value::as_u64).unwrap_or(120);
-                steps.push(Step::WaitReady {
-                    kind: kind.to_string(),
-                    name: name.to_string(),
-                    timeout: Duration::from_secs(secs),
-                });
-            }
-            "Edit" => steps.push(parse_edit(&v, &steps).map_err(|e| anyhow::anyhow!("document {}: {e}", i + 1))?),
-            // The scorecard's expectation and the alerts it posts (`kubemedic eval`): not steps here.
-            "Expect" | "Alert" => {}
-            other => anyhow::bail!("document {}: unknown step kind {other}", i + 1),
-        }
-    }
-    Ok(steps)
-}
-
-fn parse_edit(v: &Value, earlier: &[Step]) -> anyhow::Result<Step> {
-    let target = v.get("target").and_then(Value::as_str).unwrap_or_default();
-    let Some((kind, name)) = target.split_once('/').filter(|(k, n)| !k.is_empty() && !n.is_empty()) else {
-        anyhow::bail!("Edit needs target: KIND/NAME");
-    };
-    let api_version = earlier
-        .iter()
-        .rev()
-        .find_map(|s| match s {
-            Step::Apply(o) if o["kind"] == kind && o["metadata"]["name"] == name => o["apiVersion"].as_str(),
-            _ => None,
-        })
-        .ok_or_else(|| anyhow::anyhow!("Edit target {target} is not an object applied earlier"))?;
-    let field_manager = v.get("fieldManager").and_then(Value::as_str).unwrap_or_default().trim();
-    anyhow::ensure!(!field_manager.is_empty(), "Edit needs fieldManager");
-    let patch = v.get("patch").cloned().unwrap_or(Value::Null);
-    anyhow::ensure!(patch.as_object().is_some_and(|m| !m.is_empty()), "Edit needs patch: a non-empty mapping");
-    let merge = match v.get("patchType").and_then(Value::as_str) {
-        None | Some("strategic") => false,
-        Some("merge") => true,
-        Some(other) => anyhow::bail!("Edit patchType must be strategic or merge, got {other}"),
-    };
-    Ok(Step::Edit {
-        api_version: api_version.to_owned(),
-        kind: kind.to_owned(),
-        name: name.to_owned(),
-        field_manager: field_manager.to_owned(),
-        patch,
-        merge,
-    })
+    kubemedic::app::demo::parse("scenario", text).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Applies scenario `name` into namespace `ns`, step by step, and returns the applied objects.
@@ -199,11 +101,16 @@ pub async fn apply(client: &Client, ns: &str, name: &str) -> Vec<DynamicObject> 
                 "Deployment" => {
                     crate::wait::deployment_ready(client, ns, &wname, timeout).await;
                 }
-                _ => {
+                "StatefulSet" => {
                     crate::wait::statefulset_ready(client, ns, &wname, timeout).await;
                 }
+                _ => {
+                    crate::wait::daemonset_ready(client, ns, &wname, timeout).await;
+                }
             },
-            Step::Edit { api_version, kind, name: target, field_manager, patch, merge } => {
+            // The alerts the scorecard posts (`kubemedic eval`): not the harness's.
+            Step::Alert(_) => {}
+            Step::Edit(Edit { api_version, kind, name: target, field_manager, patch, merge }) => {
                 let (api, _) = api_for(client, ns, &api_version, &kind).await;
                 let params = PatchParams { field_manager: Some(field_manager.clone()), ..PatchParams::default() };
                 let patch = if merge { Patch::Merge(&patch) } else { Patch::Strategic(&patch) };
@@ -248,6 +155,7 @@ async fn api_for(client: &Client, ns: &str, api_version: &str, kind: &str) -> (A
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn every_scenario_parses() {
@@ -271,7 +179,7 @@ mod tests {
         let edit = "apiVersion: scenario.kubemedic.io/v1\nkind: Edit\ntarget: ConfigMap/a\n\
                     fieldManager: kubectl-edit\npatch: {data: {k: v}}\n";
         let steps = parse(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\n---\n{edit}")).unwrap();
-        assert!(matches!(&steps[1], Step::Edit { api_version, field_manager, merge: false, .. }
+        assert!(matches!(&steps[1], Step::Edit(Edit { api_version, field_manager, merge: false, .. })
             if api_version == "v1" && field_manager == "kubectl-edit"));
         assert!(parse(edit).unwrap_err().to_string().contains("applied earlier"));
         assert!(parse(&edit.replace("fieldManager: kubectl-edit\n", "")).is_err());

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use kube::{Api, Client};
 
 /// How often [`until`] polls. Watches would be faster to react, but polling keeps tests simple
@@ -68,6 +68,25 @@ pub async fn statefulset_ready(client: &Client, ns: &str, name: &str, timeout: D
     let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     until(timeout, &format!("StatefulSet {ns}/{name} ready"), || async {
         api.get_opt(name).await.ok().flatten().filter(statefulset_is_ready)
+    })
+    .await
+}
+
+/// True when the DaemonSet's latest generation runs, updated and ready, on every node it should.
+pub fn daemonset_is_ready(d: &DaemonSet) -> bool {
+    let Some(st) = d.status.as_ref() else { return false };
+    let want = st.desired_number_scheduled;
+    st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+        && st.updated_number_scheduled.unwrap_or(0) == want
+        && st.number_ready == want
+        && st.number_available.unwrap_or(0) == want
+}
+
+/// Waits until DaemonSet `ns/name` is rolled out and ready on every node (see [`daemonset_is_ready`]).
+pub async fn daemonset_ready(client: &Client, ns: &str, name: &str, timeout: Duration) -> DaemonSet {
+    let api: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
+    until(timeout, &format!("DaemonSet {ns}/{name} ready"), || async {
+        api.get_opt(name).await.ok().flatten().filter(daemonset_is_ready)
     })
     .await
 }

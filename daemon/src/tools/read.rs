@@ -240,7 +240,11 @@ impl Tools {
         let (mut items, next) = match cached {
             Some(page) => page,
             None => {
-                let mut lp = ListParams::default();
+                // From the apiserver's watch cache (resourceVersion=0), which applies the selectors
+                // itself, as `get_resource` reads: a quorum list walks the kind's every object in
+                // etcd on each call (and on each page, since pages are cut here). A listing may be
+                // milliseconds behind; nothing acts on it without its own precondition.
+                let mut lp = ListParams::default().match_any();
                 if let Some(sel) = selector {
                     lp = lp.labels(sel);
                 }

@@ -375,6 +375,32 @@ async fn a_kind_an_older_apiserver_serves_under_its_older_version_is_read_there(
     assert!(matches!(err, ToolError::NotFound(_)), "{err}");
 }
 
+/// A listing the watch stores cannot answer (a selector, or whole objects) is one read of the
+/// apiserver's watch cache with the selectors, not a quorum list of etcd.
+#[tokio::test]
+async fn selected_listings_read_the_apiservers_watch_cache() {
+    let api = shop_fixture();
+    let (tools, _) = tools(&api);
+    let viewer = caller(Role::Viewer);
+    let out = tools
+        .call(&viewer, "list_resources", json!({"kind": "Pod", "namespace": "shop", "label_selector": "app=web"}))
+        .await
+        .unwrap();
+    assert!(!out["items"].as_array().unwrap().is_empty(), "{out}");
+    tools
+        .call(&viewer, "list_resources", json!({"kind": "Deployment", "namespace": "shop", "objects": true}))
+        .await
+        .unwrap();
+    let queries = api.queries();
+    let lists: Vec<&String> = queries.iter().filter(|q| q.contains("/namespaces/shop/")).collect();
+    assert!(
+        lists.iter().any(|q| q.starts_with("GET /api/v1/namespaces/shop/pods?") && q.contains("labelSelector=app=web")),
+        "{queries:#?}"
+    );
+    assert!(lists.iter().any(|q| q.starts_with("GET /apis/apps/v1/namespaces/shop/deployments?")), "{queries:#?}");
+    assert!(lists.iter().all(|q| q.contains("resourceVersion=0")), "{queries:#?}");
+}
+
 /// A workload's tree is read with its own selector from the apiserver's watch cache, and its
 /// events one object at a time: nothing lists a whole namespace (issue 15: in a namespace of
 /// hundreds of workloads those lists were most of a diagnosis).

@@ -207,6 +207,11 @@ pub async fn mcp_stdio(config: Config, read_only: bool) -> Result<ExitCode, AppE
             }
         },
     };
+    let read_only = read_only || config.mcp.read_only;
+    // The embedded store is this process's alone while it runs: what an earlier `kubemedic mcp`
+    // left unfinished (a client closing it mid-verification) is finished here. A shared NATS
+    // store is resumed by the daemon's replicas, whose claims this process must not race.
+    let resume = store.is_some() && config.nats.is_none() && !read_only;
     let seal_key = crate::approvals::seal::ApprovalKey::load(&config.state_dir)?;
     // Approved proposals are applied in the background (a tool call returns once the approval
     // is recorded); when the client goes away, the applies in flight finish before exit.
@@ -231,12 +236,26 @@ pub async fn mcp_stdio(config: Config, read_only: bool) -> Result<ExitCode, AppE
             }
             let a = Arc::new(a);
             applying.push(tokio::spawn(a.clone().serve_applies(rx, applies_done.clone())));
+            if resume {
+                let a = a.clone();
+                applying.push(tokio::spawn(async move {
+                    match a.resume_applies().await {
+                        Ok(done) if !done.is_empty() => {
+                            tracing::info!(proposals = done.len(), "finished approved changes an earlier run left")
+                        }
+                        Ok(_) => {}
+                        Err(err) => tracing::error!(
+                            error = %crate::model::error::error_chain(&err),
+                            "cannot resume approved changes an earlier run left"
+                        ),
+                    }
+                }));
+            }
             a as Arc<dyn ProposalSink>
         });
         served.push(tools(&config, (cluster, impersonation), store.clone(), approvals, audit.clone())?);
     }
     let default = served.remove(0);
-    let read_only = read_only || config.mcp.read_only;
     let server = crate::mcp::build_server(default, prompts)?
         .with_more_clusters(served)?
         .with_max_result_bytes(config.mcp.max_result_bytes)

@@ -1040,11 +1040,9 @@ impl Approvals {
     /// `proposed` is offered, overdue open proposals expire.
     pub async fn resume(&self) -> Result<Vec<Proposal>, ApprovalError> {
         let now = Timestamp::now();
-        let mut work = Vec::new();
         // Only this cluster's proposals (several daemons, one per cluster, may share a store).
         for p in self.store.list_proposals().await?.into_iter().filter(|p| p.cluster == self.cluster.name) {
             match p.state {
-                ProposalState::Approved | ProposalState::Applying | ProposalState::Applied => work.push(p),
                 ProposalState::Proposed if p.expires_at > now => {
                     self.offer(&p.id).await?;
                 }
@@ -1054,6 +1052,22 @@ impl Approvals {
                 _ => {}
             }
         }
+        self.resume_applies().await
+    }
+
+    /// Finish the approved changes an exit interrupted: `approved` is applied, `applying`
+    /// checked and applied only if its change is not there, `applied` verified. What
+    /// `kubemedic mcp` runs at start with a store of its own (a client that closed it during
+    /// a verification left the proposal `applied`).
+    pub async fn resume_applies(&self) -> Result<Vec<Proposal>, ApprovalError> {
+        let work: Vec<Proposal> = self
+            .store
+            .list_proposals()
+            .await?
+            .into_iter()
+            .filter(|p| p.cluster == self.cluster.name)
+            .filter(|p| matches!(p.state, ProposalState::Approved | ProposalState::Applying | ProposalState::Applied))
+            .collect();
         let results = futures::future::join_all(work.into_iter().map(|p| self.resume_one(p))).await;
         let mut out = Vec::new();
         for r in results {

@@ -277,3 +277,71 @@ async fn a_client_with_the_tasks_extension_follows_the_apply_as_a_task() {
     let _ = peer.client.cancel().await;
     ns.delete(&client).await;
 }
+
+/// A stdio client that goes away during a verification (MCP clients kill their server a few
+/// seconds after closing stdin) leaves the proposal `applied`: the change is in the cluster,
+/// its verification cut short. The next `kubemedic mcp` on the same store finishes it.
+#[tokio::test]
+async fn a_verification_cut_short_is_finished_by_the_next_stdio_server() {
+    let (client, ns) = web("mcp-resume").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(&ns.name, dir.path(), "petra");
+    // The first server verifies for a minute: long enough to be killed in the middle.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let long = dir.path().join("long.yaml");
+    std::fs::write(&long, text.replace("verify_stable_seconds: 3", "verify_stable_seconds: 60")).unwrap();
+    assert_ne!(std::fs::read_to_string(&long).unwrap(), text, "the stability window was lengthened");
+
+    let transport = stdio(&long, &[]);
+    let pid = transport.id().expect("the server's pid");
+    let (updated, _) = mpsc::unbounded_channel();
+    let (progress, _) = mpsc::unbounded_channel();
+    let first = Client { tasks: false, updated, progress }.serve(transport).await.expect("initialize");
+    let confirmed = first
+        .call_tool(call("rollout_restart", json!({"namespace": ns.name, "kind": "Deployment", "name": "frontend"})))
+        .await
+        .expect("rollout_restart");
+    let id = confirmed.structured_content.unwrap()["proposal"]["id"].as_str().unwrap().to_owned();
+    let uri = format!("kubemedic://proposals/{id}");
+    let peer = Peer { client: first, updated: mpsc::unbounded_channel().1, progress: mpsc::unbounded_channel().1 };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = read_state(&peer, &uri).await;
+        if state == "applied" {
+            break;
+        }
+        assert!(["approved", "applying"].contains(&state.as_str()), "{state}");
+        assert!(Instant::now() < deadline, "never applied: {state}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Killed while verifying, as a client's SIGKILL would.
+    let killed = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    assert!(killed.success());
+    drop(peer);
+
+    // The next server on the same store (and the short window) resumes the verification.
+    let next = spawn(&path, false).await;
+    let waited = next
+        .client
+        .call_tool(call("wait_proposal", json!({"id": id, "wait_seconds": 120})))
+        .await
+        .expect("wait_proposal");
+    let out = waited.structured_content.unwrap();
+    assert_eq!(out["proposal"]["state"], "verified", "{out}");
+    let history = out["proposal"]["history"].as_array().cloned().unwrap_or_default();
+    assert!(
+        history.iter().any(|t| t["note"].as_str().is_some_and(|n| n.contains("resumed"))),
+        "the verification was resumed, not started over by a new approval: {history:#?}"
+    );
+    // Applied once: the Deployment rolled out one restart (one new ReplicaSet beside the first).
+    let rs: Api<k8s_openapi::api::apps::v1::ReplicaSet> = Api::namespaced(client.clone(), &ns.name);
+    let sets = rs.list(&Default::default()).await.unwrap().items;
+    assert_eq!(
+        sets.len(),
+        2,
+        "one restart, not two: {:?}",
+        sets.iter().map(|s| s.metadata.name.clone()).collect::<Vec<_>>()
+    );
+    let _ = next.client.cancel().await;
+    ns.delete(&client).await;
+}

@@ -133,13 +133,15 @@ impl Cache {
             return self.owner_of(namespace, p.metadata.owner_references.as_ref(), p.metadata.labels.as_ref());
         }
         let (prefix, suffix) = pod.rsplit_once('-')?;
-        if self.replicasets.get(namespace, prefix).is_some() {
+        // The random suffix controllers append (`generateName`): 5 of [a-z0-9].
+        let generated = suffix.len() == 5 && suffix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if generated && self.replicasets.get(namespace, prefix).is_some() {
             return Some(self.owner_of_replicaset(namespace, prefix, None));
         }
-        if self.jobs.get(namespace, prefix).is_some() {
+        if generated && self.jobs.get(namespace, prefix).is_some() {
             return Some(self.owner_of_job(namespace, prefix));
         }
-        if self.daemonsets.get(namespace, prefix).is_some() {
+        if generated && self.daemonsets.get(namespace, prefix).is_some() {
             return Some(WorkloadRef::new("DaemonSet", namespace, prefix));
         }
         if suffix.parse::<u32>().is_ok() && self.statefulsets.get(namespace, prefix).is_some() {
@@ -237,6 +239,8 @@ mod tests {
         assert_eq!(owner("migrate-h4k9s").as_deref(), Some("Job/migrate"));
         assert_eq!(owner("shop-7d9f8b6c5-x2k4q"), None, "named like a Deployment's pod, no such Deployment");
         assert_eq!(owner("db-primary"), None, "not an ordinal");
+        assert_eq!(owner("agent-debugger"), None, "not a generated suffix");
+        assert_eq!(owner("agent-Q8K2Z"), None, "not a generated suffix");
         assert_eq!(owner("standalone"), None);
 
         // Before the Deployment store's first list, the naming is all there is.

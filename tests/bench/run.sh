@@ -33,47 +33,19 @@ export ETCD_PORT=${ETCD_PORT:-61379} PEER_PORT=${PEER_PORT:-61380} PORT=${PORT:-
 export CM_PORT=${CM_PORT:-61257} SCHED_PORT=${SCHED_PORT:-61259}
 log() { echo "[bench] $(date -u +%T) $*" >&2; }
 
-eval "$(bash tests/tools/install.sh --env)"
-PY="$KUBEMEDIC_VENV/bin/python"
+source tests/bench/lib.sh
 NODE="$KUBEMEDIC_NODE22"
 NM="$KUBEMEDIC_NPM/node_modules"
 GO_PEER="$NM/kubernetes-mcp-server-linux-amd64/bin/kubernetes-mcp-server-linux-amd64"
 NODE_PEER="$NM/mcp-server-kubernetes/dist/index.js"
 [ -x "$GO_PEER" ] || { echo "missing $GO_PEER (tests/tools/install.sh)" >&2; exit 1; }
 [ "$NODE_ON" != 1 ] || [ -f "$NODE_PEER" ] || { echo "missing $NODE_PEER (tests/tools/install.sh)" >&2; exit 1; }
-
-# Cargo's target directory: the same shared build cache as tests/run.sh and scripts/demo.sh.
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$KUBEMEDIC_CACHE/target}
-TARGET=$CARGO_TARGET_DIR
-BIN=$TARGET/debug; [ "$PROFILE" = release ] && BIN=$TARGET/release
-if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-  if [ "$PROFILE" = release ]; then cargo build --release -p kubemedic -p nodesim >&2; else cargo build -p kubemedic -p nodesim >&2; fi
-  # The load generator is always a release build (a debug HTTP client would measure itself).
-  cargo build --release -p mcpbench >&2
-fi
-MCPBENCH=$TARGET/release/mcpbench
-[ -x "$MCPBENCH" ] || { echo "missing $MCPBENCH (cargo build --release -p mcpbench)" >&2; exit 1; }
-
-rm -rf "$DIR"; mkdir -p "$DIR"
-# The machine may be shared: the load average before and after goes into the results.
-load() { cut -d' ' -f1-3 /proc/loadavg; }
+bench_build mcpbench
+require "$BIN/kubemedic" "$BIN/nodesim" "$MCPBENCH"
 echo "{\"before\": \"$(load)\", \"cpus\": $(nproc)}" >"$DIR/load-before.json"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 2
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  bash tests/cluster/down.sh "$DIR/cluster" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
 
 log "control plane on :$PORT"
-bash tests/cluster/up.sh "$HOME/.cache/kubemedic/k8s-v1.20.2" "$DIR/cluster" >&2
-export KUBECONFIG="$DIR/cluster/admin.kubeconfig"
-K() { "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
-"$BIN/nodesim" --kubeconfig "$KUBECONFIG" --nodes 3 --max-pods 1100 --warnings-only >"$DIR/nodesim.log" 2>&1 &
-NODESIM_PID=$!; PIDS+=($NODESIM_PID)
-for _ in $(seq 60); do [ "$(K get nodes --no-headers 2>/dev/null | grep -c ' Ready')" = 3 ] && break; sleep 1; done
+bench_cluster 3 --max-pods 1100 --warnings-only
 
 log "workload: namespace bench, deployment web (3 pods)"
 K create namespace bench >&2
@@ -81,7 +53,6 @@ K -n bench create deployment web --image=nginx:1.25 --replicas=3 >&2
 K -n bench rollout status deploy/web --timeout=120s >&2
 POD=$(K -n bench get pods -l app=web -o jsonpath='{.items[0].metadata.name}')
 
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 SHA=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
 KM_PORT=$(free_port); GO_PORT=$(free_port); NODE_PORT=$(free_port)
@@ -121,7 +92,6 @@ if [ -n "${BENCH_BASELINE_BIN:-}" ]; then
   BASE_PID=$!; PIDS+=($BASE_PID)
   log "baseline kubemedic ($BENCH_BASELINE_BIN ${BENCH_BASELINE_ENV:-}) :$BASE_PORT"
 fi
-wait_port() { for _ in $(seq 120); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.5; done; echo "port $1 never opened" >&2; return 1; }
 wait_port "$KM_PORT"; wait_port "$GO_PORT"; [ -z "$NODE_PID" ] || wait_port "$NODE_PORT"
 [ -z "$BASE_PID" ] || wait_port "$BASE_PORT"
 for _ in $(seq 60); do curl -sf "http://127.0.0.1:$KM_PORT/readyz" >/dev/null && break; sleep 1; done

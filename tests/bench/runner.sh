@@ -35,28 +35,12 @@ export CM_PORT=${CM_PORT:-62257} SCHED_PORT=${SCHED_PORT:-62259}
 log() { echo "[runner] $(date -u +%T) $*" >&2; }
 [ $((N % NAMESPACES)) = 0 ] || { echo "RUNNER_WORKLOADS must be a multiple of $NAMESPACES" >&2; exit 64; }
 
-eval "$(bash tests/tools/install.sh --env)"
-PY="$KUBEMEDIC_VENV/bin/python"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$KUBEMEDIC_CACHE/target}
-BIN=$CARGO_TARGET_DIR/debug; [ "$PROFILE" = release ] && BIN=$CARGO_TARGET_DIR/release
+source tests/bench/lib.sh
 # Another kubemedic binary to measure (e.g. a build of an earlier commit, for before/after).
 KM_BIN=${RUNNER_KUBEMEDIC:-$BIN/kubemedic}
-if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-  if [ "$PROFILE" = release ]; then cargo build --release -p kubemedic -p nodesim >&2; else cargo build -p kubemedic -p nodesim >&2; fi
-fi
-
-rm -rf "$DIR"; mkdir -p "$DIR"
-load() { cut -d' ' -f1-3 /proc/loadavg; }
+bench_build
+require "$KM_BIN" "$BIN/nodesim"
 LOAD_BEFORE=$(load)
-PIDS=()
-KM_PID=""
-cleanup() {
-  for p in "${PIDS[@]}" $KM_PID; do kill "$p" 2>/dev/null || true; done
-  sleep 2
-  for p in "${PIDS[@]}" $KM_PID; do kill -9 "$p" 2>/dev/null || true; done
-  bash tests/cluster/down.sh "$DIR/cluster" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
 
 # The rules kubemedic ships, with every rate limit raised for the burst (and checked: a rule
 # file that changed its rate_limit syntax must fail here, not measure a refused burst).
@@ -68,14 +52,8 @@ if grep -h 'rate_limit' "$DIR/rules"/*.yaml | grep -v 'max: 5000' >&2; then
 fi
 
 log "control plane on :$PORT; nodesim: 10 nodes"
-bash tests/cluster/up.sh "$HOME/.cache/kubemedic/k8s-v1.20.2" "$DIR/cluster" >&2
-export KUBECONFIG="$DIR/cluster/admin.kubeconfig"
-K() { "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
 # --event-time: nodesim stamps its events as they are written (kubemedic_watch_delivery_seconds).
-"$BIN/nodesim" --kubeconfig "$KUBECONFIG" --nodes 10 --max-pods $(( 2 * N / 10 + 50 )) --cpu 1000 --memory 4000Gi \
-  --warnings-only --event-time >"$DIR/nodesim.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 60); do [ "$(K get nodes --no-headers 2>/dev/null | grep -c ' Ready')" = 10 ] && break; sleep 1; done
+bench_cluster 10 --max-pods $(( 2 * N / 10 + 50 )) --cpu 1000 --memory 4000Gi --warnings-only --event-time
 
 NS_LIST=$(seq -s, -f 'runner-%g' 0 $((NAMESPACES - 1)))
 # healthy | broken, namespace s: its Deployments and Secret (key `token`), in one file.
@@ -134,8 +112,6 @@ healthy() {
   log "$a of $N Deployments available on the healthy template after $(( $(date +%s) - t0 )) s"
 }
 
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 240); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.25; done; return 1; }
 TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 SHA=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
 
@@ -163,7 +139,7 @@ YAML
   for _ in $(seq 2400); do grep -q "watchers synced" "$DIR/kubemedic-$W.log" && break; sleep 0.05; done
   wait_port "$KM_PORT"
   sleep 3
-  rss_idle=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$KM_PID/status")
+  rss_idle=$(rss "$KM_PID")
   "$PY" tests/bench/runner.py snapshot --port "$KM_PORT" --out "$DIR/before-$W.json"
   log "workers=$W: kubemedic synced (RSS $rss_idle MiB); breaking $N Deployments"
   start=$(date +%s.%N)

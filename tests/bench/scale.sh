@@ -29,55 +29,25 @@ export ETCD_PORT=${ETCD_PORT:-62379} PEER_PORT=${PEER_PORT:-62380} PORT=${PORT:-
 export CM_PORT=${CM_PORT:-62257} SCHED_PORT=${SCHED_PORT:-62259}
 log() { echo "[scale] $(date -u +%T) $*" >&2; }
 
-eval "$(bash tests/tools/install.sh --env)"
-PY="$KUBEMEDIC_VENV/bin/python"
+source tests/bench/lib.sh
 GO_PEER="$KUBEMEDIC_NPM/node_modules/kubernetes-mcp-server-linux-amd64/bin/kubernetes-mcp-server-linux-amd64"
 [ -x "$GO_PEER" ] || { echo "missing $GO_PEER (tests/tools/install.sh)" >&2; exit 1; }
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$KUBEMEDIC_CACHE/target}
-BIN=$CARGO_TARGET_DIR/debug; [ "$PROFILE" = release ] && BIN=$CARGO_TARGET_DIR/release
-if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-  if [ "$PROFILE" = release ]; then cargo build --release -p kubemedic -p nodesim >&2; else cargo build -p kubemedic -p nodesim >&2; fi
-  cargo build --release -p mcpbench >&2
-fi
-MCPBENCH=$CARGO_TARGET_DIR/release/mcpbench
-for b in "$BIN/kubemedic" "$BIN/nodesim" "$MCPBENCH"; do
-  [ -x "$b" ] || { echo "missing $b (build it, or unset BENCH_NO_BUILD)" >&2; exit 1; }
-done
-
-rm -rf "$DIR"; mkdir -p "$DIR"
-load() { cut -d' ' -f1-3 /proc/loadavg; }
+bench_build mcpbench
+require "$BIN/kubemedic" "$BIN/nodesim" "$MCPBENCH"
 LOAD_BEFORE=$(load)
-PIDS=()
-KM_PID=""
-cleanup() {
-  for p in "${PIDS[@]}" $KM_PID; do kill "$p" 2>/dev/null || true; done
-  sleep 2
-  for p in "${PIDS[@]}" $KM_PID; do kill -9 "$p" 2>/dev/null || true; done
-  bash tests/cluster/down.sh "$DIR/cluster" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
 
 MAX=0
 for n in ${STEPS//,/ }; do [ "$n" -gt "$MAX" ] && MAX=$n; done
 PER_NODE=$(( (MAX + BURST) / 10 + 100 ))
 log "control plane on :$PORT; nodesim: 10 nodes, $PER_NODE pods each at most"
-bash tests/cluster/up.sh "$HOME/.cache/kubemedic/k8s-v1.20.2" "$DIR/cluster" >&2
-export KUBECONFIG="$DIR/cluster/admin.kubeconfig"
-K() { "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
-"$BIN/nodesim" --kubeconfig "$KUBECONFIG" --nodes 10 --max-pods "$PER_NODE" --cpu 1000 --memory 4000Gi \
-  --warnings-only --event-time >"$DIR/nodesim.log" 2>&1 &
-NODESIM_PID=$!; PIDS+=($NODESIM_PID)
-for _ in $(seq 60); do [ "$(K get nodes --no-headers 2>/dev/null | grep -c ' Ready')" = 10 ] && break; sleep 1; done
+bench_cluster 10 --max-pods "$PER_NODE" --cpu 1000 --memory 4000Gi --warnings-only --event-time
 
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 SHA=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
 GO_PORT=$(free_port)
 env KUBE_CLIENT_QPS=1000 KUBE_CLIENT_BURST=2000 "$GO_PEER" --port "$GO_PORT" --bind-address 127.0.0.1 \
   --kubeconfig "$KUBECONFIG" --read-only --disable-multi-cluster >"$DIR/kubernetes-mcp-server.log" 2>&1 &
 GO_PID=$!; PIDS+=($GO_PID)
-rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
-wait_port() { for _ in $(seq 240); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.25; done; return 1; }
 wait_port "$GO_PORT"
 
 K create namespace bulk >&2
@@ -89,8 +59,8 @@ pull_errors() {
   K -n burst get pods -o jsonpath='{range .items[*]}{.status.containerStatuses[0].state.waiting.reason}{"\n"}{end}' \
     2>/dev/null | grep -cE 'ErrImagePull|ImagePullBackOff' || true
 }
-# `name value` lines of the metrics kubemedic exposes (histogram buckets, counters).
-metrics() { curl -sf "http://127.0.0.1:$1/metrics" | grep -E '^kubemedic_(signal_handling_seconds|watch_delivery_seconds|dropped_signals_total|signals_total|incidents_total)' || true; }
+# kubemedic's /metrics on port $1 as JSON in $2 (runner.py reads these snapshots too).
+metrics() { "$PY" tests/bench/runner.py snapshot --port "$1" --out "$2"; }
 
 echo "[" >"$DIR/scale.json"
 FIRST=1
@@ -142,44 +112,27 @@ YAML
   log "step $N: RSS after each listing round (kubemedic, Go): $(tr '\n' ';' <"$DIR/rss-$N.txt")"
 
   log "step $N: burst of $BURST pods that cannot pull their image"
-  metrics "$KM_PORT" >"$DIR/metrics-$N-before.txt"
+  metrics "$KM_PORT" "$DIR/metrics-$N-before.json"
   tb=$(date +%s)
   K -n burst create deployment burst --image=registry.invalid/missing:1 --replicas="$BURST" >&2
   for _ in $(seq 600); do e=$(pull_errors); [ "$e" -ge "$BURST" ] && break; sleep 1; done
   burst_s=$(( $(date +%s) - tb ))
   sleep 10  # the last signals through intake
-  metrics "$KM_PORT" >"$DIR/metrics-$N-after.txt"
+  metrics "$KM_PORT" "$DIR/metrics-$N-after.json"
   log "step $N: $e pods with an image pull error after ${burst_s}s"
   [ "$FIRST" = 1 ] || echo "," >>"$DIR/scale.json"
   FIRST=0
   "$PY" - "$DIR" "$N" "$ready" "$rss_synced" "$e" "$burst_s" "$BURST" >>"$DIR/scale.json" <<'PY'
 import json, statistics, sys
+sys.path.insert(0, "tests/bench")
+from runner import delta, quantiles, total
 d, n, ready, rss_synced, failed, burst_s, BURST = sys.argv[1:]
 samples = [tuple(map(float, line.split())) for line in open(f"{d}/rss-{n}.txt") if line.strip()]
 km_rss, go_rss = [s[0] for s in samples], [s[1] for s in samples]
 BURST = int(BURST)
-def parse(path):
-    out = {}
-    for line in open(path):
-        name, value = line.rsplit(" ", 1)
-        out[name] = float(value)
-    return out
-before, after = parse(f"{d}/metrics-{n}-before.txt"), parse(f"{d}/metrics-{n}-after.txt")
-delta = {k: after[k] - before.get(k, 0.0) for k in after}
-def histogram(name):
-    buckets = sorted(
-        (float(k.split('le="')[1].split('"')[0]), v) for k, v in delta.items()
-        if k.startswith(name + "_bucket") and "+Inf" not in k
-    )
-    return buckets, delta.get(name + "_count", 0.0)
-def quantile(q, name="kubemedic_signal_handling_seconds"):
-    buckets, count = histogram(name)
-    for le, c in buckets:
-        if count and c >= q * count:
-            return le
-    return None
-count = histogram("kubemedic_signal_handling_seconds")[1]
-DELIVERY = "kubemedic_watch_delivery_seconds"
+change = delta(json.load(open(f"{d}/metrics-{n}-after.json")), json.load(open(f"{d}/metrics-{n}-before.json")))
+handling = quantiles(change, "kubemedic_signal_handling_seconds")
+delivery = quantiles(change, "kubemedic_watch_delivery_seconds")
 listing = json.load(open(f"{d}/list-{n}.json"))
 cell = lambda s: listing[s]["cells"]["list_all@1"]
 print(json.dumps({
@@ -189,11 +142,11 @@ print(json.dumps({
     "list_all_p50_ms": {s: cell(s).get("p50_ms") for s in listing},
     "list_all_error": {s: cell(s).get("error") for s in listing if "error" in cell(s)},
     "burst": {"pods": BURST, "failed": int(failed), "seconds_to_all_failed": int(burst_s),
-              "signals_handled": count, "p50_upper_s": quantile(0.5), "p99_upper_s": quantile(0.99),
-              "delivered_events": histogram(DELIVERY)[1],
-              "delivery_p50_upper_s": quantile(0.5, DELIVERY), "delivery_p99_upper_s": quantile(0.99, DELIVERY),
-              "dropped": sum(v for k, v in delta.items() if k.startswith("kubemedic_dropped_signals_total")),
-              "signals_received": sum(v for k, v in delta.items() if k.startswith("kubemedic_signals_total"))},
+              "signals_handled": handling["count"], "p50_upper_s": handling["p50_upper_s"],
+              "p99_upper_s": handling["p99_upper_s"], "delivered_events": delivery["count"],
+              "delivery_p50_upper_s": delivery["p50_upper_s"], "delivery_p99_upper_s": delivery["p99_upper_s"],
+              "dropped": total(change, "kubemedic_dropped_signals_total"),
+              "signals_received": total(change, "kubemedic_signals_total")},
 }))
 PY
   kill "$KM_PID"; wait "$KM_PID" 2>/dev/null || true; KM_PID=""

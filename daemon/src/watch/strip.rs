@@ -97,6 +97,8 @@ impl Strip for CachedPod {
     }
 }
 
+/// What the pod watch keeps of a whole `Pod` (tests build stores from whole pods).
+#[cfg(test)]
 impl From<Pod> for CachedPod {
     fn from(pod: Pod) -> Self {
         let mut cached = CachedPod {

@@ -31,9 +31,6 @@ use serde_json::Value;
 /// The field manager scenario objects are applied with.
 pub const FIELD_MANAGER: &str = "e2e-scenario";
 
-/// apiVersion of the harness-only step documents.
-pub const STEP_API_VERSION: &str = kubemedic::app::demo::STEP_API_VERSION;
-
 /// Every scenario file shipped in tests/scenarios, by name.
 pub const ALL: &[&str] = &[
     "config-secret-key-typo",

@@ -319,6 +319,17 @@ async fn a_verification_cut_short_is_finished_by_the_next_stdio_server() {
     assert!(killed.success());
     drop(peer);
 
+    // A read-only server on that store acts on nothing, not even to finish an approved change.
+    let (updated, _) = mpsc::unbounded_channel();
+    let (progress, _) = mpsc::unbounded_channel();
+    let read_only =
+        Client { tasks: false, updated, progress }.serve(stdio(&path, &["--read-only"])).await.expect("initialize");
+    let viewer =
+        Peer { client: read_only, updated: mpsc::unbounded_channel().1, progress: mpsc::unbounded_channel().1 };
+    tokio::time::sleep(Duration::from_secs(6)).await; // twice the stability window
+    assert_eq!(read_state(&viewer, &uri).await, "applied", "a read-only server resumed a change");
+    let _ = viewer.client.cancel().await;
+
     // The next server on the same store (and the short window) resumes the verification.
     let next = spawn(&path, false).await;
     let waited = next
